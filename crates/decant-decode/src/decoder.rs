@@ -1,0 +1,1373 @@
+//! The decoder: Kafka record in, rows appended to per-table batches (or a control event) out.
+//!
+//! Flow for a JSON value: recognise the `{"schema","payload"}` framing (the schema is compared
+//! byte-for-byte with the last one seen, so an unchanged embedded schema costs one `memcmp`),
+//! split the payload into raw member slices in one lazy pass, then parse only what the op needs:
+//! `after` for upserts, the key (Kafka key or `before`'s key columns) for deletes, and the
+//! position fields of `source`. Everything else is skipped unparsed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use apache_avro::types::Value as AvroValue;
+use decant_model::{
+    ChangeKind, ControlEvent, KafkaRecord, RecordCoordinates, SourcePosition, TableId, TableSchema,
+};
+use serde_json::Value as Json;
+use sonic_rs::{JsonType, JsonValueTrait, LazyValue};
+
+use crate::avro::{self, AvroEnvelope};
+use crate::batch::{ChangeBatch, RowMeta, TableBatchBuilder};
+use crate::convert::{Appended, ConvCtx, FieldError, Placeholder, append_json, excerpt};
+use crate::error::{DecodeError, DecodeErrorKind};
+use crate::registry::{SchemaFormat, SchemaResolver};
+use crate::wire::{self, BinaryText, Wire, WireField};
+
+/// What to do with a Kafka record whose value is null.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TombstonePolicy {
+    /// Report it as a `tombstone` control event (Debezium already sent the delete before it).
+    #[default]
+    Skip,
+    /// Treat it as a delete of the record key (log-compaction semantics).
+    Delete,
+}
+
+/// A table whose schema is given in configuration, for schemaless JSON.
+#[derive(Debug, Clone, Default)]
+pub struct DeclaredTable {
+    /// Column name and declared type (see [`Wire::from_declared`]), in order.
+    pub columns: Vec<(String, String)>,
+    /// Key column names; used when records carry no Kafka key.
+    pub key: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecoderConfig {
+    pub tombstones: TombstonePolicy,
+    /// Declared schemas by table (`schema.table` / `db.table`).
+    pub tables: HashMap<TableId, DeclaredTable>,
+    /// Best-effort types for schemaless tables nobody declared. Off by default: a guessed
+    /// MicroTimestamp is just a number.
+    pub infer_schemaless: bool,
+    /// Debezium's `unavailable.value.placeholder`.
+    pub unavailable_placeholder: String,
+    /// Debezium's `binary.handling.mode`, to recognise string-encoded binary columns whose schema
+    /// says which source type they had (`column.propagate.source.type`).
+    pub binary_handling_mode: Option<BinaryText>,
+}
+
+impl Default for DecoderConfig {
+    fn default() -> Self {
+        DecoderConfig {
+            tombstones: TombstonePolicy::Skip,
+            tables: HashMap::new(),
+            infer_schemaless: false,
+            unavailable_placeholder: "__debezium_unavailable_value".into(),
+            binary_handling_mode: None,
+        }
+    }
+}
+
+/// A record that is not a row.
+#[derive(Debug, Clone)]
+pub struct ControlRecord {
+    pub seq: u64,
+    pub coords: RecordCoordinates,
+    pub table: Option<TableId>,
+    pub event: ControlEvent,
+    pub position: SourcePosition,
+    /// The Kafka key as JSON text, when there was one.
+    pub key: Option<String>,
+}
+
+/// What one record became.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A row appended to the batch of `table`.
+    Row {
+        table: TableId,
+        kind: ChangeKind,
+    },
+    Control(ControlRecord),
+}
+
+/// How a value schema classified its records.
+#[derive(Debug)]
+enum ValueShape {
+    Data { row: Arc<[WireField]> },
+    Heartbeat,
+    Transaction,
+    SchemaChange,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Schema,
+    Declared,
+    Inferred,
+}
+
+struct TableState {
+    id: TableId,
+    fields: Arc<[WireField]>,
+    origin: Origin,
+    builder: TableBatchBuilder,
+    index: AHashMap<String, usize>,
+    /// Which columns the current row has filled; reused.
+    filled: Vec<bool>,
+}
+
+impl TableState {
+    fn new(id: TableId, fields: Arc<[WireField]>, origin: Origin, key: Vec<usize>) -> Self {
+        let columns = fields.iter().map(WireField::column).collect();
+        let schema = Arc::new(TableSchema::new(id.clone(), columns, key));
+        let index = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.clone(), i))
+            .collect();
+        TableState {
+            filled: vec![false; fields.len()],
+            id,
+            fields,
+            origin,
+            builder: TableBatchBuilder::new(schema),
+            index,
+        }
+    }
+
+    fn schema(&self) -> &Arc<TableSchema> {
+        &self.builder.schema
+    }
+
+    fn column(&self, name: &str, hint: usize) -> Option<usize> {
+        match self.fields.get(hint) {
+            Some(f) if f.name == name => Some(hint),
+            _ => self.index.get(name).copied(),
+        }
+    }
+}
+
+/// Which members of an image to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ImageMode {
+    All,
+    /// Only key columns; the rest are left null (delete keys from `before` or the Kafka key).
+    KeyOnly,
+}
+
+/// A row image in either encoding.
+enum Image<'a, 'v> {
+    Json(&'v LazyValue<'a>),
+    Avro(&'v AvroValue),
+}
+
+/// Failure inside a row image: either a field error (with path) or a column the schema lacks.
+enum ImageError {
+    Field(FieldError),
+    Unknown(String),
+    Other(DecodeErrorKind),
+}
+
+pub struct Decoder {
+    config: DecoderConfig,
+    declared: HashMap<TableId, (Arc<[WireField]>, Vec<String>)>,
+    placeholder: Placeholder,
+    /// The last embedded value schema, raw, for the byte-compare fast path.
+    last_schema: Option<(Box<[u8]>, Arc<ValueShape>)>,
+    /// Every embedded value schema seen, by hash of its raw bytes.
+    schemas: AHashMap<u64, Vec<(Box<[u8]>, Arc<ValueShape>)>>,
+    key_schemas: AHashMap<u64, Vec<(Box<[u8]>, Arc<[WireField]>)>>,
+    hasher: ahash::RandomState,
+    tables: Vec<TableState>,
+    table_index: AHashMap<TableId, usize>,
+    last_table: usize,
+    /// Which table a topic's records belonged to last (for tombstones).
+    topic_tables: AHashMap<String, usize>,
+    topics: AHashMap<String, Arc<str>>,
+    last_file: Option<Arc<str>>,
+    resolver: Option<Box<dyn SchemaResolver>>,
+    avro_cache: AHashMap<u32, Arc<avro::Registered>>,
+    scratch: Vec<u8>,
+    seq: u64,
+    ready: Vec<ChangeBatch>,
+}
+
+type KResult<T> = Result<T, DecodeErrorKind>;
+
+fn syntax(part: &'static str, e: impl std::fmt::Display) -> DecodeErrorKind {
+    DecodeErrorKind::Syntax {
+        part,
+        message: e.to_string(),
+    }
+}
+
+fn field_err(prefix: &str, e: FieldError) -> DecodeErrorKind {
+    DecodeErrorKind::Field {
+        path: format!("{prefix}{}", e.path),
+        expected: e.expected,
+        found: e.found,
+    }
+}
+
+impl Decoder {
+    pub fn new(config: DecoderConfig) -> Result<Self, DecodeErrorKind> {
+        let mut declared = HashMap::new();
+        for (id, t) in &config.tables {
+            let fields = t
+                .columns
+                .iter()
+                .map(|(name, ty)| {
+                    Wire::from_declared(ty)
+                        .map(|wire| WireField {
+                            name: name.clone(),
+                            wire,
+                            optional: true,
+                        })
+                        .map_err(|e| {
+                            DecodeErrorKind::Schema(format!("table {id}, column {name}: {e}"))
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            for k in &t.key {
+                if !t.columns.iter().any(|(n, _)| n == k) {
+                    return Err(DecodeErrorKind::Schema(format!(
+                        "table {id}: key column {k} is not a declared column"
+                    )));
+                }
+            }
+            declared.insert(id.clone(), (Arc::from(fields), t.key.clone()));
+        }
+        Ok(Decoder {
+            placeholder: Placeholder::new(&config.unavailable_placeholder),
+            config,
+            declared,
+            last_schema: None,
+            schemas: AHashMap::new(),
+            key_schemas: AHashMap::new(),
+            hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+            tables: Vec::new(),
+            table_index: AHashMap::new(),
+            last_table: usize::MAX,
+            topic_tables: AHashMap::new(),
+            topics: AHashMap::new(),
+            last_file: None,
+            resolver: None,
+            avro_cache: AHashMap::new(),
+            scratch: Vec::new(),
+            seq: 0,
+            ready: Vec::new(),
+        })
+    }
+
+    /// Schema-registry-framed records (magic byte 0 + schema id) resolve their schema here.
+    pub fn with_resolver(mut self, resolver: Box<dyn SchemaResolver>) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
+    /// Rows appended but not yet taken.
+    pub fn pending_rows(&self) -> usize {
+        self.tables.iter().map(|t| t.builder.rows()).sum()
+    }
+
+    /// Finishes every open batch (and those closed by schema changes) and hands them over.
+    pub fn take_batches(&mut self) -> Result<Vec<ChangeBatch>, DecodeErrorKind> {
+        let mut out = std::mem::take(&mut self.ready);
+        for t in &mut self.tables {
+            if t.builder.rows() > 0 {
+                out.push(
+                    t.builder
+                        .finish()
+                        .map_err(|e| DecodeErrorKind::Internal(e.to_string()))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decodes one record. On error nothing of the record remains in any batch.
+    pub fn decode(&mut self, rec: &KafkaRecord) -> Result<Outcome, DecodeError> {
+        self.seq += 1;
+        self.decode_inner(rec).map_err(|kind| DecodeError {
+            coords: rec.coordinates(),
+            kind,
+        })
+    }
+
+    fn decode_inner(&mut self, rec: &KafkaRecord) -> KResult<Outcome> {
+        let Some(value) = rec.value.filter(|v| !v.is_empty()) else {
+            return self.tombstone(rec);
+        };
+        if value[0] == 0 && value.len() >= 5 {
+            return self.decode_framed(rec, value);
+        }
+        let text = std::str::from_utf8(value).map_err(|e| syntax("value (not UTF-8)", e))?;
+        self.decode_json(rec, text)
+    }
+
+    fn topic(&mut self, topic: &str) -> Arc<str> {
+        if let Some(t) = self.topics.get(topic) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(topic);
+        self.topics.insert(topic.to_owned(), t.clone());
+        t
+    }
+
+    fn control(
+        &mut self,
+        rec: &KafkaRecord,
+        table: Option<TableId>,
+        event: ControlEvent,
+        position: SourcePosition,
+    ) -> Outcome {
+        Outcome::Control(ControlRecord {
+            seq: self.seq,
+            coords: rec.coordinates(),
+            table,
+            event,
+            position,
+            key: rec
+                .key
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .map(str::to_owned),
+        })
+    }
+
+    fn tombstone(&mut self, rec: &KafkaRecord) -> KResult<Outcome> {
+        let table = self.topic_tables.get(rec.topic).copied();
+        if self.config.tombstones == TombstonePolicy::Skip {
+            let id = table.map(|t| self.tables[t].id.clone());
+            return Ok(self.control(rec, id, ControlEvent::Tombstone, SourcePosition::default()));
+        }
+        let (Some(t), Some(key)) = (table, rec.key) else {
+            return Err(DecodeErrorKind::Envelope(
+                "tombstone (null value) to apply as a delete, but the topic's table or the record key is unknown".into(),
+            ));
+        };
+        let key_text = std::str::from_utf8(key).map_err(|e| syntax("key (not UTF-8)", e))?;
+        let key_payload = self.key_payload(key_text)?;
+        let meta = self.row_meta(rec, ChangeKind::Delete, SourcePosition::default());
+        self.append_row(t, meta, |dec, t| {
+            dec.fill_image(t, Image::Json(&key_payload), ImageMode::KeyOnly, "key")
+        })?;
+        Ok(Outcome::Row {
+            table: self.tables[t].id.clone(),
+            kind: ChangeKind::Delete,
+        })
+    }
+
+    fn row_meta(
+        &mut self,
+        rec: &KafkaRecord,
+        kind: ChangeKind,
+        position: SourcePosition,
+    ) -> RowMeta {
+        RowMeta {
+            seq: self.seq,
+            kind,
+            topic: self.topic(rec.topic),
+            partition: rec.partition,
+            offset: rec.offset,
+            position,
+        }
+    }
+
+    // ---------------------------------------------------------------- JSON
+
+    fn decode_json(&mut self, rec: &KafkaRecord, text: &str) -> KResult<Outcome> {
+        const PREFIX: &str = "{\"schema\":";
+        const PAYLOAD: &str = ",\"payload\":";
+        // Fast path: the same embedded schema as last time.
+        if let Some((raw, shape)) = &self.last_schema {
+            let b = text.as_bytes();
+            let end = PREFIX.len() + raw.len();
+            if b.starts_with(PREFIX.as_bytes())
+                && b.len() > end + PAYLOAD.len()
+                && &b[PREFIX.len()..end] == &raw[..]
+                && b[end..].starts_with(PAYLOAD.as_bytes())
+            {
+                let payload = text[end + PAYLOAD.len()..].trim_end();
+                if let Some(payload) = payload.strip_suffix('}') {
+                    let shape = shape.clone();
+                    let lazy = sonic_rs::get_from_str(payload, std::iter::empty::<&str>())
+                        .map_err(|e| syntax("payload", e))?;
+                    return self.decode_payload(rec, &lazy, Some(shape));
+                }
+            }
+        }
+        let mut schema_raw: Option<LazyValue> = None;
+        let mut payload: Option<LazyValue> = None;
+        let mut is_envelope_root = false;
+        for entry in sonic_rs::to_object_iter(text) {
+            let (k, v) = entry.map_err(|e| syntax("JSON value", e))?;
+            match &*k {
+                "schema" => schema_raw = Some(v),
+                "payload" => payload = Some(v),
+                _ => is_envelope_root = true,
+            }
+        }
+        let shape = match &schema_raw {
+            Some(s) if s.as_raw_str() != "null" => Some(self.value_shape(s.as_raw_str())?),
+            _ => None,
+        };
+        match payload {
+            Some(p) if !is_envelope_root || schema_raw.is_some() => {
+                if p.as_raw_str() == "null" {
+                    return self.tombstone(rec);
+                }
+                self.decode_payload(rec, &p, shape)
+            }
+            _ => {
+                let root = sonic_rs::get_from_str(text, std::iter::empty::<&str>())
+                    .map_err(|e| syntax("JSON value", e))?;
+                self.decode_payload(rec, &root, None)
+            }
+        }
+    }
+
+    fn value_shape(&mut self, raw: &str) -> KResult<Arc<ValueShape>> {
+        let h = self.hasher.hash_one(raw.as_bytes());
+        if let Some(found) = self
+            .schemas
+            .get(&h)
+            .and_then(|v| v.iter().find(|(r, _)| &r[..] == raw.as_bytes()))
+        {
+            let shape = found.1.clone();
+            self.last_schema = Some((found.0.clone(), shape.clone()));
+            return Ok(shape);
+        }
+        let node: Json = serde_json::from_str(raw).map_err(|e| syntax("schema", e))?;
+        let shape = Arc::new(self.classify_value_schema(&node)?);
+        let raw: Box<[u8]> = raw.as_bytes().into();
+        self.schemas
+            .entry(h)
+            .or_default()
+            .push((raw.clone(), shape.clone()));
+        self.last_schema = Some((raw, shape.clone()));
+        Ok(shape)
+    }
+
+    fn binary_param(&self) -> Option<&'static str> {
+        self.config.binary_handling_mode.map(|m| match m {
+            BinaryText::Base64 => "base64",
+            BinaryText::Base64UrlSafe => "base64-url-safe",
+            BinaryText::Hex => "hex",
+        })
+    }
+
+    fn classify_value_schema(&self, node: &Json) -> KResult<ValueShape> {
+        let name = node.get("name").and_then(Json::as_str).unwrap_or("");
+        if name.ends_with(".Heartbeat") {
+            return Ok(ValueShape::Heartbeat);
+        }
+        if name.ends_with("TransactionMetadataValue") {
+            return Ok(ValueShape::Transaction);
+        }
+        if name.ends_with("SchemaChangeValue") {
+            return Ok(ValueShape::SchemaChange);
+        }
+        let fields = node.get("fields").and_then(Json::as_array);
+        let image = fields.and_then(|fs| {
+            fs.iter().find(|f| {
+                matches!(
+                    f.get("field").and_then(Json::as_str),
+                    Some("after" | "before")
+                ) && f.get("type").and_then(Json::as_str) == Some("struct")
+            })
+        });
+        match image {
+            Some(img) => {
+                let mut img = img.clone();
+                self.inject_binary_mode(&mut img);
+                let row = wire::connect_fields(&img).map_err(DecodeErrorKind::Schema)?;
+                Ok(ValueShape::Data { row: row.into() })
+            }
+            None => {
+                let has = |n: &str| {
+                    fields.is_some_and(|fs| {
+                        fs.iter()
+                            .any(|f| f.get("field").and_then(Json::as_str) == Some(n))
+                    })
+                };
+                if has("op") {
+                    // A truncate/message-only envelope without row images.
+                    Ok(ValueShape::Data {
+                        row: Arc::from(Vec::new()),
+                    })
+                } else if has("ddl") || has("tableChanges") || has("historyRecord") {
+                    Ok(ValueShape::SchemaChange)
+                } else if has("status") && has("id") {
+                    Ok(ValueShape::Transaction)
+                } else if has("ts_ms") && fields.is_some_and(|f| f.len() == 1) {
+                    Ok(ValueShape::Heartbeat)
+                } else {
+                    Err(DecodeErrorKind::Envelope(format!(
+                        "value schema {name:?} is not a Debezium envelope, heartbeat, transaction or schema-change record"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Passes `binary.handling.mode` to the schema parser through the field parameters.
+    fn inject_binary_mode(&self, node: &mut Json) {
+        let Some(mode) = self.binary_param() else {
+            return;
+        };
+        if let Some(params) = node.get_mut("parameters").and_then(Json::as_object_mut) {
+            params.insert("decant.binary.mode".into(), Json::String(mode.into()));
+        }
+        if let Some(fields) = node.get_mut("fields").and_then(Json::as_array_mut) {
+            fields.iter_mut().for_each(|f| self.inject_binary_mode(f));
+        }
+        if let Some(items) = node.get_mut("items") {
+            self.inject_binary_mode(items);
+        }
+    }
+
+    fn decode_payload(
+        &mut self,
+        rec: &KafkaRecord,
+        payload: &LazyValue,
+        shape: Option<Arc<ValueShape>>,
+    ) -> KResult<Outcome> {
+        if payload.get_type() != JsonType::Object {
+            return Err(DecodeErrorKind::Envelope(format!(
+                "expected a JSON object as the change event, found {}",
+                excerpt(payload.as_raw_str())
+            )));
+        }
+        let mut before = None;
+        let mut after = None;
+        let mut source = None;
+        let mut op = None;
+        let mut message = None;
+        let (mut status, mut id, mut event_count, mut ddl) = (None, None, None, None);
+        let mut members = 0usize;
+        let (mut ts_seen, mut history) = (false, false);
+        let mut dynamo = None;
+        for entry in payload.clone().into_object_iter().into_iter().flatten() {
+            let (k, v) = entry.map_err(|e| syntax("payload", e))?;
+            members += 1;
+            match &*k {
+                "before" => before = Some(v),
+                "after" => after = Some(v),
+                "source" => source = Some(v),
+                "op" => op = Some(v),
+                "message" => message = Some(v),
+                "status" => status = Some(v),
+                "id" => id = Some(v),
+                "event_count" => event_count = Some(v),
+                "ddl" => ddl = Some(v),
+                "tableChanges" | "historyRecord" => history = true,
+                "ts_ms" => ts_seen = true,
+                "eventName" | "dynamodb" => dynamo = Some(()),
+                _ => {}
+            }
+        }
+        let position = match &source {
+            Some(s) => self.parse_source(s)?,
+            None => Default::default(),
+        };
+        let position = position.0.map(|p| (p, position.1));
+        let (position, table_ref) = match position {
+            Some((p, t)) => (p, t),
+            None => (SourcePosition::default(), None),
+        };
+        match shape.as_deref() {
+            Some(ValueShape::Heartbeat) => {
+                return Ok(self.control(rec, None, ControlEvent::Heartbeat, position));
+            }
+            Some(ValueShape::Transaction) => return self.transaction(rec, status, id, event_count),
+            Some(ValueShape::SchemaChange) => {
+                let ddl = ddl.and_then(|d| d.as_str().map(str::to_owned));
+                return Ok(self.control(
+                    rec,
+                    table_ref,
+                    ControlEvent::SchemaChange { ddl },
+                    position,
+                ));
+            }
+            _ => {}
+        }
+        let Some(op) = op else {
+            if dynamo.is_some() {
+                return crate::dynamodb::decode_streams_record(self, rec, payload);
+            }
+            if status.is_some() && id.is_some() {
+                return self.transaction(rec, status, id, event_count);
+            }
+            if ddl.is_some() || history {
+                let ddl = ddl.and_then(|d| d.as_str().map(str::to_owned));
+                return Ok(self.control(
+                    rec,
+                    table_ref,
+                    ControlEvent::SchemaChange { ddl },
+                    position,
+                ));
+            }
+            if ts_seen && members == 1 {
+                return Ok(self.control(rec, None, ControlEvent::Heartbeat, position));
+            }
+            return Err(DecodeErrorKind::Envelope(
+                "not a Debezium change event: no \"op\" member (and not a heartbeat, transaction or schema-change record)".into(),
+            ));
+        };
+        let op_text = op.as_str().ok_or_else(|| {
+            DecodeErrorKind::Envelope(format!(
+                "\"op\" must be a string, found {}",
+                excerpt(op.as_raw_str())
+            ))
+        })?;
+        let table_id = table_ref.unwrap_or_else(|| table_from_topic(rec.topic));
+        // Confluent's DynamoDB CDC envelope: images are {"document": "<typed JSON>"}.
+        if crate::dynamodb::is_document_image(after.as_ref().or(before.as_ref())) {
+            return crate::dynamodb::decode_document_envelope(
+                self, rec, op_text, before, after, table_id, position,
+            );
+        }
+        let kind = match op_text {
+            "c" | "r" | "u" | "C" | "R" | "U" => ChangeKind::Upsert,
+            "d" | "D" => ChangeKind::Delete,
+            "t" | "T" => {
+                return Ok(self.control(rec, Some(table_id), ControlEvent::Truncate, position));
+            }
+            "m" | "M" => {
+                let (prefix, content) = message
+                    .as_ref()
+                    .map(|m| {
+                        let p = m.get("prefix").and_then(|v| v.as_str().map(str::to_owned));
+                        let c = m.get("content").and_then(|v| v.as_str().map(str::to_owned));
+                        (p, c)
+                    })
+                    .unwrap_or((None, None));
+                return Ok(self.control(
+                    rec,
+                    Some(table_id).filter(|t| !t.name.is_empty()),
+                    ControlEvent::Message {
+                        prefix: prefix.unwrap_or_default(),
+                        content_b64: content,
+                    },
+                    position,
+                ));
+            }
+            other => {
+                return Err(DecodeErrorKind::Envelope(format!(
+                    "unknown \"op\" value {other:?} (expected c, r, u, d, t or m)"
+                )));
+            }
+        };
+        let fields = match shape.as_deref() {
+            Some(ValueShape::Data { row }) if !row.is_empty() => {
+                Some((row.clone(), Origin::Schema))
+            }
+            _ => None,
+        };
+        let sample = match kind {
+            ChangeKind::Upsert => after.as_ref(),
+            ChangeKind::Delete => before.as_ref(),
+        };
+        let t = self.table_for(rec, &table_id, fields, sample.map(Image::Json))?;
+        let meta = self.row_meta(rec, kind, position);
+        match kind {
+            ChangeKind::Upsert => {
+                let Some(after) = after.filter(|a| a.as_raw_str() != "null") else {
+                    return Err(DecodeErrorKind::Envelope(format!(
+                        "op {op_text:?} without an \"after\" image"
+                    )));
+                };
+                self.append_with_evolution(t, meta, |dec, t| {
+                    dec.fill_image(t, Image::Json(&after), ImageMode::All, "after")
+                })?;
+            }
+            ChangeKind::Delete => {
+                let key_payload = match rec.key.map(std::str::from_utf8) {
+                    Some(Ok(k)) => Some(self.key_payload(k)?),
+                    Some(Err(e)) => return Err(syntax("key (not UTF-8)", e)),
+                    None => None,
+                };
+                let before = before.filter(|b| b.as_raw_str() != "null");
+                let has_key = !self.tables[t].schema().key.is_empty();
+                match (key_payload, before) {
+                    (Some(k), _) if k.get_type() == JsonType::Object => {
+                        self.append_row(t, meta, |dec, t| {
+                            dec.fill_image(t, Image::Json(&k), ImageMode::KeyOnly, "key")
+                        })?;
+                    }
+                    (_, Some(b)) => {
+                        let mode = if has_key {
+                            ImageMode::KeyOnly
+                        } else {
+                            ImageMode::All
+                        };
+                        self.append_row(t, meta, |dec, t| {
+                            dec.fill_image(t, Image::Json(&b), mode, "before")
+                        })?;
+                    }
+                    _ => {
+                        return Err(DecodeErrorKind::Envelope(
+                            "delete without a \"before\" image and without a record key: nothing identifies the deleted row (PostgreSQL: REPLICA IDENTITY NOTHING?)".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Row {
+            table: table_id,
+            kind,
+        })
+    }
+
+    fn transaction(
+        &mut self,
+        rec: &KafkaRecord,
+        status: Option<LazyValue>,
+        id: Option<LazyValue>,
+        event_count: Option<LazyValue>,
+    ) -> KResult<Outcome> {
+        let id = id
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let event = match status.as_ref().and_then(|s| s.as_str()) {
+            Some("BEGIN") => ControlEvent::TransactionBegin { id },
+            Some("END") => ControlEvent::TransactionEnd {
+                id,
+                event_count: event_count.and_then(|v| v.as_i64()),
+            },
+            other => {
+                return Err(DecodeErrorKind::Envelope(format!(
+                    "transaction record with status {other:?} (expected BEGIN or END)"
+                )));
+            }
+        };
+        Ok(self.control(rec, None, event, SourcePosition::default()))
+    }
+
+    /// The Kafka key's payload: `{"schema","payload"}`-framed or bare.
+    fn key_payload<'k>(&mut self, key: &'k str) -> KResult<LazyValue<'k>> {
+        let root = sonic_rs::get_from_str(key, std::iter::empty::<&str>())
+            .map_err(|e| syntax("key", e))?;
+        if root.get_type() == JsonType::Object {
+            let mut schema = None;
+            let mut payload = None;
+            let mut others = false;
+            for entry in root.clone().into_object_iter().into_iter().flatten() {
+                let (k, v) = entry.map_err(|e| syntax("key", e))?;
+                match &*k {
+                    "schema" => schema = Some(v),
+                    "payload" => payload = Some(v),
+                    _ => others = true,
+                }
+            }
+            if let (Some(s), Some(p), false) = (schema, payload.clone(), others) {
+                // Remember the key schema so its fields name the key columns.
+                let raw = s.as_raw_str();
+                let h = self.hasher.hash_one(raw.as_bytes());
+                if !self
+                    .key_schemas
+                    .get(&h)
+                    .is_some_and(|v| v.iter().any(|(r, _)| &r[..] == raw.as_bytes()))
+                {
+                    let node: Json =
+                        serde_json::from_str(raw).map_err(|e| syntax("key schema", e))?;
+                    let fields = wire::connect_fields(&node).map_err(DecodeErrorKind::Schema)?;
+                    self.key_schemas
+                        .entry(h)
+                        .or_default()
+                        .push((raw.as_bytes().into(), fields.into()));
+                }
+                return Ok(p);
+            }
+        }
+        Ok(root)
+    }
+
+    /// Parses `source`: the position, plus the table it names. Other members are skipped.
+    fn parse_source(
+        &mut self,
+        s: &LazyValue,
+    ) -> KResult<(Option<SourcePosition>, Option<TableId>)> {
+        if s.as_raw_str() == "null" {
+            return Ok((None, None));
+        }
+        let mut p = SourcePosition::default();
+        let (mut db, mut schema, mut table) = (None, None, None);
+        for entry in s.clone().into_object_iter().into_iter().flatten() {
+            let (k, v) = entry.map_err(|e| syntax("source", e))?;
+            match &*k {
+                "ts_ms" => p.ts_ms = v.as_i64(),
+                "snapshot" => {
+                    p.snapshot = match v.get_type() {
+                        JsonType::Boolean => v.as_bool() == Some(true),
+                        JsonType::String => v.as_str() != Some("false"),
+                        _ => false,
+                    }
+                }
+                "db" => db = v.as_str().map(str::to_owned),
+                "schema" => schema = v.as_str().map(str::to_owned),
+                "table" | "collection" | "tableName" | "table_name" => {
+                    table = v.as_str().map(str::to_owned)
+                }
+                "lsn" => p.lsn = v.as_i64(),
+                "txId" => p.tx_id = v.as_i64(),
+                "pos" => p.pos = v.as_i64(),
+                "row" => p.row = v.as_i64(),
+                "file" => {
+                    if let Some(f) = v.as_str() {
+                        p.file = Some(match &self.last_file {
+                            Some(last) if &**last == f => last.clone(),
+                            _ => {
+                                let a: Arc<str> = Arc::from(f);
+                                self.last_file = Some(a.clone());
+                                a
+                            }
+                        });
+                    }
+                }
+                "scn" | "change_lsn" => p.scn = v.as_str().map(Arc::from),
+                _ => {}
+            }
+        }
+        let table = table.map(|t| TableId::new(schema.or(db).unwrap_or_default(), t));
+        Ok((Some(p), table))
+    }
+
+    /// Finds or creates the state of `id`, making sure its schema matches `fields` (a new schema
+    /// version closes the open batch first).
+    fn table_for(
+        &mut self,
+        rec: &KafkaRecord,
+        id: &TableId,
+        fields: Option<(Arc<[WireField]>, Origin)>,
+        sample: Option<Image>,
+    ) -> KResult<usize> {
+        let idx = if self.last_table < self.tables.len() && self.tables[self.last_table].id == *id {
+            Some(self.last_table)
+        } else {
+            self.table_index.get(id).copied()
+        };
+        if let Some(i) = idx {
+            let t = &self.tables[i];
+            let same = match &fields {
+                Some((f, _)) => Arc::ptr_eq(f, &t.fields) || (**f == *t.fields),
+                // Schemaless records use whatever the table has (learned, declared or inferred).
+                None => true,
+            };
+            if same {
+                self.last_table = i;
+                if !self.topic_tables.get(rec.topic).is_some_and(|&x| x == i) {
+                    self.topic_tables.insert(rec.topic.to_owned(), i);
+                }
+                return Ok(i);
+            }
+        }
+        let (fields, origin) = match fields {
+            Some(f) => f,
+            None => match self.declared.get(id) {
+                Some((f, _)) => (f.clone(), Origin::Declared),
+                None if self.config.infer_schemaless => {
+                    (Arc::from(infer_fields(sample)), Origin::Inferred)
+                }
+                None => {
+                    return Err(DecodeErrorKind::NoSchema {
+                        table: id.to_string(),
+                    });
+                }
+            },
+        };
+        let key_names: Vec<String> = match self.declared.get(id) {
+            Some((_, k)) if !k.is_empty() => k.clone(),
+            _ => self.key_names(rec),
+        };
+        let key = key_names
+            .iter()
+            .filter_map(|k| fields.iter().position(|f| &f.name == k))
+            .collect();
+        let state = TableState::new(id.clone(), fields, origin, key);
+        let i = match idx {
+            Some(i) => {
+                let mut old = std::mem::replace(&mut self.tables[i], state);
+                if old.builder.rows() > 0 {
+                    self.ready.push(
+                        old.builder
+                            .finish()
+                            .map_err(|e| DecodeErrorKind::Internal(e.to_string()))?,
+                    );
+                }
+                i
+            }
+            None => {
+                self.tables.push(state);
+                self.table_index.insert(id.clone(), self.tables.len() - 1);
+                self.tables.len() - 1
+            }
+        };
+        self.last_table = i;
+        self.topic_tables.insert(rec.topic.to_owned(), i);
+        Ok(i)
+    }
+
+    /// Key column names from the record's Kafka key (its schema, or its members).
+    fn key_names(&self, rec: &KafkaRecord) -> Vec<String> {
+        let Some(text) = rec.key.and_then(|k| std::str::from_utf8(k).ok()) else {
+            return Vec::new();
+        };
+        let Ok(Json::Object(obj)) = serde_json::from_str::<Json>(text) else {
+            return Vec::new();
+        };
+        let payload = match (obj.get("schema"), obj.get("payload")) {
+            (Some(_), Some(Json::Object(p))) if obj.len() == 2 => p,
+            _ => &obj,
+        };
+        payload.keys().cloned().collect()
+    }
+
+    /// Appends one row via `fill`; rolls everything back on error.
+    fn append_row(
+        &mut self,
+        t: usize,
+        meta: RowMeta,
+        fill: impl FnOnce(&mut Self, usize) -> Result<(), ImageError>,
+    ) -> KResult<()> {
+        match fill(self, t) {
+            Ok(()) => {
+                self.tables[t].builder.commit_row(meta);
+                Ok(())
+            }
+            Err(e) => {
+                self.tables[t].builder.rollback_row();
+                Err(match e {
+                    ImageError::Field(f) => field_err("", f),
+                    ImageError::Unknown(name) => DecodeErrorKind::Schema(format!(
+                        "column {name:?} is not in the {} schema of table {}",
+                        match self.tables[t].origin {
+                            Origin::Schema => "embedded",
+                            Origin::Declared => "declared",
+                            Origin::Inferred => "inferred",
+                        },
+                        self.tables[t].id
+                    )),
+                    ImageError::Other(k) => k,
+                })
+            }
+        }
+    }
+
+    /// Like [`Self::append_row`], but an inferred schema grows by the unknown column and the row
+    /// is decoded again.
+    fn append_with_evolution(
+        &mut self,
+        t: usize,
+        meta: RowMeta,
+        fill: impl Fn(&mut Self, usize) -> Result<(), ImageError>,
+    ) -> KResult<()> {
+        for _ in 0..64 {
+            match fill(self, t) {
+                Ok(()) => {
+                    self.tables[t].builder.commit_row(meta);
+                    return Ok(());
+                }
+                Err(ImageError::Unknown(name)) if self.tables[t].origin == Origin::Inferred => {
+                    self.tables[t].builder.rollback_row();
+                    let mut fields: Vec<WireField> = self.tables[t].fields.to_vec();
+                    fields.push(WireField {
+                        name,
+                        wire: Wire::Json,
+                        optional: true,
+                    });
+                    self.evolve(t, fields)?;
+                }
+                Err(e) => {
+                    return self.append_row(t, meta, |_, _| Err(e));
+                }
+            }
+        }
+        Err(DecodeErrorKind::Schema(
+            "too many new columns in one row".into(),
+        ))
+    }
+
+    fn evolve(&mut self, t: usize, fields: Vec<WireField>) -> KResult<()> {
+        let key = self.tables[t].schema().key.clone();
+        let state = TableState::new(
+            self.tables[t].id.clone(),
+            fields.into(),
+            Origin::Inferred,
+            key,
+        );
+        let mut old = std::mem::replace(&mut self.tables[t], state);
+        if old.builder.rows() > 0 {
+            self.ready.push(
+                old.builder
+                    .finish()
+                    .map_err(|e| DecodeErrorKind::Internal(e.to_string()))?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Fills every column of the current row from an image (others null).
+    fn fill_image(
+        &mut self,
+        t: usize,
+        image: Image,
+        mode: ImageMode,
+        prefix: &str,
+    ) -> Result<(), ImageError> {
+        let Decoder {
+            tables,
+            placeholder,
+            scratch,
+            ..
+        } = self;
+        let state = &mut tables[t];
+        state.filled.iter_mut().for_each(|f| *f = false);
+        let mut ctx = ConvCtx {
+            placeholder,
+            scratch,
+        };
+        let key = state.builder.schema.key.clone();
+        let mut hint = 0usize;
+        let mut one = |state: &mut TableState, name: &str, val: Member| -> Result<(), ImageError> {
+            let Some(col) = state.column(name, hint) else {
+                if mode == ImageMode::KeyOnly && !key.is_empty() {
+                    return Ok(());
+                }
+                return Err(ImageError::Unknown(name.to_owned()));
+            };
+            hint = col + 1;
+            if mode == ImageMode::KeyOnly && !key.is_empty() && !key.contains(&col) {
+                return Ok(());
+            }
+            if std::mem::replace(&mut state.filled[col], true) {
+                return Err(ImageError::Other(DecodeErrorKind::Envelope(format!(
+                    "{prefix}.{name} appears twice"
+                ))));
+            }
+            let wire = &state.fields[col].wire;
+            let b = &mut state.builder.columns[col];
+            let r = match val {
+                Member::Json(v) => append_json(b, wire, v, &mut ctx),
+                Member::Avro(v) => avro::append_avro(b, wire, v, &mut ctx),
+            };
+            match r {
+                Ok(Appended::Value) => Ok(()),
+                Ok(Appended::Unchanged) => {
+                    state.builder.mark_unchanged(col);
+                    Ok(())
+                }
+                Err(mut e) => {
+                    e.path = format!("{prefix}.{name}{}", e.path);
+                    Err(ImageError::Field(e))
+                }
+            }
+        };
+        match image {
+            Image::Json(v) => {
+                let iter = v.clone().into_object_iter().ok_or_else(|| {
+                    ImageError::Field(FieldError {
+                        path: prefix.to_owned(),
+                        expected: "an object (row image)".into(),
+                        found: excerpt(v.as_raw_str()),
+                    })
+                })?;
+                for entry in iter {
+                    let (k, val) = entry.map_err(|e| ImageError::Other(syntax("row image", e)))?;
+                    one(state, &k, Member::Json(&val))?;
+                }
+            }
+            Image::Avro(v) => match avro::unwrap_union(v) {
+                AvroValue::Record(members) => {
+                    for (k, val) in members {
+                        one(state, k, Member::Avro(val))?;
+                    }
+                }
+                other => {
+                    return Err(ImageError::Field(FieldError {
+                        path: prefix.to_owned(),
+                        expected: "an Avro record (row image)".into(),
+                        found: format!("{other:?}"),
+                    }));
+                }
+            },
+        }
+        for (col, filled) in state.filled.iter().enumerate() {
+            if !filled {
+                state.builder.columns[col].push_null();
+            }
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- registry framing
+
+    fn decode_framed(&mut self, rec: &KafkaRecord, value: &[u8]) -> KResult<Outcome> {
+        let id = u32::from_be_bytes([value[1], value[2], value[3], value[4]]);
+        let registered = self.registered(id)?;
+        match registered.format {
+            SchemaFormat::Avro => {
+                let envelope = avro::decode_envelope(&registered, &value[5..], id)?;
+                let key = match rec.key {
+                    Some(k) if k.len() >= 5 && k[0] == 0 => {
+                        let kid = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
+                        let kreg = self.registered(kid)?;
+                        Some(avro::decode_datum(&kreg, &k[5..], kid)?)
+                    }
+                    _ => None,
+                };
+                self.decode_avro(rec, &registered, envelope, key)
+            }
+            SchemaFormat::Json => {
+                let text = std::str::from_utf8(&value[5..])
+                    .map_err(|e| syntax("JSON_SR value (not UTF-8)", e))?;
+                self.decode_json(rec, text)
+            }
+            SchemaFormat::Protobuf => Err(DecodeErrorKind::Registry {
+                id,
+                message: "Protobuf-framed values are not supported yet".into(),
+                retriable: false,
+            }),
+        }
+    }
+
+    fn registered(&mut self, id: u32) -> KResult<Arc<avro::Registered>> {
+        if let Some(r) = self.avro_cache.get(&id) {
+            return Ok(r.clone());
+        }
+        let resolver = self
+            .resolver
+            .as_ref()
+            .ok_or_else(|| DecodeErrorKind::Registry {
+                id,
+                message: "record is schema-registry framed but no schema resolver is configured"
+                    .into(),
+                retriable: false,
+            })?;
+        let schema = resolver
+            .resolve(id)
+            .map_err(|e| DecodeErrorKind::Registry {
+                id,
+                message: e.message,
+                retriable: e.retriable,
+            })?;
+        let reg = Arc::new(avro::Registered::parse(schema, id, self.binary_param())?);
+        self.avro_cache.insert(id, reg.clone());
+        Ok(reg)
+    }
+
+    fn decode_avro(
+        &mut self,
+        rec: &KafkaRecord,
+        registered: &avro::Registered,
+        env: AvroEnvelope,
+        key: Option<AvroValue>,
+    ) -> KResult<Outcome> {
+        let (position, table_ref) = avro::source_position(env.source.as_ref());
+        let table_id = table_ref.unwrap_or_else(|| table_from_topic(rec.topic));
+        let kind = match env.op.as_deref() {
+            Some("c" | "r" | "u") => ChangeKind::Upsert,
+            Some("d") => ChangeKind::Delete,
+            Some("t") => {
+                return Ok(self.control(rec, Some(table_id), ControlEvent::Truncate, position));
+            }
+            Some("m") => {
+                return Ok(self.control(
+                    rec,
+                    Some(table_id),
+                    ControlEvent::Message {
+                        prefix: String::new(),
+                        content_b64: None,
+                    },
+                    position,
+                ));
+            }
+            Some(other) => {
+                return Err(DecodeErrorKind::Envelope(format!(
+                    "unknown \"op\" value {other:?}"
+                )));
+            }
+            None => match registered.control.clone() {
+                Some(event) => return Ok(self.control(rec, None, event, position)),
+                None => {
+                    return Err(DecodeErrorKind::Envelope(
+                        "Avro record without \"op\": not a Debezium change event".into(),
+                    ));
+                }
+            },
+        };
+        let fields = registered
+            .row
+            .clone()
+            .ok_or_else(|| DecodeErrorKind::Envelope("Avro envelope without row images".into()))?;
+        let t = self.table_for(rec, &table_id, Some((fields, Origin::Schema)), None)?;
+        if self.tables[t].schema().key.is_empty() {
+            if let Some(AvroValue::Record(members)) = key.as_ref().map(avro::unwrap_union) {
+                let names: Vec<String> = members.iter().map(|(k, _)| k.clone()).collect();
+                self.set_key(t, &names);
+            }
+        }
+        let meta = self.row_meta(rec, kind, position);
+        match kind {
+            ChangeKind::Upsert => {
+                let after = env.after.ok_or_else(|| {
+                    DecodeErrorKind::Envelope("upsert without an \"after\" image".into())
+                })?;
+                self.append_row(t, meta, |dec, t| {
+                    dec.fill_image(t, Image::Avro(&after), ImageMode::All, "after")
+                })?;
+            }
+            ChangeKind::Delete => {
+                let has_key = !self.tables[t].schema().key.is_empty();
+                match (key, env.before) {
+                    (Some(k), _) => self.append_row(t, meta, |dec, t| {
+                        dec.fill_image(t, Image::Avro(&k), ImageMode::KeyOnly, "key")
+                    })?,
+                    (None, Some(b)) => {
+                        let mode = if has_key {
+                            ImageMode::KeyOnly
+                        } else {
+                            ImageMode::All
+                        };
+                        self.append_row(t, meta, |dec, t| {
+                            dec.fill_image(t, Image::Avro(&b), mode, "before")
+                        })?
+                    }
+                    (None, None) => {
+                        return Err(DecodeErrorKind::Envelope(
+                            "delete without a \"before\" image and without a record key".into(),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Row {
+            table: table_id,
+            kind,
+        })
+    }
+
+    fn set_key(&mut self, t: usize, names: &[String]) {
+        let state = &self.tables[t];
+        let key: Vec<usize> = names
+            .iter()
+            .filter_map(|k| state.fields.iter().position(|f| &f.name == k))
+            .collect();
+        if key.is_empty() || key == state.schema().key {
+            return;
+        }
+        let schema = TableSchema::new(state.id.clone(), state.schema().columns.clone(), key);
+        self.tables[t].builder.schema = Arc::new(schema);
+    }
+
+    // ---------------------------------------------------------------- DynamoDB support
+
+    /// Appends a row built by the DynamoDB module: `row_json` is the item as plain JSON and
+    /// `fields` the wire type of each of its attributes.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn append_dynamo_row(
+        &mut self,
+        rec: &KafkaRecord,
+        id: &TableId,
+        kind: ChangeKind,
+        position: SourcePosition,
+        row_json: &str,
+        fields: Vec<WireField>,
+        key_names: &[String],
+    ) -> KResult<()> {
+        let row = sonic_rs::get_from_str(row_json, std::iter::empty::<&str>())
+            .map_err(|e| syntax("DynamoDB image", e))?;
+        let initial = if self.declared.contains_key(id) || self.table_index.contains_key(id) {
+            None
+        } else {
+            Some((Arc::from(fields.clone()), Origin::Inferred))
+        };
+        let t = self.table_for(rec, id, initial, None)?;
+        if self.tables[t].schema().key.is_empty() && !key_names.is_empty() {
+            self.set_key(t, key_names);
+        }
+        let meta = self.row_meta(rec, kind, position);
+        let mode = match kind {
+            ChangeKind::Upsert => ImageMode::All,
+            ChangeKind::Delete => ImageMode::KeyOnly,
+        };
+        let fill =
+            |dec: &mut Self, t: usize| dec.fill_image(t, Image::Json(&row), mode, "document");
+        if self.tables[t].origin != Origin::Inferred {
+            return self.append_row(t, meta, fill);
+        }
+        // DynamoDB items are schemaless: a new attribute becomes a new typed column.
+        for _ in 0..=fields.len() {
+            match fill(self, t) {
+                Ok(()) => {
+                    self.tables[t].builder.commit_row(meta);
+                    return Ok(());
+                }
+                Err(ImageError::Unknown(name)) => {
+                    self.tables[t].builder.rollback_row();
+                    let mut grown: Vec<WireField> = self.tables[t].fields.to_vec();
+                    let wire = fields
+                        .iter()
+                        .find(|f| f.name == name)
+                        .map(|f| f.wire.clone())
+                        .unwrap_or(Wire::Json);
+                    grown.push(WireField {
+                        name,
+                        wire,
+                        optional: true,
+                    });
+                    self.evolve(t, grown)?;
+                }
+                Err(e) => return self.append_row(t, meta, |_, _| Err(e)),
+            }
+        }
+        Err(DecodeErrorKind::Internal(
+            "DynamoDB schema growth did not converge".into(),
+        ))
+    }
+}
+
+enum Member<'a, 'v> {
+    Json(&'v LazyValue<'a>),
+    Avro(&'v AvroValue),
+}
+
+/// `prefix.schema.table` → `schema.table`; used when the record names no table itself.
+fn table_from_topic(topic: &str) -> TableId {
+    let mut parts = topic.rsplitn(3, '.');
+    let name = parts.next().unwrap_or(topic);
+    let ns = parts.next().unwrap_or("");
+    TableId::new(ns, name)
+}
+
+/// Best-effort column types from one image: the explicit inference mode.
+fn infer_fields(sample: Option<Image>) -> Vec<WireField> {
+    let Some(Image::Json(v)) = sample else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, val) in v.clone().into_object_iter().into_iter().flatten().flatten() {
+        let raw = val.as_raw_str();
+        let wire = match val.get_type() {
+            JsonType::Boolean => Wire::Bool,
+            JsonType::Number if raw.contains(['.', 'e', 'E']) => Wire::Float64,
+            JsonType::Number if raw.parse::<i64>().is_ok() => Wire::Int64,
+            JsonType::Number => Wire::Decimal {
+                precision: Some(38),
+                scale: 0,
+                text: false,
+            },
+            JsonType::String => Wire::String,
+            _ => Wire::Json,
+        };
+        out.push(WireField {
+            name: k.into_owned(),
+            wire,
+            optional: true,
+        });
+    }
+    out
+}

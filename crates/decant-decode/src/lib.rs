@@ -1,0 +1,32 @@
+//! Sans-I/O Debezium decoding: Kafka record bytes in, Arrow-columnar changes out. No tokio, no
+//! rdkafka, no iceberg: this crate is pure computation, fuzzed and benchmarked on captured bytes.
+//!
+//! - [`decoder`]: [`Decoder`] — envelope recognition (JSON with/without embedded schema,
+//!   registry-framed Avro / JSON_SR), op dispatch, keys, control records, schema versions.
+//! - [`wire`]: [`Wire`] — how a column is encoded (Connect type + Debezium semantic name), parsed
+//!   from Connect JSON schemas, Avro writer schemas and declared types; maps to `ColumnType`.
+//! - [`convert`]: one JSON value → one column builder, per wire type; TOAST placeholder detection.
+//! - [`avro`]: the same for Avro datums, plus Avro envelope and `source` handling.
+//! - [`dynamodb`]: DynamoDB typed documents (Confluent CDC envelope and DynamoDB Streams records).
+//! - [`batch`]: column builders with row rollback, and [`ChangeBatch`] (RecordBatch + op + position).
+//! - [`render`]: the canonical JSON rendering of decoded rows used by `decant decode` and tests.
+//! - [`registry`]: the [`SchemaResolver`] seam for schema ids.
+//! - [`decimal`], [`temporal`]: exact decimal and calendar arithmetic.
+
+pub mod avro;
+pub mod batch;
+pub mod convert;
+pub mod decimal;
+pub mod decoder;
+pub mod dynamodb;
+pub mod error;
+pub mod registry;
+pub mod render;
+pub mod temporal;
+pub mod wire;
+
+pub use batch::{ChangeBatch, RowMeta};
+pub use decoder::{ControlRecord, DeclaredTable, Decoder, DecoderConfig, Outcome, TombstonePolicy};
+pub use error::{DecodeError, DecodeErrorKind};
+pub use registry::{RegisteredSchema, ResolveError, SchemaFormat, SchemaResolver, StaticResolver};
+pub use wire::{BinaryText, Wire, WireField};

@@ -1,0 +1,27 @@
+//! decant's shared vocabulary. Every other crate depends on this one and on nothing sideways.
+//!
+//! - [`record`]: what arrives — a Kafka record as bytes plus its coordinates ([`KafkaRecord`]).
+//! - [`schema`]: what a decoded table looks like — [`TableId`], [`ColumnType`] (decant's logical
+//!   types), [`TableSchema`] and its Arrow mapping.
+//! - [`change`]: what a record means — [`ChangeKind`] (upsert, delete, truncate, control kinds) and
+//!   the [`SourcePosition`] it came from in the source database.
+//! - [`RetryClass`]: how every crate's errors tell the pipeline whether to retry, rewind or stop.
+
+pub mod change;
+pub mod record;
+pub mod schema;
+
+pub use change::{ChangeKind, ControlEvent, SourcePosition};
+pub use record::{Header, KafkaRecord, RecordCoordinates};
+pub use schema::{Column, ColumnType, TableId, TableSchema, TimeUnit};
+
+/// What the caller should do about an error. Each crate's error enum maps every variant to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryClass {
+    /// The same operation may succeed if tried again (timeouts, broker unavailable).
+    Retriable,
+    /// The record itself is bad; retrying cannot help. The bad-record policy decides.
+    BadRecord,
+    /// Processing must stop: configuration or invariant violations.
+    Fatal,
+}

