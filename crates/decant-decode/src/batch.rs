@@ -14,7 +14,7 @@ use arrow_array::{
     TimestampMicrosecondArray, TimestampNanosecondArray,
 };
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer, i256};
-use arrow_schema::{ArrowError, DataType, Field, Fields};
+use arrow_schema::{ArrowError, DataType};
 use decant_model::{ChangeKind, ColumnType, SourcePosition, TableSchema, TimeUnit};
 
 /// Values of one column, in the narrowest storage that fits every logical type mapped onto it.
@@ -383,12 +383,6 @@ impl ColBuilder {
                     .iter_mut()
                     .map(ColBuilder::finish)
                     .collect::<Result<Vec<_>, _>>()?;
-                // Child nullability follows the data: Debezium marks required fields that a
-                // parent null still has to fill.
-                let fields: Fields = fields
-                    .iter()
-                    .map(|f| Arc::new(Field::clone(f).with_nullable(true)))
-                    .collect();
                 Arc::new(StructArray::try_new(fields, arrays, nulls)?)
             }
         })

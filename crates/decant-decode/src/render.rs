@@ -259,11 +259,21 @@ pub fn render_row(batch: &ChangeBatch, row: usize, out: &mut String) {
     out.push_str(meta.kind.as_str());
     out.push_str("\",\"key\":");
     let fields = batch.rows.schema();
-    if schema.key.is_empty() {
+    // A keyless table's delete is identified by its whole before image.
+    let all: Vec<usize>;
+    let key_cols: &[usize] = if !schema.key.is_empty() {
+        &schema.key
+    } else if meta.kind == decant_model::ChangeKind::Delete {
+        all = (0..schema.columns.len()).collect();
+        &all
+    } else {
+        &[]
+    };
+    if key_cols.is_empty() {
         out.push_str("null");
     } else {
         out.push('{');
-        for (i, &k) in schema.key.iter().enumerate() {
+        for (i, &k) in key_cols.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }

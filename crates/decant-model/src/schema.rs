@@ -136,7 +136,12 @@ impl ColumnType {
             C::Point => DataType::Struct(point_fields()),
             C::List(elem) => DataType::List(Arc::new(elem.arrow_field("element", true))),
             C::Struct(cols) => {
-                DataType::Struct(cols.iter().map(Column::arrow_field).collect::<Fields>())
+                // Struct members are nullable in Arrow for the same reason top-level columns are.
+                DataType::Struct(
+                    cols.iter()
+                        .map(|c| c.ty.arrow_field(&c.name, true))
+                        .collect::<Fields>(),
+                )
             }
         }
     }
@@ -170,15 +175,15 @@ impl ColumnType {
 
 fn geometry_fields() -> Fields {
     Fields::from(vec![
-        Field::new("wkb", DataType::Binary, false),
+        Field::new("wkb", DataType::Binary, true),
         Field::new("srid", DataType::Int32, true),
     ])
 }
 
 fn point_fields() -> Fields {
     Fields::from(vec![
-        Field::new("x", DataType::Float64, false),
-        Field::new("y", DataType::Float64, false),
+        Field::new("x", DataType::Float64, true),
+        Field::new("y", DataType::Float64, true),
         Field::new("wkb", DataType::Binary, true),
         Field::new("srid", DataType::Int32, true),
     ])
