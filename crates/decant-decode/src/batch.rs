@@ -249,7 +249,9 @@ impl ColBuilder {
 
     /// Drops rows past `len` (rolls back a row that failed half-way).
     pub fn truncate(&mut self, len: usize) {
-        if len >= self.valid.len() {
+        // No early return when this column has no extra row: a list or struct that failed
+        // half-way has already appended to its children.
+        if len > self.valid.len() {
             return;
         }
         self.valid.truncate(len);
