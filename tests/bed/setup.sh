@@ -170,13 +170,13 @@ step_postgres() {
     if [ -z "$line" ]; then
         ver=$(ls /usr/lib/postgresql | sort -n | tail -1)
         log "postgres: creating cluster $ver/main on port $PG_PORT"
-        pg_createcluster --port "$PG_PORT" "$ver" main >/dev/null
+        pg_createcluster --port "$PG_PORT" "$ver" main >/dev/null 8>&- 9>&-
         line=$(pg_lsclusters -h | awk -v p="$PG_PORT" '$3 == p {print; exit}')
     fi
     read -r ver name _ status _ <<<"$line"
     if [ "${status%%,*}" != online ]; then
         log "postgres: starting $ver/$name"
-        pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start
+        pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start 8>&- 9>&-
     fi
     local i
     for i in $(seq 1 60); do pg_isready -q -p "$PG_PORT" && break; sleep 0.5; done
@@ -206,7 +206,7 @@ step_postgres() {
     done
     if [ "$changed" = 1 ] || [ "$(pg_local -c 'select count(*) from pg_settings where pending_restart')" != 0 ]; then
         log "postgres: restarting $ver/$name (wal_level=logical, max_replication_slots/max_wal_senders >= 20)"
-        pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" restart
+        pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" restart 8>&- 9>&-
         for i in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break; sleep 0.5; done
     fi
     pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || die "postgres does not accept connections on 127.0.0.1:$PG_PORT"

@@ -27,7 +27,9 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// The lines of a corpus file that are JSON documents (license comment lines are skipped).
 pub fn json_lines(text: &str) -> Vec<&str> {
-    text.lines().filter(|l| l.trim_start().starts_with('{')).collect()
+    text.lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .collect()
 }
 
 /// An owned input record.
@@ -59,7 +61,9 @@ impl Input {
             if let Some(s) = v.get(b64).and_then(Json::as_str) {
                 return base64::engine::general_purpose::STANDARD.decode(s).ok();
             }
-            v.get(text).and_then(Json::as_str).map(|s| s.as_bytes().to_vec())
+            v.get(text)
+                .and_then(Json::as_str)
+                .map(|s| s.as_bytes().to_vec())
         };
         let headers = v
             .get("headers")
@@ -127,7 +131,7 @@ pub fn decode_all(decoder: &mut Decoder, inputs: &[Input]) -> Run {
             value: r.value.as_deref(),
         };
         match decoder.decode(&rec) {
-            Ok(Outcome::Control(c)) => controls.push(c),
+            Ok(Outcome::Control(c)) => controls.push(*c),
             Ok(Outcome::Row { .. }) => {}
             Err(e) => run.errors.push((i, e.to_string())),
         }
@@ -186,7 +190,10 @@ pub fn key_text(c: &Json) -> String {
 pub fn values_match(expected: &Json, got: &Json) -> bool {
     match (expected, got) {
         (Json::Number(a), Json::Number(b)) => {
-            let (a, b) = (a.as_f64().unwrap_or(f64::NAN), b.as_f64().unwrap_or(f64::NAN));
+            let (a, b) = (
+                a.as_f64().unwrap_or(f64::NAN),
+                b.as_f64().unwrap_or(f64::NAN),
+            );
             a == b || (a as f32) == (b as f32)
         }
         (Json::Number(a), Json::String(b)) | (Json::String(b), Json::Number(a)) => {
@@ -197,8 +204,7 @@ pub fn values_match(expected: &Json, got: &Json) -> bool {
         }
         (Json::Object(a), Json::Object(b)) => {
             a.len() == b.len()
-                && a
-                    .iter()
+                && a.iter()
                     .all(|(k, v)| b.get(k).is_some_and(|w| values_match(v, w)))
         }
         (Json::Array(a), Json::Array(b)) => {

@@ -119,7 +119,11 @@ fn flink_json_with_and_without_schema() {
     ] {
         let mut dec = decoder(products(table));
         let run = decode_all(&mut dec, &lines_as_inputs(&format!("{file}.txt"), topic));
-        assert_changes(&run, &expected_lines(&format!("{file}.expected.jsonl")), "id");
+        assert_changes(
+            &run,
+            &expected_lines(&format!("{file}.expected.jsonl")),
+            "id",
+        );
         assert!(
             run.rows().all(|r| r["table"] == table),
             "{file}: table named from source"
@@ -147,7 +151,11 @@ fn flink_postgres_replica_identity_default_decodes_where_flink_fails() {
     // identifies no row. It is reported with its coordinates, never silently dropped.
     assert_eq!(run.errors.len(), 1, "{:?}", run.errors);
     assert_eq!(run.errors[0].0, 15);
-    assert!(run.errors[0].1.contains("@15: delete without"), "{:?}", run.errors);
+    assert!(
+        run.errors[0].1.contains("@15: delete without"),
+        "{:?}",
+        run.errors
+    );
     let mut full = decoder(products("inventory.products"));
     let mut full_inputs = lines_as_inputs("flink/debezium-postgres-data-schema-exclude.txt", topic);
     full_inputs.truncate(15);
@@ -172,7 +180,10 @@ fn flink_confluent_avro() {
         }
         let resolver = StaticResolver::new().with(81, SchemaFormat::Avro, schema.clone());
         let mut dec = decoder(DecoderConfig::default()).with_resolver(Box::new(resolver));
-        let run = decode_all(&mut dec, &[Input::value("fullfillment.test1.person", 0, &value)]);
+        let run = decode_all(
+            &mut dec,
+            &[Input::value("fullfillment.test1.person", 0, &value)],
+        );
         assert_changes(
             &run,
             &expected_lines(&format!("flink/debezium-avro-{name}.expected.jsonl")),
@@ -189,7 +200,11 @@ fn debezium_serde_fixtures() {
         let mut dec = decoder(cfg);
         decode_all(
             &mut dec,
-            &[Input::value("dbserver1.inventory.customers", 0, text.as_bytes())],
+            &[Input::value(
+                "dbserver1.inventory.customers",
+                0,
+                text.as_bytes(),
+            )],
         )
     };
     let customers = || {
@@ -206,9 +221,18 @@ fn debezium_serde_fixtures() {
         )
     };
     for (file, expected) in [
-        ("debezium/serde-with-schema.json", "debezium/serde-with-schema.expected.jsonl"),
-        ("debezium/serde-without-schema.json", "debezium/serde-without-schema.expected.jsonl"),
-        ("debezium/serde-update.json", "debezium/serde-update.expected.jsonl"),
+        (
+            "debezium/serde-with-schema.json",
+            "debezium/serde-with-schema.expected.jsonl",
+        ),
+        (
+            "debezium/serde-without-schema.json",
+            "debezium/serde-without-schema.expected.jsonl",
+        ),
+        (
+            "debezium/serde-update.json",
+            "debezium/serde-update.expected.jsonl",
+        ),
     ] {
         assert_changes(&one(file, customers()), &expected_lines(expected), "id");
     }
@@ -222,8 +246,10 @@ fn debezium_serde_fixtures() {
     assert_eq!(run.errors.len(), 1);
     assert!(run.errors[0].1.contains("no \"op\""), "{:?}", run.errors);
     // Schemaless with explicit inference: the values still come through.
-    let mut cfg = DecoderConfig::default();
-    cfg.infer_schemaless = true;
+    let cfg = DecoderConfig {
+        infer_schemaless: true,
+        ..Default::default()
+    };
     assert_changes(
         &one("debezium/serde-without-schema.json", cfg),
         &expected_lines("debezium/serde-without-schema.expected.jsonl"),
@@ -234,7 +260,11 @@ fn debezium_serde_fixtures() {
 fn assert_state(run: &Run, expected_rel: &str, key_col: &str, map: impl Fn(&str, &Json) -> Json) {
     assert!(run.errors.is_empty(), "errors: {:?}", run.errors);
     let state = final_state(&run.changes, |c| {
-        let img = if c["op"] == "delete" { &c["key"] } else { &c["row"] };
+        let img = if c["op"] == "delete" {
+            &c["key"]
+        } else {
+            &c["row"]
+        };
         img[key_col].to_string()
     });
     let expected = expected_lines(expected_rel);
@@ -265,22 +295,37 @@ fn arroyo_postgres_830_changes() {
         ],
     );
     let mut dec = decoder(cfg);
-    let run = decode_all(&mut dec, &lines_as_inputs("arroyo/aggregate_updates.json", "arroyo.public.orders"));
+    let run = decode_all(
+        &mut dec,
+        &lines_as_inputs("arroyo/aggregate_updates.json", "arroyo.public.orders"),
+    );
     assert_eq!(run.rows().count(), 830);
     // Arroyo's sink renders order_date in whole seconds; decant keeps microseconds.
-    assert_state(&run, "arroyo/aggregate_updates.json.expected-state.jsonl", "id", |k, v| {
-        if k == "order_date" {
-            let s = v.as_str().expect("timestamp text");
-            let (date, time) = s.split_once('T').expect("ISO");
-            let mut p = date.split('-').map(|x| x.parse::<i64>().expect("digits"));
-            let (y, m, d) = (p.next().expect("y"), p.next().expect("m"), p.next().expect("d"));
-            let days = decant_decode::temporal::days_from_civil(y, m as u32, d as u32);
-            let secs: Vec<i64> = time[..8].split(':').map(|x| x.parse().expect("digits")).collect();
-            json!(days * 86_400 + secs[0] * 3600 + secs[1] * 60 + secs[2])
-        } else {
-            v.clone()
-        }
-    });
+    assert_state(
+        &run,
+        "arroyo/aggregate_updates.json.expected-state.jsonl",
+        "id",
+        |k, v| {
+            if k == "order_date" {
+                let s = v.as_str().expect("timestamp text");
+                let (date, time) = s.split_once('T').expect("ISO");
+                let mut p = date.split('-').map(|x| x.parse::<i64>().expect("digits"));
+                let (y, m, d) = (
+                    p.next().expect("y"),
+                    p.next().expect("m"),
+                    p.next().expect("d"),
+                );
+                let days = decant_decode::temporal::days_from_civil(y, m as u32, d as u32);
+                let secs: Vec<i64> = time[..8]
+                    .split(':')
+                    .map(|x| x.parse().expect("digits"))
+                    .collect();
+                json!(days * 86_400 + secs[0] * 3600 + secs[1] * 60 + secs[2])
+            } else {
+                v.clone()
+            }
+        },
+    );
 }
 
 #[test]
@@ -300,8 +345,16 @@ fn risingwave_mysql_with_and_without_schema() {
         ("risingwave/debezium_log_no_schema_field.1", customers),
     ] {
         let mut dec = decoder(cfg);
-        let run = decode_all(&mut dec, &lines_as_inputs(file, "dbserver1.inventory.customers"));
-        assert_state(&run, &format!("{file}.expected-state.jsonl"), "id", |_, v| v.clone());
+        let run = decode_all(
+            &mut dec,
+            &lines_as_inputs(file, "dbserver1.inventory.customers"),
+        );
+        assert_state(
+            &run,
+            &format!("{file}.expected-state.jsonl"),
+            "id",
+            |_, v| v.clone(),
+        );
     }
 }
 
@@ -339,7 +392,10 @@ fn risingwave_postgres_non_json_key_and_null_before() {
         ],
     );
     let mut dec = decoder(cfg);
-    let run = decode_all(&mut dec, &caret_inputs("risingwave/debezium_mess_key.1", "postgres.public.orders"));
+    let run = decode_all(
+        &mut dec,
+        &caret_inputs("risingwave/debezium_mess_key.1", "postgres.public.orders"),
+    );
     assert!(run.errors.is_empty(), "{:?}", run.errors);
     let state = final_state(&run.changes, key_text);
     assert_eq!(state.len(), 3, "RisingWave expects count(order_id) = 3");
@@ -347,10 +403,15 @@ fn risingwave_postgres_non_json_key_and_null_before() {
 
 #[test]
 fn risingwave_payload_without_schema_member() {
-    let mut cfg = DecoderConfig::default();
-    cfg.infer_schemaless = true;
+    let cfg = DecoderConfig {
+        infer_schemaless: true,
+        ..Default::default()
+    };
     let mut dec = decoder(cfg);
-    let run = decode_all(&mut dec, &lines_as_inputs("risingwave/debezium_ignore_case_json.1", "rw.lineitem"));
+    let run = decode_all(
+        &mut dec,
+        &lines_as_inputs("risingwave/debezium_ignore_case_json.1", "rw.lineitem"),
+    );
     assert!(run.errors.is_empty(), "{:?}", run.errors);
     assert_eq!(run.rows().count(), 3);
 }
@@ -360,7 +421,10 @@ fn paimon_all_types_numeric_decimals_stay_exact() {
     let mut dec = decoder(DecoderConfig::default());
     let run = decode_all(
         &mut dec,
-        &lines_as_inputs("paimon/kafka/debezium/table/schema/alltype/debezium-data-1.txt", "paimon.alltype"),
+        &lines_as_inputs(
+            "paimon/kafka/debezium/table/schema/alltype/debezium-data-1.txt",
+            "paimon.alltype",
+        ),
     );
     assert!(run.errors.is_empty(), "{:?}", run.errors);
     let row = run.rows().next().expect("one row")["row"].clone();
@@ -371,7 +435,13 @@ fn paimon_all_types_numeric_decimals_stay_exact() {
 fn paimon_schema_evolution_and_tombstones() {
     let dir = "paimon/kafka/debezium/table/schema/schemaevolution";
     let mut inputs = Vec::new();
-    for f in ["debezium-data-1.txt", "debezium-data-2.txt", "debezium-data-3.txt", "debezium-data-4.txt", "debezium-data-5.txt"] {
+    for f in [
+        "debezium-data-1.txt",
+        "debezium-data-2.txt",
+        "debezium-data-3.txt",
+        "debezium-data-4.txt",
+        "debezium-data-5.txt",
+    ] {
         inputs.extend(lines_as_inputs(&format!("{dir}/{f}"), "paimon.evolution"));
     }
     let mut dec = decoder(DecoderConfig::default());
@@ -379,18 +449,41 @@ fn paimon_schema_evolution_and_tombstones() {
     assert!(run.errors.is_empty(), "{:?}", run.errors);
     assert!(run.rows().count() >= 5);
 
-    let mut nv = lines_as_inputs("paimon/kafka/debezium/table/nullvalue/debezium-data-1.txt", "t");
-    nv.push(Input { topic: "t".into(), offset: 1, ..Default::default() });
-    nv.extend(lines_as_inputs("paimon/kafka/debezium/table/nullvalue/debezium-data-2.txt", "t"));
-    let mut cfg = declared("test.test", &["id"], &[("id", "int32"), ("value", "string")]);
+    let mut nv = lines_as_inputs(
+        "paimon/kafka/debezium/table/nullvalue/debezium-data-1.txt",
+        "t",
+    );
+    nv.push(Input {
+        topic: "t".into(),
+        offset: 1,
+        ..Default::default()
+    });
+    nv.extend(lines_as_inputs(
+        "paimon/kafka/debezium/table/nullvalue/debezium-data-2.txt",
+        "t",
+    ));
+    let mut cfg = declared(
+        "test.test",
+        &["id"],
+        &[("id", "int32"), ("value", "string")],
+    );
     cfg.tombstones = TombstonePolicy::Skip;
     let mut dec = decoder(cfg);
     let run = decode_all(&mut dec, &nv);
     assert!(run.errors.is_empty(), "{:?}", run.errors);
-    assert_eq!(run.changes.iter().filter(|c| c["op"] == "tombstone").count(), 1);
+    assert_eq!(
+        run.changes
+            .iter()
+            .filter(|c| c["op"] == "tombstone")
+            .count(),
+        1
+    );
     let state = final_state(&run.changes, key_text);
     let rows: Vec<Json> = state.values().map(|r| Json::Object(r.clone())).collect();
-    assert_eq!(rows, vec![json!({"id":1,"value":"A"}), json!({"id":2,"value":"B"})]);
+    assert_eq!(
+        rows,
+        vec![json!({"id":1,"value":"A"}), json!({"id":2,"value":"B"})]
+    );
 }
 
 #[test]
@@ -399,7 +492,10 @@ fn paimon_schema_change_record_is_reported_not_a_row() {
     // A pretty-printed document after a license comment block.
     let text = &full[full.find("\n{").expect("document") + 1..];
     let mut dec = decoder(DecoderConfig::default());
-    let run = decode_all(&mut dec, &[Input::value("mysql_binlog_source", 0, text.as_bytes())]);
+    let run = decode_all(
+        &mut dec,
+        &[Input::value("mysql_binlog_source", 0, text.as_bytes())],
+    );
     assert!(run.errors.is_empty(), "{:?}", run.errors);
     assert_eq!(run.changes.len(), 1);
     assert_eq!(run.changes[0]["op"], "schema_change");
@@ -494,7 +590,11 @@ fn flink_cdc_mysql_full_types() {
                 }
             }
             event["source"] = json!({"db": "test", "table": "full_types"});
-            inputs.push(Input::value("cdc.test.full_types", i as i64, event.to_string().as_bytes()));
+            inputs.push(Input::value(
+                "cdc.test.full_types",
+                i as i64,
+                event.to_string().as_bytes(),
+            ));
         }
         let mut dec = decoder(cfg);
         let run = decode_all(&mut dec, &inputs);
@@ -502,7 +602,11 @@ fn flink_cdc_mysql_full_types() {
         let rows: Vec<&Json> = run.rows().collect();
         assert_eq!(rows.len(), 2);
         for (col, want) in flink_cdc_expected() {
-            assert!(values_match(&want, &rows[0]["row"][col]), "{file} {col}: {} vs {want}", rows[0]["row"][col]);
+            assert!(
+                values_match(&want, &rows[0]["row"][col]),
+                "{file} {col}: {} vs {want}",
+                rows[0]["row"][col]
+            );
         }
         assert_eq!(rows[0]["row"]["point_c"]["x"], json!(1.0));
         assert_eq!(rows[1]["row"]["timestamp_c"], "2020-07-17T18:33:22Z");

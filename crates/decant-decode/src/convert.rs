@@ -176,7 +176,7 @@ fn base64_into(text: &str, alphabet: BinaryText, out: &mut Vec<u8>) -> Result<()
         BinaryText::Base64 => STANDARD.decode_vec(text, out),
         BinaryText::Base64UrlSafe => URL_SAFE.decode_vec(text, out),
         BinaryText::Hex => {
-            if text.len() % 2 != 0 {
+            if !text.len().is_multiple_of(2) {
                 return Err(FieldError::new("hex text", text));
             }
             for pair in text.as_bytes().chunks(2) {

@@ -90,7 +90,7 @@ pub enum Outcome {
         table: TableId,
         kind: ChangeKind,
     },
-    Control(ControlRecord),
+    Control(Box<ControlRecord>),
 }
 
 /// How a value schema classified its records.
@@ -178,8 +178,8 @@ pub struct Decoder {
     /// The last embedded value schema, raw, for the byte-compare fast path.
     last_schema: Option<(Box<[u8]>, Arc<ValueShape>)>,
     /// Every embedded value schema seen, by hash of its raw bytes.
-    schemas: AHashMap<u64, Vec<(Box<[u8]>, Arc<ValueShape>)>>,
-    key_schemas: AHashMap<u64, Vec<(Box<[u8]>, Arc<[WireField]>)>>,
+    schemas: FingerprintMap<Arc<ValueShape>>,
+    key_schemas: FingerprintMap<Arc<[WireField]>>,
     hasher: ahash::RandomState,
     tables: Vec<TableState>,
     table_index: AHashMap<TableId, usize>,
@@ -196,6 +196,9 @@ pub struct Decoder {
 }
 
 type KResult<T> = Result<T, DecodeErrorKind>;
+
+/// Parsed schemas by hash of their raw bytes; the raw bytes settle hash collisions.
+type FingerprintMap<T> = AHashMap<u64, Vec<(Box<[u8]>, T)>>;
 
 fn syntax(part: &'static str, e: impl std::fmt::Display) -> DecodeErrorKind {
     DecodeErrorKind::Syntax {
@@ -268,9 +271,10 @@ impl Decoder {
         self
     }
 
-    /// Rows appended but not yet taken.
+    /// Rows decoded but not yet taken (open batches and those closed by schema changes).
     pub fn pending_rows(&self) -> usize {
-        self.tables.iter().map(|t| t.builder.rows()).sum()
+        self.tables.iter().map(|t| t.builder.rows()).sum::<usize>()
+            + self.ready.iter().map(ChangeBatch::len).sum::<usize>()
     }
 
     /// Finishes every open batch (and those closed by schema changes) and hands them over.
@@ -324,7 +328,7 @@ impl Decoder {
         event: ControlEvent,
         position: SourcePosition,
     ) -> Outcome {
-        Outcome::Control(ControlRecord {
+        Outcome::Control(Box::new(ControlRecord {
             seq: self.seq,
             coords: rec.coordinates(),
             table,
@@ -334,7 +338,7 @@ impl Decoder {
                 .key
                 .and_then(|k| std::str::from_utf8(k).ok())
                 .map(str::to_owned),
-        })
+        }))
     }
 
     fn tombstone(&mut self, rec: &KafkaRecord) -> KResult<Outcome> {
@@ -387,7 +391,7 @@ impl Decoder {
             let end = PREFIX.len() + raw.len();
             if b.starts_with(PREFIX.as_bytes())
                 && b.len() > end + PAYLOAD.len()
-                && &b[PREFIX.len()..end] == &raw[..]
+                && b[PREFIX.len()..end] == raw[..]
                 && b[end..].starts_with(PAYLOAD.as_bytes())
             {
                 let payload = text[end + PAYLOAD.len()..].trim_end();
@@ -859,7 +863,7 @@ impl Decoder {
             };
             if same {
                 self.last_table = i;
-                if !self.topic_tables.get(rec.topic).is_some_and(|&x| x == i) {
+                if self.topic_tables.get(rec.topic).is_none_or(|&x| x != i) {
                     self.topic_tables.insert(rec.topic.to_owned(), i);
                 }
                 return Ok(i);
@@ -1204,11 +1208,11 @@ impl Decoder {
             .clone()
             .ok_or_else(|| DecodeErrorKind::Envelope("Avro envelope without row images".into()))?;
         let t = self.table_for(rec, &table_id, Some((fields, Origin::Schema)), None)?;
-        if self.tables[t].schema().key.is_empty() {
-            if let Some(AvroValue::Record(members)) = key.as_ref().map(avro::unwrap_union) {
-                let names: Vec<String> = members.iter().map(|(k, _)| k.clone()).collect();
-                self.set_key(t, &names);
-            }
+        if self.tables[t].schema().key.is_empty()
+            && let Some(AvroValue::Record(members)) = key.as_ref().map(avro::unwrap_union)
+        {
+            let names: Vec<String> = members.iter().map(|(k, _)| k.clone()).collect();
+            self.set_key(t, &names);
         }
         let meta = self.row_meta(rec, kind, position);
         match kind {

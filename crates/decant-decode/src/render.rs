@@ -384,21 +384,24 @@ pub fn render_control(c: &ControlRecord, out: &mut String) {
 
 /// Renders batches and control records merged back into input order, one line each.
 pub fn render_in_order(batches: &[ChangeBatch], controls: &[ControlRecord], out: &mut String) {
-    let mut items: Vec<(u64, Option<(usize, usize)>, Option<usize>)> = Vec::new();
+    enum Item {
+        Row(usize, usize),
+        Control(usize),
+    }
+    let mut items: Vec<(u64, Item)> = Vec::new();
     for (b, batch) in batches.iter().enumerate() {
         for (r, m) in batch.meta.iter().enumerate() {
-            items.push((m.seq, Some((b, r)), None));
+            items.push((m.seq, Item::Row(b, r)));
         }
     }
     for (i, c) in controls.iter().enumerate() {
-        items.push((c.seq, None, Some(i)));
+        items.push((c.seq, Item::Control(i)));
     }
     items.sort_by_key(|i| i.0);
-    for (_, row, control) in items {
-        if let Some((b, r)) = row {
-            render_row(&batches[b], r, out);
-        } else if let Some(i) = control {
-            render_control(&controls[i], out);
+    for (_, item) in items {
+        match item {
+            Item::Row(b, r) => render_row(&batches[b], r, out),
+            Item::Control(i) => render_control(&controls[i], out),
         }
         out.push('\n');
     }

@@ -205,7 +205,7 @@ pub fn run(args: DecodeArgs) -> Result<()> {
             Ok(Outcome::Row { .. }) => {}
             Ok(Outcome::Control(c)) => {
                 if !args.discard {
-                    controls.push(c);
+                    controls.push(*c);
                 }
             }
             Err(e) => {

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh machine: installs and starts the test bed (cached under
+# ${DECANT_CACHE:-~/.cache/decant}; a second run reuses it), then lints and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+bash tests/bed/setup.sh
+if [ -f "${DECANT_CACHE:-$HOME/.cache/decant}/bed.env" ]; then
+  set -a; . "${DECANT_CACHE:-$HOME/.cache/decant}/bed.env"; set +a
+fi
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --all-targets
+echo "tests/run.sh: done in $(( $(date +%s) - start )) s"
