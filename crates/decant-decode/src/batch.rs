@@ -45,8 +45,8 @@ pub struct ColBuilder {
     ty: ColumnType,
     valid: Vec<bool>,
     data: ColData,
-    /// Upper bound of decimal values: the column's precision must hold every value.
-    max_digits: u8,
+    /// Exclusive bound of |decimal value|: 10^precision.
+    decimal_bound: i256,
 }
 
 /// A value that does not fit its column; the caller wraps it with the field path.
@@ -94,15 +94,15 @@ impl ColBuilder {
                 ColData::Struct(cols.iter().map(|c| ColBuilder::new(&c.ty)).collect())
             }
         };
-        let max_digits = match ty {
-            C::Decimal { precision, .. } => *precision,
-            _ => 0,
+        let decimal_bound = match ty {
+            C::Decimal { precision, .. } => i256::from_i128(10).wrapping_pow(*precision as u32),
+            _ => i256::ZERO,
         };
         ColBuilder {
             ty: ty.clone(),
             valid: Vec::new(),
             data,
-            max_digits,
+            decimal_bound,
         }
     }
 
@@ -173,7 +173,7 @@ impl ColBuilder {
 
     /// An unscaled decimal already at the column's scale.
     pub fn push_decimal(&mut self, unscaled: i256) -> Result<(), Overflow> {
-        if crate::decimal::digit_count(unscaled) > self.max_digits as usize {
+        if unscaled.checked_abs().is_none_or(|a| a >= self.decimal_bound) {
             return Err(Overflow("a decimal within the column's precision"));
         }
         match &mut self.data {

@@ -41,7 +41,9 @@ pub fn parse_text(text: &str) -> Option<Decimal> {
         }
         None => (rest, 0),
     };
-    let mut unscaled = i256::ZERO;
+    // i128 covers 38 digits, which is nearly every value; i256 takes over on overflow.
+    let mut small: i128 = 0;
+    let mut big: Option<i256> = None;
     let mut digits = 0usize;
     let mut scale: i32 = 0;
     let mut seen_point = false;
@@ -49,9 +51,20 @@ pub fn parse_text(text: &str) -> Option<Decimal> {
     for &b in mantissa {
         match b {
             b'0'..=b'9' => {
-                unscaled = unscaled
-                    .checked_mul(ten)?
-                    .checked_add(i256::from_i128((b - b'0') as i128))?;
+                let d = (b - b'0') as i128;
+                match big {
+                    None => match small.checked_mul(10).and_then(|v| v.checked_add(d)) {
+                        Some(v) => small = v,
+                        None => {
+                            big = Some(
+                                i256::from_i128(small)
+                                    .checked_mul(ten)?
+                                    .checked_add(i256::from_i128(d))?,
+                            )
+                        }
+                    },
+                    Some(v) => big = Some(v.checked_mul(ten)?.checked_add(i256::from_i128(d))?),
+                }
                 digits += 1;
                 if seen_point {
                     scale += 1;
@@ -61,6 +74,7 @@ pub fn parse_text(text: &str) -> Option<Decimal> {
             _ => return None,
         }
     }
+    let mut unscaled = big.unwrap_or_else(|| i256::from_i128(small));
     if digits == 0 {
         return None;
     }
@@ -129,12 +143,6 @@ pub fn format(unscaled: i256, scale: i32, out: &mut String) {
         }
         out.push_str(digits);
     }
-}
-
-/// Number of decimal digits in |v| (0 has one digit).
-pub fn digit_count(v: i256) -> usize {
-    let s = v.wrapping_abs().to_string();
-    s.trim_start_matches('-').len()
 }
 
 #[cfg(test)]

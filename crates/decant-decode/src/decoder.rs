@@ -6,6 +6,7 @@
 //! `after` for upserts, the key (Kafka key or `before`'s key columns) for deletes, and the
 //! position fields of `source`. Everything else is skipped unparsed.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -87,7 +88,7 @@ pub struct ControlRecord {
 pub enum Outcome {
     /// A row appended to the batch of `table`.
     Row {
-        table: TableId,
+        table: Arc<TableId>,
         kind: ChangeKind,
     },
     Control(Box<ControlRecord>),
@@ -110,7 +111,7 @@ enum Origin {
 }
 
 struct TableState {
-    id: TableId,
+    id: Arc<TableId>,
     fields: Arc<[WireField]>,
     origin: Origin,
     builder: TableBatchBuilder,
@@ -130,7 +131,7 @@ impl TableState {
             .collect();
         TableState {
             filled: vec![false; fields.len()],
-            id,
+            id: Arc::new(id),
             fields,
             origin,
             builder: TableBatchBuilder::new(schema),
@@ -187,6 +188,7 @@ pub struct Decoder {
     /// Which table a topic's records belonged to last (for tombstones).
     topic_tables: AHashMap<String, usize>,
     topics: AHashMap<String, Arc<str>>,
+    last_topic: Option<Arc<str>>,
     last_file: Option<Arc<str>>,
     resolver: Option<Box<dyn SchemaResolver>>,
     avro_cache: AHashMap<u32, Arc<avro::Registered>>,
@@ -256,6 +258,7 @@ impl Decoder {
             last_table: usize::MAX,
             topic_tables: AHashMap::new(),
             topics: AHashMap::new(),
+            last_topic: None,
             last_file: None,
             resolver: None,
             avro_cache: AHashMap::new(),
@@ -312,7 +315,24 @@ impl Decoder {
         self.decode_json(rec, text)
     }
 
+    fn note_topic(&mut self, topic: &str, t: usize) {
+        if self.topic_tables.get(topic) != Some(&t) {
+            self.topic_tables.insert(topic.to_owned(), t);
+        }
+    }
+
     fn topic(&mut self, topic: &str) -> Arc<str> {
+        if let Some(last) = &self.last_topic
+            && &**last == topic
+        {
+            return last.clone();
+        }
+        let t = self.intern_topic(topic);
+        self.last_topic = Some(t.clone());
+        t
+    }
+
+    fn intern_topic(&mut self, topic: &str) -> Arc<str> {
         if let Some(t) = self.topics.get(topic) {
             return t.clone();
         }
@@ -345,7 +365,12 @@ impl Decoder {
         let table = self.topic_tables.get(rec.topic).copied();
         if self.config.tombstones == TombstonePolicy::Skip {
             let id = table.map(|t| self.tables[t].id.clone());
-            return Ok(self.control(rec, id, ControlEvent::Tombstone, SourcePosition::default()));
+            return Ok(self.control(
+                rec,
+                id.map(|a| (*a).clone()),
+                ControlEvent::Tombstone,
+                SourcePosition::default(),
+            ));
         }
         let (Some(t), Some(key)) = (table, rec.key) else {
             return Err(DecodeErrorKind::Envelope(
@@ -385,7 +410,7 @@ impl Decoder {
     fn decode_json(&mut self, rec: &KafkaRecord, text: &str) -> KResult<Outcome> {
         const PREFIX: &str = "{\"schema\":";
         const PAYLOAD: &str = ",\"payload\":";
-        // Fast path: the same embedded schema as last time.
+        // Fast path: the same embedded schema as last time costs one memcmp.
         if let Some((raw, shape)) = &self.last_schema {
             let b = text.as_bytes();
             let end = PREFIX.len() + raw.len();
@@ -397,39 +422,42 @@ impl Decoder {
                 let payload = text[end + PAYLOAD.len()..].trim_end();
                 if let Some(payload) = payload.strip_suffix('}') {
                     let shape = shape.clone();
-                    let lazy = sonic_rs::get_from_str(payload, std::iter::empty::<&str>())
-                        .map_err(|e| syntax("payload", e))?;
-                    return self.decode_payload(rec, &lazy, Some(shape));
+                    return self.decode_payload(rec, payload.trim(), Some(shape));
                 }
             }
         }
-        let mut schema_raw: Option<LazyValue> = None;
-        let mut payload: Option<LazyValue> = None;
+        // Bare envelopes (no schema framing) go straight to the payload pass.
+        let first_key = text
+            .trim_start()
+            .strip_prefix('{')
+            .map(str::trim_start)
+            .unwrap_or("");
+        if !(first_key.starts_with("\"schema\"") || first_key.starts_with("\"payload\"")) {
+            return self.decode_payload(rec, text, None);
+        }
+        let mut schema_raw: Option<&str> = None;
+        let mut payload: Option<&str> = None;
         let mut is_envelope_root = false;
         for entry in sonic_rs::to_object_iter(text) {
             let (k, v) = entry.map_err(|e| syntax("JSON value", e))?;
             match &*k {
-                "schema" => schema_raw = Some(v),
-                "payload" => payload = Some(v),
+                "schema" => schema_raw = slice_of(text, &v),
+                "payload" => payload = slice_of(text, &v),
                 _ => is_envelope_root = true,
             }
         }
-        let shape = match &schema_raw {
-            Some(s) if s.as_raw_str() != "null" => Some(self.value_shape(s.as_raw_str())?),
+        let shape = match schema_raw {
+            Some(s) if s != "null" => Some(self.value_shape(s)?),
             _ => None,
         };
         match payload {
             Some(p) if !is_envelope_root || schema_raw.is_some() => {
-                if p.as_raw_str() == "null" {
+                if p == "null" {
                     return self.tombstone(rec);
                 }
-                self.decode_payload(rec, &p, shape)
+                self.decode_payload(rec, p, shape)
             }
-            _ => {
-                let root = sonic_rs::get_from_str(text, std::iter::empty::<&str>())
-                    .map_err(|e| syntax("JSON value", e))?;
-                self.decode_payload(rec, &root, None)
-            }
+            _ => self.decode_payload(rec, text, None),
         }
     }
 
@@ -536,85 +564,122 @@ impl Decoder {
     fn decode_payload(
         &mut self,
         rec: &KafkaRecord,
-        payload: &LazyValue,
+        payload: &str,
         shape: Option<Arc<ValueShape>>,
     ) -> KResult<Outcome> {
-        if payload.get_type() != JsonType::Object {
+        if !payload.trim_start().starts_with('{') {
             return Err(DecodeErrorKind::Envelope(format!(
                 "expected a JSON object as the change event, found {}",
-                excerpt(payload.as_raw_str())
+                excerpt(payload)
             )));
         }
-        let mut before = None;
-        let mut after = None;
-        let mut source = None;
-        let mut op = None;
-        let mut message = None;
-        let (mut status, mut id, mut event_count, mut ddl) = (None, None, None, None);
-        let mut members = 0usize;
-        let (mut ts_seen, mut history) = (false, false);
-        let mut dynamo = None;
-        for entry in payload.clone().into_object_iter().into_iter().flatten() {
+        let mut m = Members::default();
+        // A row speculatively decoded into the last table while scanning (see `scan_payload`).
+        let mut spec: Option<usize> = None;
+        let result = self
+            .scan_payload(payload, shape.as_deref(), &mut m, &mut spec)
+            .and_then(|()| self.finish_payload(rec, payload, shape, m, &mut spec));
+        if let Some(t) = spec {
+            self.tables[t].builder.rollback_row();
+        }
+        result
+    }
+
+    /// One pass over the payload's members. `after` is decoded straight into the table the
+    /// previous record went to, because `source` (which names the table) comes after it; if the
+    /// guess turns out wrong the row is rolled back and decoded again.
+    fn scan_payload<'p>(
+        &mut self,
+        payload: &'p str,
+        shape: Option<&ValueShape>,
+        m: &mut Members<'p>,
+        spec: &mut Option<usize>,
+    ) -> KResult<()> {
+        for entry in sonic_rs::to_object_iter(payload) {
             let (k, v) = entry.map_err(|e| syntax("payload", e))?;
-            members += 1;
+            m.count += 1;
             match &*k {
-                "before" => before = Some(v),
-                "after" => after = Some(v),
-                "source" => source = Some(v),
-                "op" => op = Some(v),
-                "message" => message = Some(v),
-                "status" => status = Some(v),
-                "id" => id = Some(v),
-                "event_count" => event_count = Some(v),
-                "ddl" => ddl = Some(v),
-                "tableChanges" | "historyRecord" => history = true,
-                "ts_ms" => ts_seen = true,
-                "eventName" | "dynamodb" => dynamo = Some(()),
+                "before" => m.before = Some(v),
+                "after" => {
+                    if spec.is_none() && v.get_type() == JsonType::Object {
+                        if let Some(t) = self.speculation_target(shape) {
+                            match self.fill_image(t, Image::Json(&v), ImageMode::All, "after") {
+                                Ok(()) => *spec = Some(t),
+                                Err(_) => self.tables[t].builder.rollback_row(),
+                            }
+                        }
+                    }
+                    m.after = Some(v)
+                }
+                "source" => m.source = Some(v),
+                "op" => m.op = Some(v),
+                "message" => m.message = Some(v),
+                "status" => m.status = Some(v),
+                "id" => m.id = Some(v),
+                "event_count" => m.event_count = Some(v),
+                "ddl" => m.ddl = Some(v),
+                "tableChanges" | "historyRecord" => m.history = true,
+                "ts_ms" => m.ts_seen = true,
+                "eventName" | "dynamodb" => m.dynamo = true,
                 _ => {}
             }
         }
-        let position = match &source {
-            Some(s) => self.parse_source(s)?,
-            None => Default::default(),
+        Ok(())
+    }
+
+    fn speculation_target(&self, shape: Option<&ValueShape>) -> Option<usize> {
+        let t = self.tables.get(self.last_table)?;
+        let fits = match shape {
+            Some(ValueShape::Data { row }) => Arc::ptr_eq(row, &t.fields),
+            Some(_) => false,
+            None => true,
         };
-        let position = position.0.map(|p| (p, position.1));
-        let (position, table_ref) = match position {
-            Some((p, t)) => (p, t),
+        fits.then_some(self.last_table)
+    }
+
+    fn finish_payload<'p>(
+        &mut self,
+        rec: &KafkaRecord,
+        payload: &'p str,
+        shape: Option<Arc<ValueShape>>,
+        m: Members<'p>,
+        spec: &mut Option<usize>,
+    ) -> KResult<Outcome> {
+        let (position, table_ref) = match &m.source {
+            Some(s) => self.parse_source(payload, s)?,
             None => (SourcePosition::default(), None),
+        };
+        let table_id = || match &table_ref {
+            Some(r) => TableId::new(r.0.as_ref(), r.1.as_ref()),
+            None => table_from_topic(rec.topic),
         };
         match shape.as_deref() {
             Some(ValueShape::Heartbeat) => {
                 return Ok(self.control(rec, None, ControlEvent::Heartbeat, position));
             }
-            Some(ValueShape::Transaction) => return self.transaction(rec, status, id, event_count),
+            Some(ValueShape::Transaction) => {
+                return self.transaction(rec, m.status, m.id, m.event_count);
+            }
             Some(ValueShape::SchemaChange) => {
-                let ddl = ddl.and_then(|d| d.as_str().map(str::to_owned));
-                return Ok(self.control(
-                    rec,
-                    table_ref,
-                    ControlEvent::SchemaChange { ddl },
-                    position,
-                ));
+                let ddl = m.ddl.and_then(|d| d.as_str().map(str::to_owned));
+                let table = table_ref.as_ref().map(|_| table_id());
+                return Ok(self.control(rec, table, ControlEvent::SchemaChange { ddl }, position));
             }
             _ => {}
         }
-        let Some(op) = op else {
-            if dynamo.is_some() {
+        let Some(op) = m.op else {
+            if m.dynamo {
                 return crate::dynamodb::decode_streams_record(self, rec, payload);
             }
-            if status.is_some() && id.is_some() {
-                return self.transaction(rec, status, id, event_count);
+            if m.status.is_some() && m.id.is_some() {
+                return self.transaction(rec, m.status, m.id, m.event_count);
             }
-            if ddl.is_some() || history {
-                let ddl = ddl.and_then(|d| d.as_str().map(str::to_owned));
-                return Ok(self.control(
-                    rec,
-                    table_ref,
-                    ControlEvent::SchemaChange { ddl },
-                    position,
-                ));
+            if m.ddl.is_some() || m.history {
+                let ddl = m.ddl.and_then(|d| d.as_str().map(str::to_owned));
+                let table = table_ref.as_ref().map(|_| table_id());
+                return Ok(self.control(rec, table, ControlEvent::SchemaChange { ddl }, position));
             }
-            if ts_seen && members == 1 {
+            if m.ts_seen && m.count == 1 {
                 return Ok(self.control(rec, None, ControlEvent::Heartbeat, position));
             }
             return Err(DecodeErrorKind::Envelope(
@@ -627,59 +692,55 @@ impl Decoder {
                 excerpt(op.as_raw_str())
             ))
         })?;
-        let table_id = table_ref.unwrap_or_else(|| table_from_topic(rec.topic));
-        // Confluent's DynamoDB CDC envelope: images are {"document": "<typed JSON>"}.
-        if crate::dynamodb::is_document_image(after.as_ref().or(before.as_ref())) {
-            return crate::dynamodb::decode_document_envelope(
-                self, rec, op_text, before, after, table_id, position,
-            );
-        }
         let kind = match op_text {
             "c" | "r" | "u" | "C" | "R" | "U" => ChangeKind::Upsert,
             "d" | "D" => ChangeKind::Delete,
-            "t" | "T" => {
-                return Ok(self.control(rec, Some(table_id), ControlEvent::Truncate, position));
-            }
-            "m" | "M" => {
-                let (prefix, content) = message
-                    .as_ref()
-                    .map(|m| {
-                        let p = m.get("prefix").and_then(|v| v.as_str().map(str::to_owned));
-                        let c = m.get("content").and_then(|v| v.as_str().map(str::to_owned));
-                        (p, c)
-                    })
-                    .unwrap_or((None, None));
-                return Ok(self.control(
-                    rec,
-                    Some(table_id).filter(|t| !t.name.is_empty()),
-                    ControlEvent::Message {
-                        prefix: prefix.unwrap_or_default(),
-                        content_b64: content,
-                    },
-                    position,
-                ));
-            }
-            other => {
-                return Err(DecodeErrorKind::Envelope(format!(
-                    "unknown \"op\" value {other:?} (expected c, r, u, d, t or m)"
-                )));
+            _ => {
+                if let Some(t) = spec.take() {
+                    self.tables[t].builder.rollback_row();
+                }
+                return self.non_row_op(rec, op_text, m.message.as_ref(), table_id(), position);
             }
         };
-        let fields = match shape.as_deref() {
-            Some(ValueShape::Data { row }) if !row.is_empty() => {
-                Some((row.clone(), Origin::Schema))
+        // The speculative row is ours when the record is an upsert of that very table.
+        if let Some(t) = *spec {
+            let same = kind == ChangeKind::Upsert
+                && table_ref
+                    .as_ref()
+                    .map_or(false, |r| self.tables[t].id.namespace == r.0 && self.tables[t].id.name == r.1);
+            if same {
+                *spec = None;
+                self.note_topic(rec.topic, t);
+                let meta = self.row_meta(rec, kind, position);
+                self.tables[t].builder.commit_row(meta);
+                return Ok(Outcome::Row {
+                    table: self.tables[t].id.clone(),
+                    kind,
+                });
             }
+            *spec = None;
+            self.tables[t].builder.rollback_row();
+        }
+        let table_id = table_id();
+        // Confluent's DynamoDB CDC envelope: images are {"document": "<typed JSON>"}.
+        if crate::dynamodb::is_document_image(m.after.as_ref().or(m.before.as_ref())) {
+            return crate::dynamodb::decode_document_envelope(
+                self, rec, op_text, m.before, m.after, table_id, position,
+            );
+        }
+        let fields = match shape.as_deref() {
+            Some(ValueShape::Data { row }) if !row.is_empty() => Some((row.clone(), Origin::Schema)),
             _ => None,
         };
         let sample = match kind {
-            ChangeKind::Upsert => after.as_ref(),
-            ChangeKind::Delete => before.as_ref(),
+            ChangeKind::Upsert => m.after.as_ref(),
+            ChangeKind::Delete => m.before.as_ref(),
         };
         let t = self.table_for(rec, &table_id, fields, sample.map(Image::Json))?;
         let meta = self.row_meta(rec, kind, position);
         match kind {
             ChangeKind::Upsert => {
-                let Some(after) = after.filter(|a| a.as_raw_str() != "null") else {
+                let Some(after) = m.after.filter(|a| a.as_raw_str() != "null") else {
                     return Err(DecodeErrorKind::Envelope(format!(
                         "op {op_text:?} without an \"after\" image"
                     )));
@@ -694,7 +755,7 @@ impl Decoder {
                     Some(Err(e)) => return Err(syntax("key (not UTF-8)", e)),
                     None => None,
                 };
-                let before = before.filter(|b| b.as_raw_str() != "null");
+                let before = m.before.filter(|b| b.as_raw_str() != "null");
                 let has_key = !self.tables[t].schema().key.is_empty();
                 match (key_payload, before) {
                     (Some(k), _) if k.get_type() == JsonType::Object => {
@@ -703,11 +764,7 @@ impl Decoder {
                         })?;
                     }
                     (_, Some(b)) => {
-                        let mode = if has_key {
-                            ImageMode::KeyOnly
-                        } else {
-                            ImageMode::All
-                        };
+                        let mode = if has_key { ImageMode::KeyOnly } else { ImageMode::All };
                         self.append_row(t, meta, |dec, t| {
                             dec.fill_image(t, Image::Json(&b), mode, "before")
                         })?;
@@ -721,9 +778,39 @@ impl Decoder {
             }
         }
         Ok(Outcome::Row {
-            table: table_id,
+            table: self.tables[t].id.clone(),
             kind,
         })
+    }
+
+    /// Truncate and logical-message records, and unknown op codes.
+    fn non_row_op(
+        &mut self,
+        rec: &KafkaRecord,
+        op: &str,
+        message: Option<&LazyValue>,
+        table: TableId,
+        position: SourcePosition,
+    ) -> KResult<Outcome> {
+        match op {
+            "t" | "T" => Ok(self.control(rec, Some(table), ControlEvent::Truncate, position)),
+            "m" | "M" => {
+                let text = |k: &str| {
+                    message
+                        .and_then(|m| m.get(k))
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                };
+                let event = ControlEvent::Message {
+                    prefix: text("prefix").unwrap_or_default(),
+                    content_b64: text("content"),
+                };
+                let table = Some(table).filter(|t| !t.name.is_empty());
+                Ok(self.control(rec, table, event, position))
+            }
+            other => Err(DecodeErrorKind::Envelope(format!(
+                "unknown \"op\" value {other:?} (expected c, r, u, d, t or m)"
+            ))),
+        }
     }
 
     fn transaction(
@@ -791,19 +878,21 @@ impl Decoder {
     }
 
     /// Parses `source`: the position, plus the table it names. Other members are skipped.
-    fn parse_source(
+    fn parse_source<'p>(
         &mut self,
+        base: &'p str,
         s: &LazyValue,
-    ) -> KResult<(Option<SourcePosition>, Option<TableId>)> {
-        if s.as_raw_str() == "null" {
-            return Ok((None, None));
-        }
+    ) -> KResult<(SourcePosition, Option<TableRef<'p>>)> {
         let mut p = SourcePosition::default();
+        if s.as_raw_str() == "null" {
+            return Ok((p, None));
+        }
         let (mut db, mut schema, mut table) = (None, None, None);
-        for entry in s.clone().into_object_iter().into_iter().flatten() {
+        let src = slice_of(base, s).ok_or_else(|| DecodeErrorKind::Internal("source slice".into()))?;
+        for entry in sonic_rs::to_object_iter(src) {
             let (k, v) = entry.map_err(|e| syntax("source", e))?;
             match &*k {
-                "ts_ms" => p.ts_ms = v.as_i64(),
+                "ts_ms" => p.ts_ms = lazy_i64(&v),
                 "snapshot" => {
                     p.snapshot = match v.get_type() {
                         JsonType::Boolean => v.as_bool() == Some(true),
@@ -811,15 +900,13 @@ impl Decoder {
                         _ => false,
                     }
                 }
-                "db" => db = v.as_str().map(str::to_owned),
-                "schema" => schema = v.as_str().map(str::to_owned),
-                "table" | "collection" | "tableName" | "table_name" => {
-                    table = v.as_str().map(str::to_owned)
-                }
-                "lsn" => p.lsn = v.as_i64(),
-                "txId" => p.tx_id = v.as_i64(),
-                "pos" => p.pos = v.as_i64(),
-                "row" => p.row = v.as_i64(),
+                "db" => db = lazy_str(src, &v),
+                "schema" => schema = lazy_str(src, &v),
+                "table" | "collection" | "tableName" | "table_name" => table = lazy_str(src, &v),
+                "lsn" => p.lsn = lazy_i64(&v),
+                "txId" => p.tx_id = lazy_i64(&v),
+                "pos" => p.pos = lazy_i64(&v),
+                "row" => p.row = lazy_i64(&v),
                 "file" => {
                     if let Some(f) = v.as_str() {
                         p.file = Some(match &self.last_file {
@@ -836,8 +923,7 @@ impl Decoder {
                 _ => {}
             }
         }
-        let table = table.map(|t| TableId::new(schema.or(db).unwrap_or_default(), t));
-        Ok((Some(p), table))
+        Ok((p, table.map(|t| (schema.or(db).unwrap_or(Cow::Borrowed("")), t))))
     }
 
     /// Finds or creates the state of `id`, making sure its schema matches `fields` (a new schema
@@ -849,7 +935,7 @@ impl Decoder {
         fields: Option<(Arc<[WireField]>, Origin)>,
         sample: Option<Image>,
     ) -> KResult<usize> {
-        let idx = if self.last_table < self.tables.len() && self.tables[self.last_table].id == *id {
+        let idx = if self.last_table < self.tables.len() && *self.tables[self.last_table].id == *id {
             Some(self.last_table)
         } else {
             self.table_index.get(id).copied()
@@ -863,9 +949,7 @@ impl Decoder {
             };
             if same {
                 self.last_table = i;
-                if self.topic_tables.get(rec.topic).is_none_or(|&x| x != i) {
-                    self.topic_tables.insert(rec.topic.to_owned(), i);
-                }
+                self.note_topic(rec.topic, i);
                 return Ok(i);
             }
         }
@@ -998,7 +1082,7 @@ impl Decoder {
     fn evolve(&mut self, t: usize, fields: Vec<WireField>) -> KResult<()> {
         let key = self.tables[t].schema().key.clone();
         let state = TableState::new(
-            self.tables[t].id.clone(),
+            (*self.tables[t].id).clone(),
             fields.into(),
             Origin::Inferred,
             key,
@@ -1034,7 +1118,8 @@ impl Decoder {
             placeholder,
             scratch,
         };
-        let key = state.builder.schema.key.clone();
+        let schema = state.builder.schema.clone();
+        let key = &schema.key;
         let mut hint = 0usize;
         let mut one = |state: &mut TableState, name: &str, val: Member| -> Result<(), ImageError> {
             let Some(col) = state.column(name, hint) else {
@@ -1249,7 +1334,7 @@ impl Decoder {
             }
         }
         Ok(Outcome::Row {
-            table: table_id,
+            table: Arc::new(table_id),
             kind,
         })
     }
@@ -1263,7 +1348,7 @@ impl Decoder {
         if key.is_empty() || key == state.schema().key {
             return;
         }
-        let schema = TableSchema::new(state.id.clone(), state.schema().columns.clone(), key);
+        let schema = TableSchema::new((*state.id).clone(), state.schema().columns.clone(), key);
         self.tables[t].builder.schema = Arc::new(schema);
     }
 
@@ -1374,4 +1459,47 @@ fn infer_fields(sample: Option<Image>) -> Vec<WireField> {
         });
     }
     out
+}
+
+/// A table named by a record's `source`, borrowed from the record where possible.
+type TableRef<'p> = (Cow<'p, str>, Cow<'p, str>);
+
+/// The members of a change-event payload, as raw lazily-parsed values.
+#[derive(Default)]
+struct Members<'p> {
+    before: Option<LazyValue<'p>>,
+    after: Option<LazyValue<'p>>,
+    source: Option<LazyValue<'p>>,
+    op: Option<LazyValue<'p>>,
+    message: Option<LazyValue<'p>>,
+    status: Option<LazyValue<'p>>,
+    id: Option<LazyValue<'p>>,
+    event_count: Option<LazyValue<'p>>,
+    ddl: Option<LazyValue<'p>>,
+    history: bool,
+    ts_seen: bool,
+    dynamo: bool,
+    count: usize,
+}
+
+/// The text of `v` as a slice of `base`, the document it was parsed from.
+fn slice_of<'p>(base: &'p str, v: &LazyValue) -> Option<&'p str> {
+    let raw = v.as_raw_str();
+    let start = (raw.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
+    base.get(start..start + raw.len())
+        .filter(|s| s.as_ptr() == raw.as_ptr())
+}
+
+fn lazy_i64(v: &LazyValue) -> Option<i64> {
+    v.as_raw_str().parse().ok()
+}
+
+/// A string member, borrowed from `base` when it has no escapes.
+fn lazy_str<'p>(base: &'p str, v: &LazyValue) -> Option<Cow<'p, str>> {
+    match slice_of(base, v) {
+        Some(raw) if raw.len() >= 2 && raw.starts_with('"') && !raw.contains('\\') => {
+            Some(Cow::Borrowed(&raw[1..raw.len() - 1]))
+        }
+        _ => v.as_str().map(|s| Cow::Owned(s.to_owned())),
+    }
 }

@@ -181,7 +181,10 @@ pub fn decode_document_envelope(
     let (row, fields) = item(&document_of(&img, what)?, what)?;
     let key_names = key_names_of(rec);
     dec.append_dynamo_row(rec, &table, kind, position, &row, fields, &key_names)?;
-    Ok(Outcome::Row { table, kind })
+    Ok(Outcome::Row {
+        table: table.into(),
+        kind,
+    })
 }
 
 /// Key attribute names from a JSON Kafka key (`{"id": …}`), when there is one.
@@ -196,9 +199,9 @@ fn key_names_of(rec: &KafkaRecord) -> Vec<String> {
 pub fn decode_streams_record(
     dec: &mut Decoder,
     rec: &KafkaRecord,
-    payload: &LazyValue,
+    payload: &str,
 ) -> KResult<Outcome> {
-    let record: Json = serde_json::from_str(payload.as_raw_str())
+    let record: Json = serde_json::from_str(payload)
         .map_err(|e| err(format!("DynamoDB Streams record: {e}")))?;
     let event = record.get("eventName").and_then(Json::as_str).unwrap_or("");
     let ddb = record
@@ -246,5 +249,8 @@ pub fn decode_streams_record(
     };
     let (row, fields) = item(img, what)?;
     dec.append_dynamo_row(rec, &table, kind, position, &row, fields, &key_names)?;
-    Ok(Outcome::Row { table, kind })
+    Ok(Outcome::Row {
+        table: table.into(),
+        kind,
+    })
 }
