@@ -242,14 +242,15 @@ def table_rows(conn, qualified):
     order_cols = pk or [c[0] for c in cols]
     order = []
     for name in order_cols:
-        ident = sql.Identifier(name).as_string(conn)
+        # qualified, so that ORDER BY sees the column and not the same-named rendered text output
+        ident = "t." + sql.Identifier(name).as_string(conn)
         if not pk:
             ident = f"{ident}::text"
         if collatable.get(name) or not pk:
             ident += ' collate "C"'
         order.append(ident)
     table_ident = sql.Identifier(nsp, rel).as_string(conn)
-    query = f"select {', '.join(select)} from {table_ident} order by {', '.join(order)}"
+    query = f"select {', '.join(select)} from {table_ident} as t order by {', '.join(order)}"
     cur.execute(query)
     for rec in cur.fetchall():
         yield f"{nsp}.{rel}", {name: render(kind, elem, v) for (name, kind, elem), v in zip(kinds, rec)}

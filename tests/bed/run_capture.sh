@@ -4,12 +4,14 @@
 #
 #   tests/bed/run_capture.sh --out DIR [--schemas on|off] [--decimal precise|string|double]
 #                            [--time adaptive|connect] [--schema-name NAME] [--prefix P]
-#                            [--port PORT] [--keep-schema]
+#                            [--port PORT] [--keep-schema] [--work DIR] [--keep-work]
 #
 # Writes DIR/messages.jsonl (kcat -J style dump of every topic "<prefix>.*", sorted) and
-# DIR/expected-state.jsonl (pg_state.py of every table of the schema), plus DIR/work/ with the
-# Debezium properties and the runner/broker logs. Steps: setup.sh; fresh memory broker on PORT
-# (default 19093, dir DIR/work/broker); schema NAME (default "bed"; dropped first if it exists)
+# DIR/expected-state.jsonl (pg_state.py of every table of the schema). The work dir (Debezium
+# properties, offsets, runner/broker logs; default a fresh mktemp dir) is removed on success
+# unless --keep-work or --work is given, and kept on failure. Steps: setup.sh; fresh memory
+# broker on PORT (default: first free port from 19093 up; dir WORK/broker); schema NAME
+# (default "bed"; dropped first if it exists)
 # from sql/typezoo.sql; sql/workload_snapshot.sql; start DbzToKafka and wait for its snapshot to
 # be flushed; sql/workload_stream.sql; insert the sentinel row marker(1,'end') and wait until it
 # is on the broker; stop the runner (clean: flush + offset commit); dump; drop slot, publication,
@@ -23,8 +25,10 @@ DECIMAL=precise
 TIME=adaptive
 SCHEMA=bed
 PREFIX=decant
-PORT=19093
+PORT=
 KEEP_SCHEMA=0
+WORK=
+KEEP_WORK=0
 usage() {
     sed -n '5,8p' "$0" >&2
     exit 2
@@ -39,6 +43,8 @@ while [ $# -gt 0 ]; do
         --prefix) PREFIX=$2; shift 2 ;;
         --port) PORT=$2; shift 2 ;;
         --keep-schema) KEEP_SCHEMA=1; shift ;;
+        --work) WORK=$2; KEEP_WORK=1; shift 2 ;;
+        --keep-work) KEEP_WORK=1; shift ;;
         *) usage ;;
     esac
 done
@@ -62,9 +68,18 @@ rm -f "${TMPDIR:-/tmp}/decant-setup.$$.log"
 
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
-WORK=$OUT/work
-rm -rf "$WORK"
-mkdir -p "$WORK"
+if [ -n "$WORK" ]; then
+    rm -rf "$WORK"
+    mkdir -p "$WORK"
+    WORK=$(cd "$WORK" && pwd)
+else
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/decant-capture.XXXXXX")
+fi
+if [ -z "$PORT" ]; then
+    for PORT in $(seq 19093 19193); do
+        (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null || break
+    done
+fi
 SLOT=decant_$SCHEMA
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 "$DECANT_PG_URL")
 BOOTSTRAP=127.0.0.1:$PORT
@@ -95,7 +110,11 @@ cleanup() {
         "${PSQL[@]}" -c "drop schema if exists \"$SCHEMA\" cascade" >/dev/null 2>&1
     fi
     "$BED_DIR/broker.sh" stop --dir "$WORK/broker" --port "$PORT" >/dev/null 2>&1
-    [ $rc = 0 ] || log "FAILED (exit $rc); logs in $WORK"
+    if [ $rc = 0 ]; then
+        [ "$KEEP_WORK" = 1 ] || rm -rf "$WORK"
+    else
+        log "FAILED (exit $rc); logs in $WORK"
+    fi
     exit $rc
 }
 trap cleanup EXIT

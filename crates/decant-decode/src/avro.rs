@@ -502,8 +502,7 @@ pub fn append_avro(
             };
             // The text forms share the JSON converter's parsing.
             let quoted = serde_json::to_string(&s).map_err(|_| want("text", v))?;
-            let lazy = sonic_rs::get_from_str(&quoted, std::iter::empty::<&str>())
-                .map_err(|_| want("text", v))?;
+            let lazy = crate::json::parse(&quoted).map_err(|_| want("text", v))?;
             crate::convert::append_json(b, wire, &lazy, ctx)?;
         }
         Wire::Geometry | Wire::Point => {

@@ -173,7 +173,10 @@ impl ColBuilder {
 
     /// An unscaled decimal already at the column's scale.
     pub fn push_decimal(&mut self, unscaled: i256) -> Result<(), Overflow> {
-        if unscaled.checked_abs().is_none_or(|a| a >= self.decimal_bound) {
+        if unscaled
+            .checked_abs()
+            .is_none_or(|a| a >= self.decimal_bound)
+        {
             return Err(Overflow("a decimal within the column's precision"));
         }
         match &mut self.data {

@@ -1,9 +1,9 @@
 //! JSON value → column builder, driven by the column's [`Wire`] type. One function per encoding
 //! family; no intermediate value tree. Errors say what was expected and what was found.
 
+use crate::json::{Kind as JsonType, Value as LazyValue};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
-use sonic_rs::{JsonType, JsonValueTrait, LazyValue};
 
 use crate::batch::{ColBuilder, Overflow};
 use crate::decimal;
@@ -144,9 +144,9 @@ pub struct ConvCtx<'c> {
 }
 
 fn type_name(v: &LazyValue) -> &'static str {
-    match v.get_type() {
+    match v.kind() {
         JsonType::Null => "null",
-        JsonType::Boolean => "a boolean",
+        JsonType::Bool => "a boolean",
         JsonType::Number => "a number",
         JsonType::String => "a string",
         JsonType::Array => "an array",
@@ -155,18 +155,15 @@ fn type_name(v: &LazyValue) -> &'static str {
 }
 
 fn want(expected: &str, v: &LazyValue) -> FieldError {
-    FieldError::new(
-        expected,
-        &format!("{} {}", type_name(v), excerpt(v.as_raw_str())),
-    )
+    FieldError::new(expected, &format!("{} {}", type_name(v), excerpt(v.raw())))
 }
 
 fn int_of(v: &LazyValue) -> Result<i64, FieldError> {
-    let raw = v.as_raw_str();
+    let raw = v.raw();
     raw.parse::<i64>().map_err(|_| want("an integer", v))
 }
 
-fn str_of<'v>(v: &'v LazyValue) -> Result<&'v str, FieldError> {
+fn str_of<'a>(v: &LazyValue<'a>) -> Result<std::borrow::Cow<'a, str>, FieldError> {
     v.as_str().ok_or_else(|| want("a string", v))
 }
 
@@ -212,7 +209,7 @@ pub fn append_json(
     v: &LazyValue,
     ctx: &mut ConvCtx,
 ) -> Result<Appended, FieldError> {
-    let raw = v.as_raw_str();
+    let raw = v.raw();
     if raw == "null" {
         b.push_null();
         return Ok(Appended::Value);
@@ -233,9 +230,10 @@ pub fn append_json(
         Wire::String | Wire::Interval | Wire::Xml | Wire::Enum | Wire::EnumSet => {
             b.push_bytes(str_of(v)?.as_bytes())
         }
-        Wire::Json | Wire::Map => match v.get_type() {
+        Wire::Json | Wire::Map => match v.kind() {
             JsonType::String => {
                 let text = str_of(v)?;
+                let text: &str = &text;
                 if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
                     return Err(FieldError::new("JSON document text", text));
                 }
@@ -245,19 +243,19 @@ pub fn append_json(
             _ => b.push_bytes(raw.as_bytes()),
         },
         Wire::Bytes | Wire::Bits => {
-            base64_into(str_of(v)?, BinaryText::Base64, ctx.scratch)?;
+            base64_into(&str_of(v)?, BinaryText::Base64, ctx.scratch)?;
             b.push_bytes(ctx.scratch)
         }
         Wire::BinaryText(alphabet) => {
-            base64_into(str_of(v)?, *alphabet, ctx.scratch)?;
+            base64_into(&str_of(v)?, *alphabet, ctx.scratch)?;
             b.push_bytes(ctx.scratch)
         }
         Wire::Decimal { scale, text, .. } => {
-            let unscaled = match v.get_type() {
+            let unscaled = match v.kind() {
                 JsonType::Number => exact_at_scale(raw, *scale)?,
-                JsonType::String if *text => exact_at_scale(str_of(v)?, *scale)?,
+                JsonType::String if *text => exact_at_scale(&str_of(v)?, *scale)?,
                 JsonType::String => {
-                    base64_into(str_of(v)?, BinaryText::Base64, ctx.scratch)?;
+                    base64_into(&str_of(v)?, BinaryText::Base64, ctx.scratch)?;
                     decimal::from_twos_complement(ctx.scratch)
                         .ok_or_else(|| FieldError::new("a decimal of at most 76 digits", raw))?
                 }
@@ -266,10 +264,11 @@ pub fn append_json(
             b.push_decimal(unscaled)?
         }
         Wire::DecimalText => {
-            let text = match v.get_type() {
-                JsonType::Number => raw,
+            let text = match v.kind() {
+                JsonType::Number => std::borrow::Cow::Borrowed(raw),
                 _ => str_of(v)?,
             };
+            let text: &str = &text;
             if decimal::parse_text(text).is_none() {
                 return Err(FieldError::new("decimal text", text));
             }
@@ -279,7 +278,7 @@ pub fn append_json(
             let (mut scale, mut value) = (None, None);
             for entry in v
                 .clone()
-                .into_object_iter()
+                .members()
                 .ok_or_else(|| want("an object {scale, value}", v))?
             {
                 let (k, val) = entry.map_err(|_| want("an object {scale, value}", v))?;
@@ -320,30 +319,31 @@ pub fn append_json(
         Wire::TimestampMicros => b.push_int(normalise_pg_infinity(int_of(v)?))?,
         Wire::ZonedTimestamp | Wire::IsoTimestamp => {
             let text = str_of(v)?;
+            let text: &str = &text;
             b.push_int(zoned_micros(text)?)?
         }
         Wire::ZonedTime | Wire::IsoTime => {
             let text = str_of(v)?;
+            let text: &str = &text;
             let nanos = temporal::parse_offset_time(text)
                 .ok_or_else(|| FieldError::new("an ISO time with offset", text))?;
             b.push_int(micros_exact(nanos as i128, text)?)?
         }
         Wire::IsoDate => {
             let text = str_of(v)?;
+            let text: &str = &text;
             let days = temporal::parse_date(text.trim_end_matches('Z'))
                 .ok_or_else(|| FieldError::new("an ISO date", text))?;
             b.push_int(days)?
         }
         Wire::Uuid => {
             let text = str_of(v)?;
+            let text: &str = &text;
             b.push_fixed16(parse_uuid(text).ok_or_else(|| FieldError::new("a UUID", text))?)
         }
         Wire::Geometry | Wire::Point => append_geometry(b, wire, v, ctx)?,
         Wire::Array(elem) => {
-            let iter = v
-                .clone()
-                .into_array_iter()
-                .ok_or_else(|| want("an array", v))?;
+            let iter = v.clone().elements().ok_or_else(|| want("an array", v))?;
             for (i, item) in iter.enumerate() {
                 let item = item.map_err(|_| want("an array", v))?;
                 append_json(b.list_child(), elem, &item, ctx)
@@ -370,10 +370,7 @@ pub fn append_json(
 }
 
 fn object_members<'a>(v: &LazyValue<'a>) -> Result<Vec<(String, LazyValue<'a>)>, FieldError> {
-    let iter = v
-        .clone()
-        .into_object_iter()
-        .ok_or_else(|| want("an object", v))?;
+    let iter = v.clone().members().ok_or_else(|| want("an object", v))?;
     iter.map(|e| {
         e.map(|(k, val)| (k.into_owned(), val))
             .map_err(|_| want("an object", v))
@@ -414,10 +411,10 @@ fn append_geometry(
 }
 
 fn float_of(v: &LazyValue) -> Result<f64, FieldError> {
-    let raw = v.as_raw_str();
-    match v.get_type() {
+    let raw = v.raw();
+    match v.kind() {
         JsonType::Number => raw.parse::<f64>().map_err(|_| want("a number", v)),
-        JsonType::String => match v.as_str().unwrap_or("") {
+        JsonType::String => match v.as_str().as_deref().unwrap_or("") {
             "NaN" => Ok(f64::NAN),
             "Infinity" | "+Infinity" => Ok(f64::INFINITY),
             "-Infinity" => Ok(f64::NEG_INFINITY),

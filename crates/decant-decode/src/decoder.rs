@@ -10,13 +10,13 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::json::{Kind as JsonType, Value as LazyValue};
 use ahash::AHashMap;
 use apache_avro::types::Value as AvroValue;
 use decant_model::{
     ChangeKind, ControlEvent, KafkaRecord, RecordCoordinates, SourcePosition, TableId, TableSchema,
 };
 use serde_json::Value as Json;
-use sonic_rs::{JsonType, JsonValueTrait, LazyValue};
 
 use crate::avro::{self, AvroEnvelope};
 use crate::batch::{ChangeBatch, RowMeta, TableBatchBuilder};
@@ -162,6 +162,8 @@ enum ImageMode {
 /// A row image in either encoding.
 enum Image<'a, 'v> {
     Json(&'v LazyValue<'a>),
+    /// An object being consumed in place by the enclosing scan.
+    Pull(&'v mut crate::json::Members<'a>),
     Avro(&'v AvroValue),
 }
 
@@ -311,8 +313,7 @@ impl Decoder {
         if value[0] == 0 && value.len() >= 5 {
             return self.decode_framed(rec, value);
         }
-        let text = std::str::from_utf8(value).map_err(|e| syntax("value (not UTF-8)", e))?;
-        self.decode_json(rec, text)
+        self.decode_json(rec, value)
     }
 
     fn note_topic(&mut self, topic: &str, t: usize) {
@@ -407,25 +408,26 @@ impl Decoder {
 
     // ---------------------------------------------------------------- JSON
 
-    fn decode_json(&mut self, rec: &KafkaRecord, text: &str) -> KResult<Outcome> {
-        const PREFIX: &str = "{\"schema\":";
-        const PAYLOAD: &str = ",\"payload\":";
-        // Fast path: the same embedded schema as last time costs one memcmp.
+    fn decode_json(&mut self, rec: &KafkaRecord, bytes: &[u8]) -> KResult<Outcome> {
+        const PREFIX: &[u8] = b"{\"schema\":";
+        const PAYLOAD: &[u8] = b",\"payload\":";
+        // Fast path: the same embedded schema as last time costs one memcmp, and only the
+        // payload needs UTF-8 validation (the schema bytes were validated when first parsed).
         if let Some((raw, shape)) = &self.last_schema {
-            let b = text.as_bytes();
             let end = PREFIX.len() + raw.len();
-            if b.starts_with(PREFIX.as_bytes())
-                && b.len() > end + PAYLOAD.len()
-                && b[PREFIX.len()..end] == raw[..]
-                && b[end..].starts_with(PAYLOAD.as_bytes())
+            if bytes.starts_with(PREFIX)
+                && bytes.len() > end + PAYLOAD.len()
+                && bytes[PREFIX.len()..end] == raw[..]
+                && bytes[end..].starts_with(PAYLOAD)
             {
-                let payload = text[end + PAYLOAD.len()..].trim_end();
+                let payload = utf8(&bytes[end + PAYLOAD.len()..])?.trim_end();
                 if let Some(payload) = payload.strip_suffix('}') {
                     let shape = shape.clone();
                     return self.decode_payload(rec, payload.trim(), Some(shape));
                 }
             }
         }
+        let text = utf8(bytes)?;
         // Bare envelopes (no schema framing) go straight to the payload pass.
         let first_key = text
             .trim_start()
@@ -438,11 +440,11 @@ impl Decoder {
         let mut schema_raw: Option<&str> = None;
         let mut payload: Option<&str> = None;
         let mut is_envelope_root = false;
-        for entry in sonic_rs::to_object_iter(text) {
+        for entry in crate::json::members(text).map_err(|e| syntax("JSON value", e))? {
             let (k, v) = entry.map_err(|e| syntax("JSON value", e))?;
             match &*k {
-                "schema" => schema_raw = slice_of(text, &v),
-                "payload" => payload = slice_of(text, &v),
+                "schema" => schema_raw = Some(v.raw()),
+                "payload" => payload = Some(v.raw()),
                 _ => is_envelope_root = true,
             }
         }
@@ -595,34 +597,78 @@ impl Decoder {
         m: &mut Members<'p>,
         spec: &mut Option<usize>,
     ) -> KResult<()> {
-        for entry in sonic_rs::to_object_iter(payload) {
-            let (k, v) = entry.map_err(|e| syntax("payload", e))?;
+        let mut iter = crate::json::members(payload).map_err(|e| syntax("payload", e))?;
+        while let Some(entry) = iter.next_key() {
+            let (k, start) = entry.map_err(|e| syntax("payload", e))?;
             m.count += 1;
             match &*k {
-                "before" => m.before = Some(v),
                 "after" => {
-                    if spec.is_none() && v.get_type() == JsonType::Object {
-                        if let Some(t) = self.speculation_target(shape) {
-                            match self.fill_image(t, Image::Json(&v), ImageMode::All, "after") {
-                                Ok(()) => *spec = Some(t),
-                                Err(_) => self.tables[t].builder.rollback_row(),
+                    let mut consumed = None;
+                    if spec.is_none()
+                        && let Some(t) = self.speculation_target(shape)
+                        && let Some(mut nested) = iter.nested_object(start)
+                    {
+                        let filled =
+                            self.fill_image(t, Image::Pull(&mut nested), ImageMode::All, "after");
+                        match filled.ok().and_then(|()| iter.resume_after(start, &nested)) {
+                            Some(v) => {
+                                *spec = Some(t);
+                                consumed = Some(v);
                             }
+                            None => self.tables[t].builder.rollback_row(),
                         }
                     }
-                    m.after = Some(v)
+                    m.after = Some(match consumed {
+                        Some(v) => v,
+                        None => iter
+                            .skip_value_at(start)
+                            .map_err(|e| syntax("payload", e))?,
+                    });
                 }
-                "source" => m.source = Some(v),
-                "op" => m.op = Some(v),
-                "message" => m.message = Some(v),
-                "status" => m.status = Some(v),
-                "id" => m.id = Some(v),
-                "event_count" => m.event_count = Some(v),
-                "ddl" => m.ddl = Some(v),
-                "tableChanges" | "historyRecord" => m.history = true,
-                "ts_ms" => m.ts_seen = true,
-                "eventName" | "dynamodb" => m.dynamo = true,
-                _ => {}
+                "source" => {
+                    let mut parsed = None;
+                    if let Some(mut nested) = iter.nested_object(start)
+                        && let Ok(p) = self.parse_source_members(&mut nested)
+                        && let Some(v) = iter.resume_after(start, &nested)
+                    {
+                        parsed = Some(p);
+                        m.source = Some(v);
+                    }
+                    match parsed {
+                        Some(p) => m.parsed_source = Some(p),
+                        None => {
+                            m.source = Some(
+                                iter.skip_value_at(start)
+                                    .map_err(|e| syntax("payload", e))?,
+                            )
+                        }
+                    }
+                }
+                other => {
+                    let v = iter
+                        .skip_value_at(start)
+                        .map_err(|e| syntax("payload", e))?;
+                    match other {
+                        "before" => m.before = Some(v),
+                        "op" => m.op = Some(v),
+                        "message" => m.message = Some(v),
+                        "status" => m.status = Some(v),
+                        "id" => m.id = Some(v),
+                        "event_count" => m.event_count = Some(v),
+                        "ddl" => m.ddl = Some(v),
+                        "tableChanges" | "historyRecord" => m.history = true,
+                        "ts_ms" => m.ts_seen = true,
+                        "eventName" | "dynamodb" => m.dynamo = true,
+                        _ => {}
+                    }
+                }
             }
+        }
+        if !iter.ends_document() {
+            return Err(syntax(
+                "payload",
+                "unexpected characters after the change event object",
+            ));
         }
         Ok(())
     }
@@ -642,12 +688,13 @@ impl Decoder {
         rec: &KafkaRecord,
         payload: &'p str,
         shape: Option<Arc<ValueShape>>,
-        m: Members<'p>,
+        mut m: Members<'p>,
         spec: &mut Option<usize>,
     ) -> KResult<Outcome> {
-        let (position, table_ref) = match &m.source {
-            Some(s) => self.parse_source(payload, s)?,
-            None => (SourcePosition::default(), None),
+        let (position, table_ref) = match (m.parsed_source.take(), &m.source) {
+            (Some(p), _) => p,
+            (None, Some(s)) => self.parse_source(s)?,
+            (None, None) => (SourcePosition::default(), None),
         };
         let table_id = || match &table_ref {
             Some(r) => TableId::new(r.0.as_ref(), r.1.as_ref()),
@@ -661,7 +708,7 @@ impl Decoder {
                 return self.transaction(rec, m.status, m.id, m.event_count);
             }
             Some(ValueShape::SchemaChange) => {
-                let ddl = m.ddl.and_then(|d| d.as_str().map(str::to_owned));
+                let ddl = m.ddl.and_then(|d| d.as_str().map(Cow::into_owned));
                 let table = table_ref.as_ref().map(|_| table_id());
                 return Ok(self.control(rec, table, ControlEvent::SchemaChange { ddl }, position));
             }
@@ -675,7 +722,7 @@ impl Decoder {
                 return self.transaction(rec, m.status, m.id, m.event_count);
             }
             if m.ddl.is_some() || m.history {
-                let ddl = m.ddl.and_then(|d| d.as_str().map(str::to_owned));
+                let ddl = m.ddl.and_then(|d| d.as_str().map(Cow::into_owned));
                 let table = table_ref.as_ref().map(|_| table_id());
                 return Ok(self.control(rec, table, ControlEvent::SchemaChange { ddl }, position));
             }
@@ -689,9 +736,10 @@ impl Decoder {
         let op_text = op.as_str().ok_or_else(|| {
             DecodeErrorKind::Envelope(format!(
                 "\"op\" must be a string, found {}",
-                excerpt(op.as_raw_str())
+                excerpt(op.raw())
             ))
         })?;
+        let op_text: &str = &op_text;
         let kind = match op_text {
             "c" | "r" | "u" | "C" | "R" | "U" => ChangeKind::Upsert,
             "d" | "D" => ChangeKind::Delete,
@@ -705,9 +753,9 @@ impl Decoder {
         // The speculative row is ours when the record is an upsert of that very table.
         if let Some(t) = *spec {
             let same = kind == ChangeKind::Upsert
-                && table_ref
-                    .as_ref()
-                    .map_or(false, |r| self.tables[t].id.namespace == r.0 && self.tables[t].id.name == r.1);
+                && table_ref.as_ref().map_or(false, |r| {
+                    self.tables[t].id.namespace == r.0 && self.tables[t].id.name == r.1
+                });
             if same {
                 *spec = None;
                 self.note_topic(rec.topic, t);
@@ -729,7 +777,9 @@ impl Decoder {
             );
         }
         let fields = match shape.as_deref() {
-            Some(ValueShape::Data { row }) if !row.is_empty() => Some((row.clone(), Origin::Schema)),
+            Some(ValueShape::Data { row }) if !row.is_empty() => {
+                Some((row.clone(), Origin::Schema))
+            }
             _ => None,
         };
         let sample = match kind {
@@ -740,7 +790,7 @@ impl Decoder {
         let meta = self.row_meta(rec, kind, position);
         match kind {
             ChangeKind::Upsert => {
-                let Some(after) = m.after.filter(|a| a.as_raw_str() != "null") else {
+                let Some(after) = m.after.filter(|a| a.raw() != "null") else {
                     return Err(DecodeErrorKind::Envelope(format!(
                         "op {op_text:?} without an \"after\" image"
                     )));
@@ -755,16 +805,20 @@ impl Decoder {
                     Some(Err(e)) => return Err(syntax("key (not UTF-8)", e)),
                     None => None,
                 };
-                let before = m.before.filter(|b| b.as_raw_str() != "null");
+                let before = m.before.filter(|b| b.raw() != "null");
                 let has_key = !self.tables[t].schema().key.is_empty();
                 match (key_payload, before) {
-                    (Some(k), _) if k.get_type() == JsonType::Object => {
+                    (Some(k), _) if k.kind() == JsonType::Object => {
                         self.append_row(t, meta, |dec, t| {
                             dec.fill_image(t, Image::Json(&k), ImageMode::KeyOnly, "key")
                         })?;
                     }
                     (_, Some(b)) => {
-                        let mode = if has_key { ImageMode::KeyOnly } else { ImageMode::All };
+                        let mode = if has_key {
+                            ImageMode::KeyOnly
+                        } else {
+                            ImageMode::All
+                        };
                         self.append_row(t, meta, |dec, t| {
                             dec.fill_image(t, Image::Json(&b), mode, "before")
                         })?;
@@ -798,7 +852,7 @@ impl Decoder {
                 let text = |k: &str| {
                     message
                         .and_then(|m| m.get(k))
-                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .and_then(|v| v.as_str().map(Cow::into_owned))
                 };
                 let event = ControlEvent::Message {
                     prefix: text("prefix").unwrap_or_default(),
@@ -821,9 +875,10 @@ impl Decoder {
         event_count: Option<LazyValue>,
     ) -> KResult<Outcome> {
         let id = id
-            .and_then(|v| v.as_str().map(str::to_owned))
+            .and_then(|v| v.as_str().map(Cow::into_owned))
             .unwrap_or_default();
-        let event = match status.as_ref().and_then(|s| s.as_str()) {
+        let status = status.as_ref().and_then(|s| s.as_str());
+        let event = match status.as_deref() {
             Some("BEGIN") => ControlEvent::TransactionBegin { id },
             Some("END") => ControlEvent::TransactionEnd {
                 id,
@@ -840,13 +895,12 @@ impl Decoder {
 
     /// The Kafka key's payload: `{"schema","payload"}`-framed or bare.
     fn key_payload<'k>(&mut self, key: &'k str) -> KResult<LazyValue<'k>> {
-        let root = sonic_rs::get_from_str(key, std::iter::empty::<&str>())
-            .map_err(|e| syntax("key", e))?;
-        if root.get_type() == JsonType::Object {
+        let root = crate::json::parse(key).map_err(|e| syntax("key", e))?;
+        if root.kind() == JsonType::Object {
             let mut schema = None;
             let mut payload = None;
             let mut others = false;
-            for entry in root.clone().into_object_iter().into_iter().flatten() {
+            for entry in root.members().into_iter().flatten() {
                 let (k, v) = entry.map_err(|e| syntax("key", e))?;
                 match &*k {
                     "schema" => schema = Some(v),
@@ -856,7 +910,7 @@ impl Decoder {
             }
             if let (Some(s), Some(p), false) = (schema, payload.clone(), others) {
                 // Remember the key schema so its fields name the key columns.
-                let raw = s.as_raw_str();
+                let raw = s.raw();
                 let h = self.hasher.hash_one(raw.as_bytes());
                 if !self
                     .key_schemas
@@ -880,33 +934,42 @@ impl Decoder {
     /// Parses `source`: the position, plus the table it names. Other members are skipped.
     fn parse_source<'p>(
         &mut self,
-        base: &'p str,
-        s: &LazyValue,
+        s: &LazyValue<'p>,
+    ) -> KResult<(SourcePosition, Option<TableRef<'p>>)> {
+        match s.members() {
+            Some(mut iter) => self.parse_source_members(&mut iter),
+            None if s.is_null() => Ok((SourcePosition::default(), None)),
+            None => Err(DecodeErrorKind::Envelope(format!(
+                "\"source\" must be an object, found {}",
+                excerpt(s.raw())
+            ))),
+        }
+    }
+
+    fn parse_source_members<'p>(
+        &mut self,
+        iter: &mut crate::json::Members<'p>,
     ) -> KResult<(SourcePosition, Option<TableRef<'p>>)> {
         let mut p = SourcePosition::default();
-        if s.as_raw_str() == "null" {
-            return Ok((p, None));
-        }
         let (mut db, mut schema, mut table) = (None, None, None);
-        let src = slice_of(base, s).ok_or_else(|| DecodeErrorKind::Internal("source slice".into()))?;
-        for entry in sonic_rs::to_object_iter(src) {
+        for entry in iter {
             let (k, v) = entry.map_err(|e| syntax("source", e))?;
             match &*k {
-                "ts_ms" => p.ts_ms = lazy_i64(&v),
+                "ts_ms" => p.ts_ms = v.as_i64(),
                 "snapshot" => {
-                    p.snapshot = match v.get_type() {
-                        JsonType::Boolean => v.as_bool() == Some(true),
-                        JsonType::String => v.as_str() != Some("false"),
+                    p.snapshot = match v.kind() {
+                        JsonType::Bool => v.as_bool() == Some(true),
+                        JsonType::String => v.as_str().as_deref() != Some("false"),
                         _ => false,
                     }
                 }
-                "db" => db = lazy_str(src, &v),
-                "schema" => schema = lazy_str(src, &v),
-                "table" | "collection" | "tableName" | "table_name" => table = lazy_str(src, &v),
-                "lsn" => p.lsn = lazy_i64(&v),
-                "txId" => p.tx_id = lazy_i64(&v),
-                "pos" => p.pos = lazy_i64(&v),
-                "row" => p.row = lazy_i64(&v),
+                "db" => db = v.as_str(),
+                "schema" => schema = v.as_str(),
+                "table" | "collection" | "tableName" | "table_name" => table = v.as_str(),
+                "lsn" => p.lsn = v.as_i64(),
+                "txId" => p.tx_id = v.as_i64(),
+                "pos" => p.pos = v.as_i64(),
+                "row" => p.row = v.as_i64(),
                 "file" => {
                     if let Some(f) = v.as_str() {
                         p.file = Some(match &self.last_file {
@@ -923,7 +986,10 @@ impl Decoder {
                 _ => {}
             }
         }
-        Ok((p, table.map(|t| (schema.or(db).unwrap_or(Cow::Borrowed("")), t))))
+        Ok((
+            p,
+            table.map(|t| (schema.or(db).unwrap_or(Cow::Borrowed("")), t)),
+        ))
     }
 
     /// Finds or creates the state of `id`, making sure its schema matches `fields` (a new schema
@@ -935,7 +1001,8 @@ impl Decoder {
         fields: Option<(Arc<[WireField]>, Origin)>,
         sample: Option<Image>,
     ) -> KResult<usize> {
-        let idx = if self.last_table < self.tables.len() && *self.tables[self.last_table].id == *id {
+        let idx = if self.last_table < self.tables.len() && *self.tables[self.last_table].id == *id
+        {
             Some(self.last_table)
         } else {
             self.table_index.get(id).copied()
@@ -1157,13 +1224,19 @@ impl Decoder {
         };
         match image {
             Image::Json(v) => {
-                let iter = v.clone().into_object_iter().ok_or_else(|| {
+                let iter = v.members().ok_or_else(|| {
                     ImageError::Field(FieldError {
                         path: prefix.to_owned(),
                         expected: "an object (row image)".into(),
-                        found: excerpt(v.as_raw_str()),
+                        found: excerpt(v.raw()),
                     })
                 })?;
+                for entry in iter {
+                    let (k, val) = entry.map_err(|e| ImageError::Other(syntax("row image", e)))?;
+                    one(state, &k, Member::Json(&val))?;
+                }
+            }
+            Image::Pull(iter) => {
                 for entry in iter {
                     let (k, val) = entry.map_err(|e| ImageError::Other(syntax("row image", e)))?;
                     one(state, &k, Member::Json(&val))?;
@@ -1210,11 +1283,7 @@ impl Decoder {
                 };
                 self.decode_avro(rec, &registered, envelope, key)
             }
-            SchemaFormat::Json => {
-                let text = std::str::from_utf8(&value[5..])
-                    .map_err(|e| syntax("JSON_SR value (not UTF-8)", e))?;
-                self.decode_json(rec, text)
-            }
+            SchemaFormat::Json => self.decode_json(rec, &value[5..]),
             SchemaFormat::Protobuf => Err(DecodeErrorKind::Registry {
                 id,
                 message: "Protobuf-framed values are not supported yet".into(),
@@ -1367,8 +1436,7 @@ impl Decoder {
         fields: Vec<WireField>,
         key_names: &[String],
     ) -> KResult<()> {
-        let row = sonic_rs::get_from_str(row_json, std::iter::empty::<&str>())
-            .map_err(|e| syntax("DynamoDB image", e))?;
+        let row = crate::json::parse(row_json).map_err(|e| syntax("DynamoDB image", e))?;
         let initial = if self.declared.contains_key(id) || self.table_index.contains_key(id) {
             None
         } else {
@@ -1438,10 +1506,10 @@ fn infer_fields(sample: Option<Image>) -> Vec<WireField> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for (k, val) in v.clone().into_object_iter().into_iter().flatten().flatten() {
-        let raw = val.as_raw_str();
-        let wire = match val.get_type() {
-            JsonType::Boolean => Wire::Bool,
+    for (k, val) in v.members().into_iter().flatten().flatten() {
+        let raw = val.raw();
+        let wire = match val.kind() {
+            JsonType::Bool => Wire::Bool,
             JsonType::Number if raw.contains(['.', 'e', 'E']) => Wire::Float64,
             JsonType::Number if raw.parse::<i64>().is_ok() => Wire::Int64,
             JsonType::Number => Wire::Decimal {
@@ -1476,30 +1544,17 @@ struct Members<'p> {
     id: Option<LazyValue<'p>>,
     event_count: Option<LazyValue<'p>>,
     ddl: Option<LazyValue<'p>>,
+    /// `source` when it was parsed in place during the payload scan.
+    parsed_source: Option<(SourcePosition, Option<TableRef<'p>>)>,
     history: bool,
     ts_seen: bool,
     dynamo: bool,
     count: usize,
 }
 
-/// The text of `v` as a slice of `base`, the document it was parsed from.
-fn slice_of<'p>(base: &'p str, v: &LazyValue) -> Option<&'p str> {
-    let raw = v.as_raw_str();
-    let start = (raw.as_ptr() as usize).checked_sub(base.as_ptr() as usize)?;
-    base.get(start..start + raw.len())
-        .filter(|s| s.as_ptr() == raw.as_ptr())
-}
-
-fn lazy_i64(v: &LazyValue) -> Option<i64> {
-    v.as_raw_str().parse().ok()
-}
-
-/// A string member, borrowed from `base` when it has no escapes.
-fn lazy_str<'p>(base: &'p str, v: &LazyValue) -> Option<Cow<'p, str>> {
-    match slice_of(base, v) {
-        Some(raw) if raw.len() >= 2 && raw.starts_with('"') && !raw.contains('\\') => {
-            Some(Cow::Borrowed(&raw[1..raw.len() - 1]))
-        }
-        _ => v.as_str().map(|s| Cow::Owned(s.to_owned())),
-    }
+fn utf8(bytes: &[u8]) -> KResult<&str> {
+    simdutf8::basic::from_utf8(bytes).map_err(|_| DecodeErrorKind::Syntax {
+        part: "value",
+        message: "not valid UTF-8".into(),
+    })
 }

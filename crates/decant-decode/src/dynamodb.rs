@@ -4,9 +4,9 @@
 //! decimal text (never f64), `S` string, `BOOL`, `NULL`, `B` bytes, sets as lists, `L`/`M` as JSON.
 //! Type tags are matched case-insensitively (open-source connectors write `s`, `n`, `m` …).
 
+use crate::json::{Kind as JsonType, Value as LazyValue};
 use decant_model::{ChangeKind, KafkaRecord, SourcePosition, TableId};
 use serde_json::{Map, Value as Json};
-use sonic_rs::{JsonType, JsonValueTrait, LazyValue};
 
 use crate::decoder::{Decoder, Outcome};
 use crate::error::DecodeErrorKind;
@@ -16,9 +16,9 @@ type KResult<T> = Result<T, DecodeErrorKind>;
 
 /// Whether an image is a `{"document": "<typed JSON>"}` object.
 pub fn is_document_image(img: Option<&LazyValue>) -> bool {
-    img.filter(|v| v.get_type() == JsonType::Object)
+    img.filter(|v| v.kind() == JsonType::Object)
         .and_then(|v| v.get("document"))
-        .is_some_and(|d| d.get_type() == JsonType::String)
+        .is_some_and(|d| d.kind() == JsonType::String)
 }
 
 fn err(msg: impl Into<String>) -> DecodeErrorKind {
@@ -147,7 +147,7 @@ fn item(doc: &Json, what: &str) -> KResult<(String, Vec<WireField>)> {
 fn document_of(img: &LazyValue, what: &str) -> KResult<Json> {
     let text = img
         .get("document")
-        .and_then(|d| d.as_str().map(str::to_owned))
+        .and_then(|d| d.as_str().map(std::borrow::Cow::into_owned))
         .ok_or_else(|| err(format!("{what}.document: expected a JSON string")))?;
     serde_json::from_str(&text)
         .map_err(|e| err(format!("{what}.document: malformed typed JSON: {e}")))
@@ -169,8 +169,8 @@ pub fn decode_document_envelope(
         other => return Err(err(format!("unknown DynamoDB CDC \"op\" value {other:?}"))),
     };
     let img = match kind {
-        ChangeKind::Upsert => after.filter(|x| x.as_raw_str() != "null"),
-        ChangeKind::Delete => before.filter(|x| x.as_raw_str() != "null"),
+        ChangeKind::Upsert => after.filter(|x| x.raw() != "null"),
+        ChangeKind::Delete => before.filter(|x| x.raw() != "null"),
     }
     .ok_or_else(|| err(format!("{op} event without its document image")))?;
     let what = if kind == ChangeKind::Upsert {
@@ -201,8 +201,8 @@ pub fn decode_streams_record(
     rec: &KafkaRecord,
     payload: &str,
 ) -> KResult<Outcome> {
-    let record: Json = serde_json::from_str(payload)
-        .map_err(|e| err(format!("DynamoDB Streams record: {e}")))?;
+    let record: Json =
+        serde_json::from_str(payload).map_err(|e| err(format!("DynamoDB Streams record: {e}")))?;
     let event = record.get("eventName").and_then(Json::as_str).unwrap_or("");
     let ddb = record
         .get("dynamodb")

@@ -20,6 +20,7 @@ pub mod decimal;
 pub mod decoder;
 pub mod dynamodb;
 pub mod error;
+pub mod json;
 pub mod registry;
 pub mod render;
 pub mod temporal;

@@ -24,7 +24,9 @@ fn decoder() -> Decoder {
         SchemaFormat::Avro,
         r#"{"type":"record","name":"Envelope","namespace":"s.public.t","fields":[{"name":"before","type":["null",{"type":"record","name":"Value","fields":[{"name":"id","type":"int"},{"name":"d","type":["null",{"type":"bytes","logicalType":"decimal","precision":10,"scale":2}]}]}]},{"name":"after","type":["null","Value"]},{"name":"op","type":"string"}]}"#,
     );
-    Decoder::new(cfg).expect("config").with_resolver(Box::new(resolver))
+    Decoder::new(cfg)
+        .expect("config")
+        .with_resolver(Box::new(resolver))
 }
 
 fn decode(dec: &mut Decoder, key: Option<&[u8]>, value: Option<&[u8]>) {

@@ -38,5 +38,5 @@ INSERT INTO composite VALUES
   (2, 'ä', 'two-ä', -0.001);
 
 INSERT INTO toasty VALUES
-  (1, 1, 'one', big_text('toasty-1', 330)),
+  (1, 1, 'one', big_text('toasty-1', 100)),
   (2, 2, 'two', 'not toasted');

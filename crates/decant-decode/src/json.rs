@@ -1,0 +1,586 @@
+//! A validating, allocation-free JSON scanner for the hot loop.
+//!
+//! Why not a general parser: decoding a Debezium event needs only (a) the extent of each member of
+//! a few objects, so most values can be skipped, and (b) borrowed keys. `sonic-rs`'s lazy iterator
+//! allocates an owned key per member and a DOM costs a tree per message; this scanner returns
+//! [`Value`]s that are slices of the input, validated as they are skipped. Strings are unescaped
+//! only when asked for, and only when they contain escapes.
+//!
+//! Accepted beyond RFC 8259: the bare tokens `NaN`, `Infinity`, `-Infinity` as numbers (Jackson
+//! writes them for non-finite doubles). Nesting is limited to [`MAX_DEPTH`].
+
+use std::borrow::Cow;
+use std::fmt;
+
+pub const MAX_DEPTH: usize = 128;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Null,
+    Bool,
+    Number,
+    String,
+    Array,
+    Object,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonError {
+    /// Byte offset of the problem within the scanned text.
+    pub at: usize,
+    pub message: &'static str,
+}
+
+impl fmt::Display for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.message, self.at)
+    }
+}
+
+impl std::error::Error for JsonError {}
+
+fn err<T>(at: usize, message: &'static str) -> Result<T, JsonError> {
+    Err(JsonError { at, message })
+}
+
+/// One complete, already validated JSON value: a slice of the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Value<'a> {
+    raw: &'a str,
+}
+
+/// Parses a whole document: exactly one value, surrounded by whitespace only.
+pub fn parse(text: &str) -> Result<Value<'_>, JsonError> {
+    let b = text.as_bytes();
+    let start = skip_ws(b, 0);
+    let end = skip_value(b, start, 0)?;
+    if skip_ws(b, end) != b.len() {
+        return err(end, "trailing characters after the JSON value");
+    }
+    Ok(Value {
+        raw: &text[start..end],
+    })
+}
+
+impl<'a> Value<'a> {
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self.raw.as_bytes().first() {
+            Some(b'"') => Kind::String,
+            Some(b'{') => Kind::Object,
+            Some(b'[') => Kind::Array,
+            Some(b't' | b'f') => Kind::Bool,
+            Some(b'n') => Kind::Null,
+            _ => Kind::Number,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.raw == "null"
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.raw {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        }
+    }
+
+    /// An integer without fraction or exponent.
+    pub fn as_i64(&self) -> Option<i64> {
+        self.raw.parse().ok()
+    }
+
+    /// The string's text, borrowed unless it contains escapes.
+    pub fn as_str(&self) -> Option<Cow<'a, str>> {
+        if self.kind() != Kind::String {
+            return None;
+        }
+        let inner = &self.raw[1..self.raw.len() - 1];
+        if !inner.as_bytes().contains(&b'\\') {
+            return Some(Cow::Borrowed(inner));
+        }
+        unescape(inner).map(Cow::Owned)
+    }
+
+    /// Members of an object; `None` if this is not an object.
+    pub fn members(&self) -> Option<Members<'a>> {
+        (self.kind() == Kind::Object).then(|| Members {
+            text: self.raw,
+            pos: 1,
+            first: true,
+            done: false,
+        })
+    }
+
+    /// Elements of an array; `None` if this is not an array.
+    pub fn elements(&self) -> Option<Elements<'a>> {
+        (self.kind() == Kind::Array).then(|| Elements {
+            text: self.raw,
+            pos: 1,
+            first: true,
+            done: false,
+        })
+    }
+
+    /// The first member named `key` of an object.
+    pub fn get(&self, key: &str) -> Option<Value<'a>> {
+        self.members()?
+            .filter_map(Result::ok)
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+    }
+}
+
+/// Iterates the members of an object document given as text.
+pub fn members(text: &str) -> Result<Members<'_>, JsonError> {
+    let b = text.as_bytes();
+    let start = skip_ws(b, 0);
+    if b.get(start) != Some(&b'{') {
+        return err(start, "expected a JSON object");
+    }
+    Ok(Members {
+        text,
+        pos: start + 1,
+        first: true,
+        done: false,
+    })
+}
+
+pub struct Members<'a> {
+    text: &'a str,
+    pos: usize,
+    first: bool,
+    done: bool,
+}
+
+impl<'a> Iterator for Members<'a> {
+    type Item = Result<(Cow<'a, str>, Value<'a>), JsonError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let r = self.step();
+        if !matches!(r, Some(Ok(_))) {
+            self.done = true;
+        }
+        r
+    }
+}
+
+impl<'a> Members<'a> {
+    /// After the iterator returned `None`: whether only whitespace follows the closing brace.
+    pub fn ends_document(&self) -> bool {
+        self.text.as_bytes()[self.pos.min(self.text.len())..]
+            .iter()
+            .all(|c| matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
+            && self.text.as_bytes().get(self.pos.wrapping_sub(1)) == Some(&b'}')
+    }
+
+    /// Pull mode: the next member's name and the offset where its value starts. The caller
+    /// must then consume the value with [`Members::skip_value_at`] or [`Members::nested_object`]
+    /// + [`Members::resume_after`].
+    pub fn next_key(&mut self) -> Option<Result<(Cow<'a, str>, usize), JsonError>> {
+        if self.done {
+            return None;
+        }
+        let r = self.key_step();
+        if !matches!(r, Some(Ok(_))) {
+            self.done = true;
+        }
+        r
+    }
+
+    fn key_step(&mut self) -> Option<Result<(Cow<'a, str>, usize), JsonError>> {
+        let b = self.text.as_bytes();
+        let mut p = skip_ws(b, self.pos);
+        match b.get(p) {
+            Some(b'}') => {
+                self.pos = p + 1;
+                return None;
+            }
+            Some(b',') if !self.first => p = skip_ws(b, p + 1),
+            Some(_) if self.first => {}
+            Some(_) => return Some(err(p, "expected ',' or '}' in object")),
+            None => return Some(err(p, "unterminated object")),
+        }
+        self.first = false;
+        if b.get(p) != Some(&b'"') {
+            return Some(err(p, "expected a member name"));
+        }
+        let (key_end, escaped) = match skip_string(b, p) {
+            Ok(x) => x,
+            Err(e) => return Some(Err(e)),
+        };
+        let inner = &self.text[p + 1..key_end - 1];
+        let key = if escaped {
+            match unescape(inner) {
+                Some(k) => Cow::Owned(k),
+                None => return Some(err(p, "invalid escape in member name")),
+            }
+        } else {
+            Cow::Borrowed(inner)
+        };
+        p = skip_ws(b, key_end);
+        if b.get(p) != Some(&b':') {
+            return Some(err(p, "expected ':' after member name"));
+        }
+        p = skip_ws(b, p + 1);
+        self.pos = p;
+        Some(Ok((key, p)))
+    }
+
+    /// Skips the value starting at `start` (from [`Members::next_key`]) and returns it.
+    pub fn skip_value_at(&mut self, start: usize) -> Result<Value<'a>, JsonError> {
+        let end = skip_value(self.text.as_bytes(), start, 1).inspect_err(|_| self.done = true)?;
+        self.pos = end;
+        Ok(Value {
+            raw: &self.text[start..end],
+        })
+    }
+
+    /// The members of the object value starting at `start`, to be consumed in place.
+    pub fn nested_object(&self, start: usize) -> Option<Members<'a>> {
+        (self.text.as_bytes().get(start) == Some(&b'{')).then(|| Members {
+            text: self.text,
+            pos: start + 1,
+            first: true,
+            done: false,
+        })
+    }
+
+    /// Continues after a nested object that was consumed to its closing brace; returns the
+    /// object as a value. `None` if the nested iterator did not finish cleanly.
+    pub fn resume_after(&mut self, start: usize, nested: &Members<'a>) -> Option<Value<'a>> {
+        let closed =
+            nested.done && self.text.as_bytes().get(nested.pos.wrapping_sub(1)) == Some(&b'}');
+        if !closed || nested.pos <= start {
+            return None;
+        }
+        self.pos = nested.pos;
+        Some(Value {
+            raw: &self.text[start..nested.pos],
+        })
+    }
+
+    fn step(&mut self) -> Option<Result<(Cow<'a, str>, Value<'a>), JsonError>> {
+        let (key, start) = match self.key_step()? {
+            Ok(x) => x,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(self.skip_value_at(start).map(|v| (key, v)))
+    }
+}
+
+pub struct Elements<'a> {
+    text: &'a str,
+    pos: usize,
+    first: bool,
+    done: bool,
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = Result<Value<'a>, JsonError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let b = self.text.as_bytes();
+        let mut p = skip_ws(b, self.pos);
+        match b.get(p) {
+            Some(b']') => {
+                self.done = true;
+                return None;
+            }
+            Some(b',') if !self.first => p = skip_ws(b, p + 1),
+            Some(_) if self.first => {}
+            _ => {
+                self.done = true;
+                return Some(err(p, "expected ',' or ']' in array"));
+            }
+        }
+        self.first = false;
+        match skip_value(b, p, 1) {
+            Ok(end) => {
+                self.pos = end;
+                Some(Ok(Value {
+                    raw: &self.text[p..end],
+                }))
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+#[inline]
+fn skip_ws(b: &[u8], mut p: usize) -> usize {
+    while let Some(c) = b.get(p) {
+        if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+            break;
+        }
+        p += 1;
+    }
+    p
+}
+
+/// Bytes that end the fast scan of a string body: quote, backslash, control characters.
+const STOP: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = true;
+        i += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t
+};
+
+/// Skips the string starting at `p` (an opening quote). Returns the index after the closing
+/// quote and whether it contains escapes.
+#[inline]
+fn skip_string(b: &[u8], p: usize) -> Result<(usize, bool), JsonError> {
+    let mut i = p + 1;
+    let mut escaped = false;
+    loop {
+        // Most Debezium strings are short: a plain loop beats a SIMD search's set-up cost.
+        // Long runs hand over to memchr.
+        let short_end = (i + 32).min(b.len());
+        while i < short_end && !STOP[b[i] as usize] {
+            i += 1;
+        }
+        if i == short_end && i < b.len() {
+            let Some(off) = memchr::memchr2(b'"', b'\\', &b[i..]) else {
+                return err(p, "unterminated string");
+            };
+            if b[i..i + off].iter().any(|&c| c < 0x20) {
+                return err(i, "control character in string");
+            }
+            i += off;
+        }
+        match b.get(i) {
+            None => return err(p, "unterminated string"),
+            Some(b'"') => return Ok((i + 1, escaped)),
+            Some(b'\\') => {}
+            Some(_) => return err(i, "control character in string"),
+        }
+        escaped = true;
+        match b.get(i + 1) {
+            Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => i += 2,
+            Some(b'u') => {
+                let hex = b.get(i + 2..i + 6).ok_or(JsonError {
+                    at: i,
+                    message: "truncated \\u escape",
+                })?;
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return err(i, "invalid \\u escape");
+                }
+                i += 6;
+            }
+            _ => return err(i, "invalid escape"),
+        }
+    }
+}
+
+fn skip_digits(b: &[u8], mut p: usize) -> usize {
+    while b.get(p).is_some_and(u8::is_ascii_digit) {
+        p += 1;
+    }
+    p
+}
+
+fn skip_number(b: &[u8], p: usize) -> Result<usize, JsonError> {
+    let mut i = p;
+    if b.get(i) == Some(&b'-') {
+        i += 1;
+    }
+    if b[i..].starts_with(b"Infinity") {
+        return Ok(i + 8);
+    }
+    match b.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i = skip_digits(b, i + 1),
+        _ => return err(i, "invalid number"),
+    }
+    if b.get(i) == Some(&b'.') {
+        let j = skip_digits(b, i + 1);
+        if j == i + 1 {
+            return err(i, "digits expected after '.'");
+        }
+        i = j;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let j = skip_digits(b, i);
+        if j == i {
+            return err(i, "digits expected in exponent");
+        }
+        i = j;
+    }
+    Ok(i)
+}
+
+fn skip_value(b: &[u8], p: usize, depth: usize) -> Result<usize, JsonError> {
+    if depth > MAX_DEPTH {
+        return err(p, "nesting too deep");
+    }
+    match b.get(p) {
+        Some(b'"') => skip_string(b, p).map(|(e, _)| e),
+        Some(b'{') => {
+            let mut i = skip_ws(b, p + 1);
+            if b.get(i) == Some(&b'}') {
+                return Ok(i + 1);
+            }
+            loop {
+                if b.get(i) != Some(&b'"') {
+                    return err(i, "expected a member name");
+                }
+                i = skip_ws(b, skip_string(b, i)?.0);
+                if b.get(i) != Some(&b':') {
+                    return err(i, "expected ':' after member name");
+                }
+                i = skip_ws(b, skip_value(b, skip_ws(b, i + 1), depth + 1)?);
+                match b.get(i) {
+                    Some(b',') => i = skip_ws(b, i + 1),
+                    Some(b'}') => return Ok(i + 1),
+                    _ => return err(i, "expected ',' or '}' in object"),
+                }
+            }
+        }
+        Some(b'[') => {
+            let mut i = skip_ws(b, p + 1);
+            if b.get(i) == Some(&b']') {
+                return Ok(i + 1);
+            }
+            loop {
+                i = skip_ws(b, skip_value(b, i, depth + 1)?);
+                match b.get(i) {
+                    Some(b',') => i = skip_ws(b, i + 1),
+                    Some(b']') => return Ok(i + 1),
+                    _ => return err(i, "expected ',' or ']' in array"),
+                }
+            }
+        }
+        Some(b't') if b[p..].starts_with(b"true") => Ok(p + 4),
+        Some(b'f') if b[p..].starts_with(b"false") => Ok(p + 5),
+        Some(b'n') if b[p..].starts_with(b"null") => Ok(p + 4),
+        Some(b'N') if b[p..].starts_with(b"NaN") => Ok(p + 3),
+        Some(b'I') if b[p..].starts_with(b"Infinity") => Ok(p + 8),
+        Some(b'-' | b'0'..=b'9') => skip_number(b, p),
+        Some(_) => err(p, "unexpected character"),
+        None => err(p, "unexpected end of input"),
+    }
+}
+
+/// Decodes the escapes of a string body (between the quotes).
+fn unescape(inner: &str) -> Option<String> {
+    let b = inner.as_bytes();
+    let mut out = String::with_capacity(inner.len());
+    let mut i = 0;
+    while i < b.len() {
+        let Some(off) = memchr::memchr(b'\\', &b[i..]) else {
+            out.push_str(&inner[i..]);
+            break;
+        };
+        out.push_str(&inner[i..i + off]);
+        i += off;
+        let c = match b.get(i + 1)? {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let hi = u32::from_str_radix(inner.get(i + 2..i + 6)?, 16).ok()?;
+                i += 6;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    // A surrogate pair: the low half must follow as another \u escape.
+                    if inner.get(i..i + 2)? != "\\u" {
+                        return None;
+                    }
+                    let lo = u32::from_str_radix(inner.get(i + 2..i + 6)?, 16).ok()?;
+                    if !(0xDC00..0xE000).contains(&lo) {
+                        return None;
+                    }
+                    i += 6;
+                    0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                } else {
+                    hi
+                };
+                out.push(char::from_u32(code)?);
+                continue;
+            }
+            _ => return None,
+        };
+        out.push(c);
+        i += 2;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_borrow_and_validate() {
+        let doc = r#" {"a":1,"b\n":"x\"y","c":[1,{"d":null}],"e":-1.5e3,"f":NaN} "#;
+        let m: Vec<_> = members(doc)
+            .expect("object")
+            .collect::<Result<_, _>>()
+            .expect("valid");
+        assert_eq!(m.len(), 5);
+        assert!(matches!(m[0].0, Cow::Borrowed("a")));
+        assert_eq!(m[1].0, "b\n");
+        assert_eq!(m[1].1.as_str().as_deref(), Some("x\"y"));
+        assert_eq!(m[2].1.kind(), Kind::Array);
+        assert_eq!(m[3].1.raw(), "-1.5e3");
+        assert_eq!(m[4].1.kind(), Kind::Number);
+    }
+
+    #[test]
+    fn rejects_malformed_input() {
+        for bad in [
+            "{\"a\":}",
+            "{\"a\" 1}",
+            "[1,]",
+            "{\"a\":1,}",
+            "\"abc",
+            "01",
+            "1.",
+            "-",
+            "tru",
+            "{\"a\":\"\u{1}\"}",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "[1 2]",
+            "{} x",
+        ] {
+            assert!(parse(bad).is_err(), "accepted {bad:?}");
+        }
+        let deep = "[".repeat(MAX_DEPTH + 5) + &"]".repeat(MAX_DEPTH + 5);
+        assert!(parse(&deep).is_err());
+    }
+
+    #[test]
+    fn unescapes_surrogate_pairs() {
+        let v = parse(r#""\ud83d\ude00 \u00e9""#).expect("valid");
+        assert_eq!(v.as_str().as_deref(), Some("😀 é"));
+        assert_eq!(parse(r#""\ud83d""#).expect("scans").as_str(), None);
+    }
+}
