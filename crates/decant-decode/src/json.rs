@@ -345,6 +345,34 @@ const STOP: [bool; 256] = {
     t
 };
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Index of the first byte at or after `i` that is `"`, `\\` or below 0x20 (or `b.len()`).
+#[inline]
+fn find_stop(b: &[u8], mut i: usize) -> usize {
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let quote = w ^ (LO * b'"' as u64);
+        let slash = w ^ (LO * b'\\' as u64);
+        // A byte is zero in `x` iff its bit 7 is set in (x - LO) & !x; the lowest hit is exact.
+        let hits = (quote.wrapping_sub(LO) & !quote)
+            | (slash.wrapping_sub(LO) & !slash)
+            | (w.wrapping_sub(LO * 0x20) & !w);
+        let hits = hits & HI;
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && !STOP[b[i] as usize] {
+        i += 1;
+    }
+    i
+}
+
 /// Skips the string starting at `p` (an opening quote). Returns the index after the closing
 /// quote and whether it contains escapes.
 #[inline]
@@ -352,21 +380,8 @@ fn skip_string(b: &[u8], p: usize) -> Result<(usize, bool), JsonError> {
     let mut i = p + 1;
     let mut escaped = false;
     loop {
-        // Most Debezium strings are short: a plain loop beats a SIMD search's set-up cost.
-        // Long runs hand over to memchr.
-        let short_end = (i + 32).min(b.len());
-        while i < short_end && !STOP[b[i] as usize] {
-            i += 1;
-        }
-        if i == short_end && i < b.len() {
-            let Some(off) = memchr::memchr2(b'"', b'\\', &b[i..]) else {
-                return err(p, "unterminated string");
-            };
-            if b[i..i + off].iter().any(|&c| c < 0x20) {
-                return err(i, "control character in string");
-            }
-            i += off;
-        }
+        // Eight bytes at a time (SWAR): the first quote, backslash or control byte.
+        i = find_stop(b, i);
         match b.get(i) {
             None => return err(p, "unterminated string"),
             Some(b'"') => return Ok((i + 1, escaped)),
@@ -575,6 +590,15 @@ mod tests {
         }
         let deep = "[".repeat(MAX_DEPTH + 5) + &"]".repeat(MAX_DEPTH + 5);
         assert!(parse(&deep).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn swar_scan_matches_bytewise(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80), start in 0usize..80) {
+            let start = start.min(bytes.len());
+            let naive = (start..bytes.len()).find(|&i| STOP[bytes[i] as usize]).unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(find_stop(&bytes, start), naive);
+        }
     }
 
     #[test]

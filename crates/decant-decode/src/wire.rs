@@ -268,6 +268,7 @@ impl Wire {
             "bytes_base64_url_safe" => Some(Wire::BinaryText(BinaryText::Base64UrlSafe)),
             "bytes_hex" => Some(Wire::BinaryText(BinaryText::Hex)),
             "variable_scale_decimal" => Some(Wire::VariableScaleDecimal),
+            "decimal_text" => Some(Wire::DecimalText),
             "date" => Some(Wire::Date),
             "time" | "time_millis" => Some(Wire::TimeMillis),
             "micro_time" => Some(Wire::TimeMicros),
