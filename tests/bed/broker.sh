@@ -65,6 +65,10 @@ do_start() {
     if [ "$DURABLE" = 1 ]; then
         mode=durable
         storage=sqlite://broker.db
+        "$NISSHI" --help | grep -q '^Storage engines:.*libsql' || {
+            echo "broker.sh: --durable needs nisshi built with the libsql feature ($NISSHI has: $("$NISSHI" --help | sed -n 's/^Storage engines: //p'))" >&2
+            exit 1
+        }
     fi
     local pid
     if pid=$(running_pid); then
