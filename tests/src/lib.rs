@@ -3,7 +3,11 @@
 //! - corpus and fixture locations ([`corpus_dir`], [`fixtures_dir`]);
 //! - feeding records to a [`Decoder`] and reading back the canonical JSON ([`decode_all`]);
 //! - reducing a change stream to a final table state ([`final_state`]) and comparing values the
-//!   way the sources wrote them ([`values_match`]).
+//!   way the sources wrote them ([`values_match`]);
+//! - comparing decoded changes with PostgreSQL's own rendering ([`assert_pg_state`]);
+//! - the live test bed: broker, PostgreSQL, Debezium, read_committed consumer ([`bed`]).
+
+pub mod bed;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -220,4 +224,118 @@ pub fn row_matches(expected: &Json, row: &serde_json::Map<String, Json>) -> bool
         e.iter()
             .all(|(k, v)| row.get(k).is_some_and(|w| values_match(v, w)))
     })
+}
+
+/// How a connector configuration limits what can be compared exactly with PostgreSQL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PgMode {
+    Exact,
+    /// `time.precision.mode=connect`: zone-less times and timestamps keep milliseconds only.
+    MillisTimes,
+}
+
+/// Truncates the fraction of a `…HH:MM:SS.ffffff` text to milliseconds.
+fn millis(s: &str) -> String {
+    let (body, frac) = match s.rsplit_once('.') {
+        Some((b, f)) if f.len() == 6 && f.bytes().all(|c| c.is_ascii_digit()) => (b, &f[..3]),
+        _ => (s, "000"),
+    };
+    format!("{body}.{frac}")
+}
+
+fn is_local_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    !s.ends_with('Z')
+        && ((b.len() >= 8 && b.get(2) == Some(&b':') && b.get(5) == Some(&b':'))
+            || (b.len() >= 19 && b.get(10) == Some(&b'T')))
+}
+
+/// Every value PostgreSQL reported matches the decoded one; nested objects compare on the
+/// members PostgreSQL renders (a point's x/y; decant adds its WKB).
+pub fn pg_value_matches(expected: &Json, got: &Json, mode: PgMode) -> bool {
+    match (expected, got) {
+        (Json::String(e), Json::String(g)) if mode == PgMode::MillisTimes && is_local_time(e) => {
+            millis(e) == millis(g)
+        }
+        (Json::Object(e), Json::Object(g)) => e
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|w| pg_value_matches(v, w, mode))),
+        (Json::Array(e), Json::Array(g)) => {
+            e.len() == g.len() && e.iter().zip(g).all(|(x, y)| pg_value_matches(x, y, mode))
+        }
+        (e, g) => values_match(e, g),
+    }
+}
+
+/// Reduces decoded changes to the final state per (table, key) — TOAST-unchanged columns filled
+/// from the last image — and asserts it equals PostgreSQL's rows (`{"table","row"}` lines of
+/// `tests/bed/pg_state.py`). Returns how many TOAST-unchanged values were filled.
+pub fn assert_pg_state(label: &str, run: &Run, expected: &[Json], mode: PgMode) -> usize {
+    assert!(run.errors.is_empty(), "{label}: {:?}", run.errors);
+    let mut state: BTreeMap<(String, String), serde_json::Map<String, Json>> = BTreeMap::new();
+    let mut unchanged_filled = 0;
+    for c in &run.changes {
+        let table = c["table"].as_str().unwrap_or_default().to_owned();
+        let key = (table, c["key"].to_string());
+        match c["op"].as_str() {
+            Some("upsert") => {
+                let mut row = c["row"].as_object().cloned().expect("row");
+                for u in c["unchanged"].as_array().into_iter().flatten() {
+                    unchanged_filled += 1;
+                    let name = u.as_str().expect("name");
+                    let prev = state.get(&key).and_then(|r| r.get(name)).cloned();
+                    row.insert(
+                        name.into(),
+                        prev.unwrap_or_else(|| {
+                            panic!("{label}: TOAST value of {name} never seen for {key:?}")
+                        }),
+                    );
+                }
+                state.insert(key, row);
+            }
+            Some("delete") => {
+                state.remove(&key);
+            }
+            _ => {}
+        }
+    }
+    let mut want: BTreeMap<String, Vec<&Json>> = BTreeMap::new();
+    for e in expected {
+        want.entry(e["table"].as_str().expect("table").to_owned())
+            .or_default()
+            .push(&e["row"]);
+    }
+    let mut got: BTreeMap<String, Vec<&serde_json::Map<String, Json>>> = BTreeMap::new();
+    for ((table, _), row) in &state {
+        got.entry(table.clone()).or_default().push(row);
+    }
+    assert_eq!(
+        want.keys().collect::<Vec<_>>(),
+        got.keys().collect::<Vec<_>>(),
+        "{label}: tables"
+    );
+    for (table, rows) in &want {
+        let have = &got[table];
+        assert_eq!(
+            rows.len(),
+            have.len(),
+            "{label}: row count of {table}; PostgreSQL: {rows:?}; decoded: {have:?}; changes: {:?}",
+            run.changes
+                .iter()
+                .filter(|c| c["table"] == table.as_str())
+                .map(|c| format!("{}@{} {} {}", c["op"], c["offset"], c["key"], c["row"]))
+                .collect::<Vec<_>>()
+        );
+        for e in rows {
+            let found = have.iter().any(|g| {
+                e.as_object().is_some_and(|o| o.len() == g.len())
+                    && pg_value_matches(e, &Json::Object((*g).clone()), mode)
+            });
+            assert!(
+                found,
+                "{label}: {table}: no decoded row equals PostgreSQL's {e}\ndecoded rows: {have:#?}"
+            );
+        }
+    }
+    unchanged_filled
 }

@@ -284,7 +284,7 @@ pub fn append_json(
                 let (k, val) = entry.map_err(|_| want("an object {scale, value}", v))?;
                 match &*k {
                     "scale" => scale = Some(int_of(&val)?),
-                    "value" => value = Some(str_of(&val)?.to_owned()),
+                    "value" => value = Some(str_of(&val)?.into_owned()),
                     _ => {}
                 }
             }

@@ -753,7 +753,7 @@ impl Decoder {
         // The speculative row is ours when the record is an upsert of that very table.
         if let Some(t) = *spec {
             let same = kind == ChangeKind::Upsert
-                && table_ref.as_ref().map_or(false, |r| {
+                && table_ref.as_ref().is_some_and(|r| {
                     self.tables[t].id.namespace == r.0 && self.tables[t].id.name == r.1
                 });
             if same {
@@ -908,7 +908,7 @@ impl Decoder {
                     _ => others = true,
                 }
             }
-            if let (Some(s), Some(p), false) = (schema, payload.clone(), others) {
+            if let (Some(s), Some(p), false) = (schema, payload, others) {
                 // Remember the key schema so its fields name the key columns.
                 let raw = s.raw();
                 let h = self.hasher.hash_one(raw.as_bytes());
@@ -973,7 +973,7 @@ impl Decoder {
                 "file" => {
                     if let Some(f) = v.as_str() {
                         p.file = Some(match &self.last_file {
-                            Some(last) if &**last == f => last.clone(),
+                            Some(last) if **last == *f => last.clone(),
                             _ => {
                                 let a: Arc<str> = Arc::from(f);
                                 self.last_file = Some(a.clone());

@@ -109,7 +109,7 @@ impl<'a> Value<'a> {
 
     /// Members of an object; `None` if this is not an object.
     pub fn members(&self) -> Option<Members<'a>> {
-        (self.kind() == Kind::Object).then(|| Members {
+        (self.kind() == Kind::Object).then_some(Members {
             text: self.raw,
             pos: 1,
             first: true,
@@ -119,7 +119,7 @@ impl<'a> Value<'a> {
 
     /// Elements of an array; `None` if this is not an array.
     pub fn elements(&self) -> Option<Elements<'a>> {
-        (self.kind() == Kind::Array).then(|| Elements {
+        (self.kind() == Kind::Array).then_some(Elements {
             text: self.raw,
             pos: 1,
             first: true,

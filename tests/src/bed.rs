@@ -1,0 +1,492 @@
+//! The live test bed from Rust: the broker, PostgreSQL, Debezium's embedded engine and the
+//! read_committed consumer, as set up by `tests/bed/setup.sh` (paths come from its `bed.env`).
+//!
+//! Every handle cleans up after itself on drop (broker stopped, runner stopped, replication slot
+//! and schema dropped), so a failing test leaves no state for the next one.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value as Json;
+
+use crate::Input;
+
+/// The repository's `tests/bed` directory.
+pub fn bed_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bed")
+}
+
+/// Paths and addresses of an installed bed.
+#[derive(Debug, Clone)]
+pub struct Bed {
+    pub env: HashMap<String, String>,
+}
+
+impl Bed {
+    /// Reads `${DECANT_CACHE:-~/.cache/decant}/bed.env`; panics with the command to run if the
+    /// bed was never set up (the README's test command does it).
+    pub fn load() -> Bed {
+        let cache = std::env::var("DECANT_CACHE").unwrap_or_else(|_| {
+            format!(
+                "{}/.cache/decant",
+                std::env::var("HOME").unwrap_or_default()
+            )
+        });
+        let path = Path::new(&cache).join("bed.env");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "test bed not set up ({}: {e}); run `bash tests/bed/setup.sh` or `bash tests/run.sh`",
+                path.display()
+            )
+        });
+        let env = text
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("export ").or(Some(l.trim())))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches(['"', '\'']).to_owned()))
+            .collect();
+        Bed { env }
+    }
+
+    pub fn get(&self, key: &str) -> String {
+        self.env
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("bed.env has no {key}"))
+    }
+
+    pub fn pg_url(&self) -> String {
+        self.get("DECANT_PG_URL")
+    }
+
+    /// Runs SQL through psql (ON_ERROR_STOP), with `-v name=value` variables.
+    pub fn psql(&self, sql: &str, vars: &[(&str, &str)]) {
+        let mut cmd = Command::new("psql");
+        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .arg(self.pg_url());
+        for (k, v) in vars {
+            cmd.arg("-v").arg(format!("{k}={v}"));
+        }
+        run_ok(cmd.arg("-c").arg(sql), "psql");
+    }
+
+    /// Runs SQL files from `tests/bed/sql`.
+    pub fn psql_files(&self, files: &[&str], vars: &[(&str, &str)]) {
+        let mut cmd = Command::new("psql");
+        cmd.args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+            .arg(self.pg_url());
+        for (k, v) in vars {
+            cmd.arg("-v").arg(format!("{k}={v}"));
+        }
+        for f in files {
+            cmd.arg("-f").arg(bed_dir().join("sql").join(f));
+        }
+        run_ok(&mut cmd, "psql");
+    }
+
+    /// PostgreSQL's own rendering of every table of `schema` (see `tests/bed/pg_state.py`).
+    pub fn pg_state(&self, schema: &str) -> Vec<Json> {
+        let out = run_ok(
+            Command::new(self.get("DECANT_PY"))
+                .arg(bed_dir().join("pg_state.py"))
+                .args(["--url", &self.pg_url(), "--schema", schema]),
+            "pg_state.py",
+        );
+        String::from_utf8_lossy(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("pg_state line is JSON"))
+            .collect()
+    }
+}
+
+fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A name unique to this test process and call: `prefix_<pid>_<n>_<millis>`.
+pub fn random_name(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() % 1_000_000)
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{millis}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `f` until it returns `Some`, failing the test with `what` after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A broker started through `tests/bed/broker.sh`; stopped on drop.
+pub struct Broker {
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Broker {
+    pub fn start(durable: bool) -> Broker {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(random_name("decant-broker"));
+        let mut cmd = Command::new("bash");
+        cmd.arg(bed_dir().join("broker.sh"))
+            .arg("start")
+            .arg("--dir")
+            .arg(&dir)
+            .arg("--port")
+            .arg(port.to_string());
+        if durable {
+            cmd.arg("--durable");
+        }
+        run_ok(&mut cmd, "broker.sh start");
+        Broker { port, dir }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(bed_dir().join("broker.sh"))
+            .arg("stop")
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--port")
+            .arg(self.port.to_string())
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A PostgreSQL schema with the type-zoo tables; slot, publication and schema dropped on drop.
+pub struct PgSchema {
+    pub bed: Bed,
+    pub name: String,
+}
+
+impl PgSchema {
+    pub fn create(bed: &Bed) -> PgSchema {
+        let name = random_name("s");
+        bed.psql_files(&["typezoo.sql"], &[("schema", &name)]);
+        PgSchema {
+            bed: bed.clone(),
+            name,
+        }
+    }
+
+    pub fn slot(&self) -> String {
+        format!("decant_{}", self.name)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let slot = self.slot();
+        for _ in 0..20 {
+            let gone = Command::new("psql")
+                .args(["-X", "-q", "-At"])
+                .arg(self.bed.pg_url())
+                .arg("-c")
+                .arg(format!(
+                    "select pg_drop_replication_slot(slot_name) from pg_replication_slots where slot_name = '{slot}' and not active; \
+                     select count(*) from pg_replication_slots where slot_name = '{slot}'"
+                ))
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().ends_with('0'))
+                .unwrap_or(true);
+            if gone {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let _ = Command::new("psql")
+            .args(["-X", "-q"])
+            .arg(self.bed.pg_url())
+            .arg("-c")
+            .arg(format!(
+                "drop publication if exists {slot}; drop schema if exists \"{}\" cascade",
+                self.name
+            ))
+            .output();
+    }
+}
+
+/// Debezium's embedded engine feeding the broker (`tests/bed/java/DbzToKafka.java`).
+pub struct Debezium {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Arc<Mutex<Vec<String>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+    pub work: PathBuf,
+}
+
+impl Debezium {
+    /// Starts capturing `schema` into topics `<prefix>.<schema>.<table>`. `extra` overrides
+    /// connector properties (`decimal.handling.mode`, `time.precision.mode`, schemas …).
+    pub fn start(
+        bed: &Bed,
+        schema: &PgSchema,
+        broker: &Broker,
+        prefix: &str,
+        extra: &[(&str, &str)],
+    ) -> Debezium {
+        let work = std::env::temp_dir().join(random_name("decant-dbz"));
+        std::fs::create_dir_all(&work).expect("work dir");
+        let port = bed
+            .pg_url()
+            .rsplit_once(':')
+            .and_then(|(_, rest)| rest.split('/').next().map(str::to_owned))
+            .unwrap_or_else(|| "5432".into());
+        let mut props: Vec<(String, String)> = [
+            ("name", format!("decant-test-{}", schema.name)),
+            (
+                "connector.class",
+                "io.debezium.connector.postgresql.PostgresConnector".into(),
+            ),
+            ("database.hostname", "127.0.0.1".into()),
+            ("database.port", port),
+            ("database.user", "postgres".into()),
+            ("database.password", "postgres".into()),
+            ("database.dbname", "postgres".into()),
+            ("topic.prefix", prefix.into()),
+            ("schema.include.list", schema.name.clone()),
+            ("plugin.name", "pgoutput".into()),
+            ("slot.name", schema.slot()),
+            ("publication.name", schema.slot()),
+            ("publication.autocreate.mode", "filtered".into()),
+            ("snapshot.mode", "initial".into()),
+            (
+                "offset.storage",
+                "org.apache.kafka.connect.storage.FileOffsetBackingStore".into(),
+            ),
+            (
+                "offset.storage.file.filename",
+                work.join("offsets.dat").display().to_string(),
+            ),
+            ("runner.bootstrap.servers", broker.bootstrap()),
+            ("runner.partitions", "1".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in extra {
+            props.retain(|(pk, _)| pk != k);
+            props.push((k.to_string(), v.to_string()));
+        }
+        let text: String = props.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        let props_path = work.join("dbz.properties");
+        std::fs::write(&props_path, text).expect("write properties");
+        let mut child = Command::new(bed.get("DECANT_DBZ_RUNNER"))
+            .arg(&props_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(work.join("runner.err")).expect("stderr file"))
+            .spawn()
+            .expect("start DbzToKafka");
+        let stdin = child.stdin.take();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let reader = child.stdout.take().map(|out| {
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(out).lines().map_while(Result::ok) {
+                    if let Ok(mut l) = sink.lock() {
+                        l.push(line);
+                    }
+                }
+            })
+        });
+        Debezium {
+            child,
+            stdin,
+            lines,
+            reader,
+            work,
+        }
+    }
+
+    fn saw(&self, prefix: &str) -> bool {
+        self.lines
+            .lock()
+            .map(|l| l.iter().any(|x| x.starts_with(prefix)))
+            .unwrap_or(false)
+    }
+
+    fn check_alive(&mut self) {
+        if self.saw("RUNNER FAILED") || matches!(self.child.try_wait(), Ok(Some(_))) {
+            let err = std::fs::read_to_string(self.work.join("runner.err")).unwrap_or_default();
+            let tail: Vec<&str> = err.lines().rev().take(30).collect();
+            panic!(
+                "Debezium runner died: {:?}\n{}",
+                self.lines.lock().map(|l| l.clone()),
+                tail.join("\n")
+            );
+        }
+    }
+
+    /// Waits until the initial snapshot is flushed to the broker.
+    pub fn wait_snapshot(&mut self, timeout: Duration) {
+        wait_for(timeout, "the Debezium snapshot", || {
+            self.check_alive();
+            self.saw("RUNNER SNAPSHOT COMPLETE").then_some(())
+        });
+    }
+
+    /// Stops the engine cleanly (flush, offset commit), waits for it, and returns how many
+    /// records it produced.
+    pub fn stop(mut self) -> usize {
+        if let Some(mut s) = self.stdin.take() {
+            let _ = writeln!(s, "stop");
+        }
+        let status = self.child.wait().expect("runner exit");
+        assert!(status.success(), "Debezium runner exited with {status}");
+        // The reader thread ends at EOF: after it, every line the runner printed is here.
+        if let Some(reader) = self.reader.take() {
+            let _ = reader.join();
+        }
+        let lines = self.lines.lock().map(|l| l.clone()).unwrap_or_default();
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix("RUNNER STOPPED "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("runner did not report a clean stop: {lines:?}"))
+    }
+}
+
+impl Drop for Debezium {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.work);
+    }
+}
+
+fn consumer(bootstrap: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", random_name("decant-test-reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "false")
+        .create()
+        .expect("consumer")
+}
+
+/// Topics whose names start with `prefix`.
+pub fn topics_with_prefix(bootstrap: &str, prefix: &str) -> Vec<String> {
+    let c = consumer(bootstrap);
+    let md = c
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    let mut names: Vec<String> = md
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Reads the committed records of `topics` (read_committed) from the beginning until at least
+/// `at_least` arrived and the topics then stayed quiet for `quiet`, in (topic, partition, offset)
+/// order. End offsets are not trusted as a stop condition: nisshi's ListOffsets(latest) lags
+/// for a while after a producer finishes, so reading "to the end" can silently stop short.
+pub fn consume(bootstrap: &str, topics: &[String], at_least: usize, quiet: Duration) -> Vec<Input> {
+    let c = consumer(bootstrap);
+    let mut assignment = TopicPartitionList::new();
+    for topic in topics {
+        let md = c
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("topic metadata");
+        for t in md.topics() {
+            for p in t.partitions() {
+                assignment
+                    .add_partition_offset(topic, p.id(), Offset::Beginning)
+                    .expect("assign");
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if assignment.count() == 0 {
+        return out;
+    }
+    c.assign(&assignment).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = Instant::now();
+    while out.len() < at_least || last.elapsed() < quiet {
+        assert!(
+            Instant::now() < deadline,
+            "timed out consuming {topics:?}: {} of at least {at_least} records",
+            out.len()
+        );
+        let Some(msg) = c.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let msg = msg.expect("consume");
+        last = Instant::now();
+        let headers = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_owned(), x.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Input {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            headers,
+            key: msg.key().map(<[u8]>::to_vec),
+            value: msg.payload().map(<[u8]>::to_vec),
+        });
+    }
+    out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+    out
+}
