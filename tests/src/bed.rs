@@ -163,6 +163,7 @@ pub fn free_port() -> u16 {
 pub struct Broker {
     pub port: u16,
     pub dir: PathBuf,
+    durable: bool,
 }
 
 impl Broker {
@@ -180,7 +181,27 @@ impl Broker {
             cmd.arg("--durable");
         }
         run_ok(&mut cmd, "broker.sh start");
-        Broker { port, dir }
+        Broker { port, dir, durable }
+    }
+
+    fn script(&self, action: &str) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg(bed_dir().join("broker.sh"))
+            .arg(action)
+            .arg("--dir")
+            .arg(&self.dir)
+            .arg("--port")
+            .arg(self.port.to_string());
+        if self.durable {
+            cmd.arg("--durable");
+        }
+        cmd
+    }
+
+    /// Stops and starts the same broker (same port, same storage).
+    pub fn restart(&self) {
+        run_ok(&mut self.script("stop"), "broker.sh stop");
+        run_ok(&mut self.script("start"), "broker.sh start");
     }
 
     pub fn bootstrap(&self) -> String {
@@ -190,14 +211,7 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(bed_dir().join("broker.sh"))
-            .arg("stop")
-            .arg("--dir")
-            .arg(&self.dir)
-            .arg("--port")
-            .arg(self.port.to_string())
-            .output();
+        let _ = self.script("stop").output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -489,4 +503,21 @@ pub fn consume(bootstrap: &str, topics: &[String], at_least: usize, quiet: Durat
     }
     out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
     out
+}
+
+impl Bed {
+    /// Rows of a local Iceberg table as of one metadata file, read by the independent reader
+    /// (chdb, embedded ClickHouse, through `tests/bed/chdb_read.py`), sorted by all columns.
+    pub fn iceberg_rows(&self, metadata_file: &Path) -> Vec<Json> {
+        let out = run_ok(
+            Command::new(self.get("DECANT_PY"))
+                .arg(bed_dir().join("chdb_read.py"))
+                .arg(metadata_file),
+            "chdb_read.py",
+        );
+        String::from_utf8_lossy(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("chdb_read line is JSON"))
+            .collect()
+    }
 }
