@@ -159,8 +159,7 @@ fn want(expected: &str, v: &LazyValue) -> FieldError {
 }
 
 fn int_of(v: &LazyValue) -> Result<i64, FieldError> {
-    let raw = v.raw();
-    raw.parse::<i64>().map_err(|_| want("an integer", v))
+    crate::json::parse_i64(v.raw()).ok_or_else(|| want("an integer", v))
 }
 
 fn str_of<'a>(v: &LazyValue<'a>) -> Result<std::borrow::Cow<'a, str>, FieldError> {

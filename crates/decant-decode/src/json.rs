@@ -91,8 +91,9 @@ impl<'a> Value<'a> {
     }
 
     /// An integer without fraction or exponent.
+    #[inline]
     pub fn as_i64(&self) -> Option<i64> {
-        self.raw.parse().ok()
+        parse_i64(self.raw)
     }
 
     /// The string's text, borrowed unless it contains escapes.
@@ -196,6 +197,7 @@ impl<'a> Members<'a> {
         r
     }
 
+    #[inline(always)]
     fn key_step(&mut self) -> Option<Result<(Cow<'a, str>, usize), JsonError>> {
         let b = self.text.as_bytes();
         let mut p = skip_ws(b, self.pos);
@@ -236,8 +238,17 @@ impl<'a> Members<'a> {
     }
 
     /// Skips the value starting at `start` (from [`Members::next_key`]) and returns it.
+    #[inline]
     pub fn skip_value_at(&mut self, start: usize) -> Result<Value<'a>, JsonError> {
-        let end = skip_value(self.text.as_bytes(), start, 1).inspect_err(|_| self.done = true)?;
+        let b = self.text.as_bytes();
+        // Scalars (nearly every member) without the general recursive walk.
+        let end = match b.get(start) {
+            Some(b'"') => skip_string(b, start).map(|(e, _)| e),
+            Some(b'-' | b'0'..=b'9') => skip_number(b, start),
+            Some(b'n') if b[start..].starts_with(b"null") => Ok(start + 4),
+            _ => skip_value(b, start, 1),
+        }
+        .inspect_err(|_| self.done = true)?;
         self.pos = end;
         Ok(Value {
             raw: &self.text[start..end],
@@ -268,6 +279,7 @@ impl<'a> Members<'a> {
         })
     }
 
+    #[inline(always)]
     fn step(&mut self) -> Option<Result<(Cow<'a, str>, Value<'a>), JsonError>> {
         let (key, start) = match self.key_step()? {
             Ok(x) => x,
@@ -321,7 +333,31 @@ impl<'a> Iterator for Elements<'a> {
     }
 }
 
+/// Decimal integer text to i64: a digit loop for up to 18 digits (which cannot overflow), the
+/// standard parser beyond.
 #[inline]
+pub fn parse_i64(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let (neg, digits) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 18 {
+        return text.parse().ok();
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        let d = d.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + d as i64;
+    }
+    Some(if neg { -v } else { v })
+}
+
+#[inline(always)]
 fn skip_ws(b: &[u8], mut p: usize) -> usize {
     while let Some(c) = b.get(p) {
         if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
@@ -349,7 +385,7 @@ const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
 
 /// Index of the first byte at or after `i` that is `"`, `\\` or below 0x20 (or `b.len()`).
-#[inline]
+#[inline(always)]
 fn find_stop(b: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = b.get(i..i + 8) {
         let mut word = [0u8; 8];
@@ -375,7 +411,7 @@ fn find_stop(b: &[u8], mut i: usize) -> usize {
 
 /// Skips the string starting at `p` (an opening quote). Returns the index after the closing
 /// quote and whether it contains escapes.
-#[inline]
+#[inline(always)]
 fn skip_string(b: &[u8], p: usize) -> Result<(usize, bool), JsonError> {
     let mut i = p + 1;
     let mut escaped = false;
@@ -406,6 +442,7 @@ fn skip_string(b: &[u8], p: usize) -> Result<(usize, bool), JsonError> {
     }
 }
 
+#[inline(always)]
 fn skip_digits(b: &[u8], mut p: usize) -> usize {
     while b.get(p).is_some_and(u8::is_ascii_digit) {
         p += 1;
@@ -413,6 +450,7 @@ fn skip_digits(b: &[u8], mut p: usize) -> usize {
     p
 }
 
+#[inline(always)]
 fn skip_number(b: &[u8], p: usize) -> Result<usize, JsonError> {
     let mut i = p;
     if b.get(i) == Some(&b'-') {
@@ -598,6 +636,27 @@ mod tests {
             let start = start.min(bytes.len());
             let naive = (start..bytes.len()).find(|&i| STOP[bytes[i] as usize]).unwrap_or(bytes.len());
             proptest::prop_assert_eq!(find_stop(&bytes, start), naive);
+        }
+    }
+
+    #[test]
+    fn integer_parsing_matches_std() {
+        for t in [
+            "0",
+            "-0",
+            "42",
+            "-9223372036854775808",
+            "9223372036854775807",
+            "123456789012345678",
+            "-",
+            "",
+            "1.5",
+            "1e3",
+            "+1",
+            "99999999999999999999",
+            "0x1",
+        ] {
+            assert_eq!(parse_i64(t), t.parse::<i64>().ok(), "{t:?}");
         }
     }
 
