@@ -7,6 +7,7 @@
 //! - comparing decoded changes with PostgreSQL's own rendering ([`assert_pg_state`]);
 //! - the live test bed: broker, PostgreSQL, Debezium, read_committed consumer ([`bed`]).
 
+pub mod avro_json;
 pub mod bed;
 
 use std::collections::BTreeMap;

@@ -444,10 +444,19 @@ fn paimon_schema_evolution_and_tombstones() {
     ] {
         inputs.extend(lines_as_inputs(&format!("{dir}/{f}"), "paimon.evolution"));
     }
+    // `"schema": null` with a payload: typed by the schema learned from the earlier messages.
+    inputs.extend(lines_as_inputs(
+        &format!("{dir}/debezium-data-with-delete.txt"),
+        "paimon.evolution",
+    ));
     let mut dec = decoder(DecoderConfig::default());
     let run = decode_all(&mut dec, &inputs);
     assert!(run.errors.is_empty(), "{:?}", run.errors);
-    assert!(run.rows().count() >= 5);
+    assert!(run.rows().count() >= 6);
+    assert_eq!(
+        run.rows().last().map(|r| r["op"].clone()),
+        Some(json!("delete"))
+    );
 
     let mut nv = lines_as_inputs(
         "paimon/kafka/debezium/table/nullvalue/debezium-data-1.txt",
@@ -610,5 +619,193 @@ fn flink_cdc_mysql_full_types() {
         }
         assert_eq!(rows[0]["row"]["point_c"]["x"], json!(1.0));
         assert_eq!(rows[1]["row"]["timestamp_c"], "2020-07-17T18:33:22Z");
+    }
+}
+
+#[test]
+fn risingwave_mongodb_extended_json_with_and_without_schema() {
+    for file in [
+        "risingwave/debezium_mongo_json_customers.1",
+        "risingwave/debezium_mongo_json_customers_no_schema_field.1",
+    ] {
+        let mut dec = decoder(DecoderConfig::default());
+        let run = decode_all(
+            &mut dec,
+            &lines_as_inputs(file, "dbserver1.inventory.customers"),
+        );
+        assert!(run.rows().all(|r| r["table"] == "inventory.customers"));
+        // `_id` arrives as {"$numberLong": "1001"} and is decoded to the integer 1001.
+        assert_state(
+            &run,
+            &format!("{file}.expected-state.jsonl"),
+            "_id",
+            |_, v| v.clone(),
+        );
+    }
+}
+
+fn key_value_pairs(rel: &str, topic: &str) -> Vec<Input> {
+    let text = read(rel);
+    json_lines(&text)
+        .chunks(2)
+        .enumerate()
+        .filter_map(|(i, pair)| match pair {
+            [k, v] => Some(Input {
+                topic: topic.into(),
+                offset: i as i64,
+                key: Some(k.as_bytes().to_vec()),
+                value: Some(v.as_bytes().to_vec()),
+                ..Default::default()
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn paimon_mongodb_insert_update_delete_by_oid_key() {
+    let dir = "paimon/kafka/debezium-bson/table/event";
+    let mut inputs = Vec::new();
+    for f in ["event-insert.txt", "event-update.txt", "event-delete.txt"] {
+        inputs.extend(key_value_pairs(
+            &format!("{dir}/{f}"),
+            "mongodb_bigdata_test.bigdata_test.sync_test_table",
+        ));
+    }
+    let mut dec = decoder(DecoderConfig::default());
+    let run = decode_all(&mut dec, &inputs);
+    assert!(run.errors.is_empty(), "{:?}", run.errors);
+    let ops: Vec<&str> = run.rows().map(|r| r["op"].as_str().unwrap_or("")).collect();
+    assert_eq!(ops.first(), Some(&"upsert"));
+    assert_eq!(ops.last(), Some(&"delete"));
+    let upsert = run.rows().find(|r| r["op"] == "upsert").expect("an upsert");
+    assert_eq!(
+        upsert["key"]["_id"], "67ab25755c0d5ac87eb8c632",
+        "$oid becomes the key text"
+    );
+    // The delete carries only the key: the document is gone.
+    assert!(final_state(&run.changes, key_text).is_empty());
+}
+
+#[test]
+fn paimon_mongodb_extended_json_types() {
+    // Paimon's own expectation (`event-json.txt`) is the same document with every value turned
+    // into a string; decant keeps the types instead, so the values are checked one by one.
+    let expected = read("paimon/kafka/debezium-bson/table/event/event-json.txt");
+    let expected: Json = serde_json::from_str(
+        json_lines(&expected)
+            .into_iter()
+            .find(|l| l.contains("Sally"))
+            .expect("expected line"),
+    )
+    .expect("json");
+    // A bare Extended-JSON document with every BSON type, wrapped the way the MongoDB connector
+    // carries it (a string in `after`).
+    let text = read("paimon/kafka/debezium-bson/table/event/event-bson.txt");
+    let doc = json_lines(&text)
+        .into_iter()
+        .find(|l| l.contains("$oid"))
+        .expect("document line");
+    let event = json!({
+        "after": doc,
+        "source": {"connector": "mongodb", "db": "db", "collection": "all"},
+        "op": "r"
+    });
+    let mut dec = decoder(DecoderConfig::default());
+    let run = decode_all(
+        &mut dec,
+        &[Input::value("m.db.all", 0, event.to_string().as_bytes())],
+    );
+    assert!(run.errors.is_empty(), "{:?}", run.errors);
+    let row = &run.rows().next().expect("row")["row"];
+    assert_eq!(row["id"], "596e275826f08b2730779e1f");
+    assert_eq!(row["created_time"], 1_735_934_393_769_i64);
+    assert_eq!(row["deleted_time"], "2025-01-03T19:59:53.769000Z");
+    assert_eq!(row["double_nan"], "NaN");
+    assert_eq!(row["double_ninf"], "-Infinity");
+    assert_eq!(row["decimal"], "3.14");
+    assert_eq!(row["binary"], "uE2/4v5MSVOiJZkOo3APKQ==");
+    assert_eq!(row["array_mix"], json!(["1", 2, 1_735_934_393_769_i64]));
+    assert_eq!(row["context"]["location"]["lon"], json!(121.4737));
+    assert_eq!(row["boolean_true"], true);
+    for col in [
+        "id",
+        "name",
+        "decimal",
+        "binary",
+        "double_nan",
+        "code",
+        "symbol",
+    ] {
+        if let (Some(e), Some(g)) = (expected[col].as_str(), row[col].as_str()) {
+            assert_eq!(e, g, "{col}");
+        }
+    }
+    assert!(values_match(
+        &json!(
+            expected["created_time"]
+                .as_str()
+                .expect("text")
+                .parse::<i64>()
+                .expect("int")
+        ),
+        &row["created_time"]
+    ));
+}
+
+/// RisingWave's Avro-JSON fixtures encoded into Confluent Avro (key schema id 1, value id 2).
+fn risingwave_avro_inputs(rel: &str) -> (StaticResolver, Vec<Input>) {
+    use decant_tests::avro_json::{encode, framed};
+    let text = read(rel);
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let (key_schema, value_schema) = lines
+        .next()
+        .and_then(|l| l.split_once('^'))
+        .expect("schema line");
+    let resolver = StaticResolver::new()
+        .with(1, SchemaFormat::Avro, key_schema)
+        .with(2, SchemaFormat::Avro, value_schema);
+    let inputs = lines
+        .enumerate()
+        .map(|(i, l)| {
+            let (k, v) = l.split_once('^').unwrap_or((l, ""));
+            Input {
+                topic: "postgres.public.orders".into(),
+                offset: i as i64,
+                key: Some(framed(1, &encode(key_schema, k).expect("key encodes"))),
+                value: (!v.trim().is_empty())
+                    .then(|| framed(2, &encode(value_schema, v).expect("value encodes"))),
+                ..Default::default()
+            }
+        })
+        .collect();
+    (resolver, inputs)
+}
+
+#[test]
+fn risingwave_avro_compact_and_non_compact_streams() {
+    for file in [
+        "risingwave/debezium_compact_avro_json.1",
+        "risingwave/debezium_non_compact_avro_json.1",
+    ] {
+        let (resolver, inputs) = risingwave_avro_inputs(file);
+        // RisingWave applies a tombstone as a delete of its key; so does decant when asked.
+        let cfg = DecoderConfig {
+            tombstones: TombstonePolicy::Delete,
+            ..Default::default()
+        };
+        let mut dec = decoder(cfg).with_resolver(Box::new(resolver));
+        let run = decode_all(&mut dec, &inputs);
+        assert!(run.errors.is_empty(), "{file}: {:?}", run.errors);
+        assert!(run.rows().all(|r| r["table"] == "public.orders"));
+        let state = final_state(&run.changes, key_text);
+        assert_eq!(
+            state.len(),
+            2,
+            "{file}: RisingWave expects count(*) = 2; {state:?}"
+        );
+        let first = run.rows().next().expect("row");
+        // This fixture's schema declares order_date as a plain long (no connect.name).
+        assert_eq!(first["row"]["order_date"], 1_558_430_840_000_i64);
     }
 }

@@ -268,7 +268,9 @@ pub fn append_json(
                 _ => str_of(v)?,
             };
             let text: &str = &text;
-            if decimal::parse_text(text).is_none() {
+            // Non-finite values exist in PostgreSQL numeric and MongoDB Decimal128.
+            let special = matches!(text, "NaN" | "NAN" | "Infinity" | "-Infinity");
+            if !special && decimal::parse_text(text).is_none() {
                 return Err(FieldError::new("decimal text", text));
             }
             b.push_bytes(text.as_bytes())

@@ -378,12 +378,22 @@ impl Decoder {
                 "tombstone (null value) to apply as a delete, but the topic's table or the record key is unknown".into(),
             ));
         };
-        let key_text = std::str::from_utf8(key).map_err(|e| syntax("key (not UTF-8)", e))?;
-        let key_payload = self.key_payload(key_text)?;
         let meta = self.row_meta(rec, ChangeKind::Delete, SourcePosition::default());
-        self.append_row(t, meta, |dec, t| {
-            dec.fill_image(t, Image::Json(&key_payload), ImageMode::KeyOnly, "key")
-        })?;
+        if key.len() >= 5 && key[0] == 0 {
+            // A registry-framed key (Avro).
+            let id = u32::from_be_bytes([key[1], key[2], key[3], key[4]]);
+            let registered = self.registered(id)?;
+            let value = avro::decode_datum(&registered, &key[5..], id)?;
+            self.append_row(t, meta, |dec, t| {
+                dec.fill_image(t, Image::Avro(&value), ImageMode::KeyOnly, "key")
+            })?;
+        } else {
+            let key_text = std::str::from_utf8(key).map_err(|e| syntax("key (not UTF-8)", e))?;
+            let key_payload = self.key_payload(key_text)?;
+            self.append_row(t, meta, |dec, t| {
+                dec.fill_image(t, Image::Json(&key_payload), ImageMode::KeyOnly, "key")
+            })?;
+        }
         Ok(Outcome::Row {
             table: self.tables[t].id.clone(),
             kind: ChangeKind::Delete,
@@ -770,6 +780,17 @@ impl Decoder {
             self.tables[t].builder.rollback_row();
         }
         let table_id = table_id();
+        // MongoDB: images are strings of Extended JSON.
+        let mongo = crate::mongo::is_document_string(m.after.as_ref().or(m.before.as_ref()))
+            || m.source
+                .and_then(|s| s.get("connector"))
+                .and_then(|c| c.as_str())
+                .is_some_and(|c| c == "mongodb");
+        if mongo {
+            return crate::mongo::decode_event(
+                self, rec, op_text, m.before, m.after, table_id, position,
+            );
+        }
         // Confluent's DynamoDB CDC envelope: images are {"document": "<typed JSON>"}.
         if crate::dynamodb::is_document_image(m.after.as_ref().or(m.before.as_ref())) {
             return crate::dynamodb::decode_document_envelope(
@@ -1423,10 +1444,10 @@ impl Decoder {
 
     // ---------------------------------------------------------------- DynamoDB support
 
-    /// Appends a row built by the DynamoDB module: `row_json` is the item as plain JSON and
-    /// `fields` the wire type of each of its attributes.
+    /// Appends a row built from a schemaless document (DynamoDB item, MongoDB document):
+    /// `row_json` is the document as plain JSON and `fields` the wire type of each of its fields.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn append_dynamo_row(
+    pub(crate) fn append_document_row(
         &mut self,
         rec: &KafkaRecord,
         id: &TableId,

@@ -180,7 +180,7 @@ pub fn decode_document_envelope(
     };
     let (row, fields) = item(&document_of(&img, what)?, what)?;
     let key_names = key_names_of(rec);
-    dec.append_dynamo_row(rec, &table, kind, position, &row, fields, &key_names)?;
+    dec.append_document_row(rec, &table, kind, position, &row, fields, &key_names)?;
     Ok(Outcome::Row {
         table: table.into(),
         kind,
@@ -248,7 +248,7 @@ pub fn decode_streams_record(
         other => return Err(err(format!("unknown DynamoDB Streams eventName {other:?}"))),
     };
     let (row, fields) = item(img, what)?;
-    dec.append_dynamo_row(rec, &table, kind, position, &row, fields, &key_names)?;
+    dec.append_document_row(rec, &table, kind, position, &row, fields, &key_names)?;
     Ok(Outcome::Row {
         table: table.into(),
         kind,

@@ -8,6 +8,8 @@
 //! - [`convert`]: one JSON value → one column builder, per wire type; TOAST placeholder detection.
 //! - [`avro`]: the same for Avro datums, plus Avro envelope and `source` handling.
 //! - [`dynamodb`]: DynamoDB typed documents (Confluent CDC envelope and DynamoDB Streams records).
+//! - [`mongo`]: MongoDB connector events (Extended-JSON document strings).
+//! - [`json`]: the validating, allocation-free JSON scanner the hot loop runs on.
 //! - [`batch`]: column builders with row rollback, and [`ChangeBatch`] (RecordBatch + op + position).
 //! - [`render`]: the canonical JSON rendering of decoded rows used by `decant decode` and tests.
 //! - [`registry`]: the [`SchemaResolver`] seam for schema ids.
@@ -21,6 +23,7 @@ pub mod decoder;
 pub mod dynamodb;
 pub mod error;
 pub mod json;
+pub mod mongo;
 pub mod registry;
 pub mod render;
 pub mod temporal;
