@@ -47,6 +47,8 @@ fn err<T>(at: usize, message: &'static str) -> Result<T, JsonError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Value<'a> {
     raw: &'a str,
+    /// The scanner saw that this string has no escapes (false: unknown).
+    plain: bool,
 }
 
 /// Parses a whole document: exactly one value, surrounded by whitespace only.
@@ -59,6 +61,7 @@ pub fn parse(text: &str) -> Result<Value<'_>, JsonError> {
     }
     Ok(Value {
         raw: &text[start..end],
+        plain: false,
     })
 }
 
@@ -102,7 +105,7 @@ impl<'a> Value<'a> {
             return None;
         }
         let inner = &self.raw[1..self.raw.len() - 1];
-        if !inner.as_bytes().contains(&b'\\') {
+        if self.plain || !inner.as_bytes().contains(&b'\\') {
             return Some(Cow::Borrowed(inner));
         }
         unescape(inner).map(Cow::Owned)
@@ -241,9 +244,13 @@ impl<'a> Members<'a> {
     #[inline]
     pub fn skip_value_at(&mut self, start: usize) -> Result<Value<'a>, JsonError> {
         let b = self.text.as_bytes();
+        let mut plain = false;
         // Scalars (nearly every member) without the general recursive walk.
         let end = match b.get(start) {
-            Some(b'"') => skip_string(b, start).map(|(e, _)| e),
+            Some(b'"') => skip_string(b, start).map(|(e, escaped)| {
+                plain = !escaped;
+                e
+            }),
             Some(b'-' | b'0'..=b'9') => skip_number(b, start),
             Some(b'n') if b[start..].starts_with(b"null") => Ok(start + 4),
             _ => skip_value(b, start, 1),
@@ -252,6 +259,7 @@ impl<'a> Members<'a> {
         self.pos = end;
         Ok(Value {
             raw: &self.text[start..end],
+            plain,
         })
     }
 
@@ -276,6 +284,7 @@ impl<'a> Members<'a> {
         self.pos = nested.pos;
         Some(Value {
             raw: &self.text[start..nested.pos],
+            plain: false,
         })
     }
 
@@ -323,6 +332,7 @@ impl<'a> Iterator for Elements<'a> {
                 self.pos = end;
                 Some(Ok(Value {
                     raw: &self.text[p..end],
+                    plain: false,
                 }))
             }
             Err(e) => {

@@ -245,7 +245,7 @@ pub fn run(args: DecodeArgs) -> Result<()> {
     let secs = started.elapsed().as_secs_f64();
     if args.discard {
         eprintln!(
-            "decoded {} messages ({:.1} MB) in {:.3} s: {:.0} msgs/s, {:.1} MB/s, {} errors",
+            "decoded {} messages ({:.1} MB) in {:.6} s: {:.0} msgs/s, {:.1} MB/s, {} errors",
             records.len(),
             bytes as f64 / 1e6,
             secs,
