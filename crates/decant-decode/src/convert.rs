@@ -3,7 +3,14 @@
 
 use crate::json::{Kind as JsonType, Value as LazyValue};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+use base64::engine::general_purpose::STANDARD;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+
+/// URL-safe base64 with or without padding (Java's URL encoder pads; other producers do not).
+const URL_SAFE_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 use crate::batch::{ColBuilder, Overflow};
 use crate::decimal;
@@ -170,7 +177,7 @@ fn base64_into(text: &str, alphabet: BinaryText, out: &mut Vec<u8>) -> Result<()
     out.clear();
     let res = match alphabet {
         BinaryText::Base64 => STANDARD.decode_vec(text, out),
-        BinaryText::Base64UrlSafe => URL_SAFE.decode_vec(text, out),
+        BinaryText::Base64UrlSafe => URL_SAFE_ANY_PADDING.decode_vec(text, out),
         BinaryText::Hex => {
             if !text.len().is_multiple_of(2) {
                 return Err(FieldError::new("hex text", text));

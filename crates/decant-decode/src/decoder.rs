@@ -379,16 +379,23 @@ impl Decoder {
             ));
         };
         let meta = self.row_meta(rec, ChangeKind::Delete, SourcePosition::default());
-        if key.len() >= 5 && key[0] == 0 {
-            // A registry-framed key (Avro).
+        let avro_key = if key.len() >= 5 && key[0] == 0 {
             let id = u32::from_be_bytes([key[1], key[2], key[3], key[4]]);
             let registered = self.registered(id)?;
-            let value = avro::decode_datum(&registered, &key[5..], id)?;
+            match registered.format {
+                SchemaFormat::Avro => Some(avro::decode_datum(&registered, &key[5..], id)?),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        if let Some(value) = avro_key {
             self.append_row(t, meta, |dec, t| {
                 dec.fill_image(t, Image::Avro(&value), ImageMode::KeyOnly, "key")
             })?;
         } else {
-            let key_text = std::str::from_utf8(key).map_err(|e| syntax("key (not UTF-8)", e))?;
+            let key_text =
+                std::str::from_utf8(unframed(key)).map_err(|e| syntax("key (not UTF-8)", e))?;
             let key_payload = self.key_payload(key_text)?;
             self.append_row(t, meta, |dec, t| {
                 dec.fill_image(t, Image::Json(&key_payload), ImageMode::KeyOnly, "key")
@@ -821,7 +828,7 @@ impl Decoder {
                 })?;
             }
             ChangeKind::Delete => {
-                let key_payload = match rec.key.map(std::str::from_utf8) {
+                let key_payload = match rec.key.map(unframed).map(std::str::from_utf8) {
                     Some(Ok(k)) => Some(self.key_payload(k)?),
                     Some(Err(e)) => return Err(syntax("key (not UTF-8)", e)),
                     None => None,
@@ -1089,7 +1096,11 @@ impl Decoder {
 
     /// Key column names from the record's Kafka key (its schema, or its members).
     fn key_names(&self, rec: &KafkaRecord) -> Vec<String> {
-        let Some(text) = rec.key.and_then(|k| std::str::from_utf8(k).ok()) else {
+        let Some(text) = rec
+            .key
+            .map(unframed)
+            .and_then(|k| std::str::from_utf8(k).ok())
+        else {
             return Vec::new();
         };
         let Ok(Json::Object(obj)) = serde_json::from_str::<Json>(text) else {
@@ -1578,4 +1589,13 @@ fn utf8(bytes: &[u8]) -> KResult<&str> {
         part: "value",
         message: "not valid UTF-8".into(),
     })
+}
+
+/// A JSON key without its Confluent JSON_SR header (magic 0 + 4-byte id). JSON text never starts
+/// with a NUL byte, so the header is unambiguous.
+fn unframed(key: &[u8]) -> &[u8] {
+    match key {
+        [0, _, _, _, _, rest @ ..] => rest,
+        other => other,
+    }
 }
