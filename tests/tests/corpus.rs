@@ -5,10 +5,7 @@
 use std::collections::HashMap;
 use std::fs;
 
-use decant_decode::{
-    DeclaredTable, Decoder, DecoderConfig, SchemaFormat, StaticResolver, TombstonePolicy,
-};
-use decant_model::TableId;
+use decant_decode::{Decoder, DecoderConfig, SchemaFormat, StaticResolver, TombstonePolicy};
 use decant_tests::{
     Input, Run, corpus_dir, decode_all, final_state, json_lines, key_text, row_matches,
     values_match,
@@ -29,18 +26,7 @@ fn lines_as_inputs(rel: &str, topic: &str) -> Vec<Input> {
 }
 
 fn declared(table: &str, key: &[&str], cols: &[(&str, &str)]) -> DecoderConfig {
-    let mut cfg = DecoderConfig::default();
-    cfg.tables.insert(
-        TableId::parse(table),
-        DeclaredTable {
-            columns: cols
-                .iter()
-                .map(|(n, t)| (n.to_string(), t.to_string()))
-                .collect(),
-            key: key.iter().map(|k| k.to_string()).collect(),
-        },
-    );
-    cfg
+    DecoderConfig::default().declare(table, key, cols)
 }
 
 fn decoder(cfg: DecoderConfig) -> Decoder {
@@ -512,22 +498,10 @@ fn paimon_schema_change_record_is_reported_not_a_row() {
 
 #[test]
 fn paimon_key_and_value_lines_with_propagated_source_types() {
-    let text = read("paimon/kafka/debezium-avro/table/schema/alltype/debezium-avro-data-1.txt");
-    let lines = json_lines(&text);
-    let inputs: Vec<Input> = lines
-        .chunks(2)
-        .enumerate()
-        .filter_map(|(i, pair)| match pair {
-            [k, v] => Some(Input {
-                topic: "paimon.avro".into(),
-                offset: i as i64,
-                key: Some(k.as_bytes().to_vec()),
-                value: Some(v.as_bytes().to_vec()),
-                ..Default::default()
-            }),
-            _ => None,
-        })
-        .collect();
+    let inputs = key_value_pairs(
+        "paimon/kafka/debezium-avro/table/schema/alltype/debezium-avro-data-1.txt",
+        "paimon.avro",
+    );
     assert!(!inputs.is_empty());
     let mut dec = decoder(DecoderConfig::default());
     let run = decode_all(&mut dec, &inputs);

@@ -6,8 +6,7 @@
 
 use std::fs;
 
-use decant_decode::{DeclaredTable, Decoder, DecoderConfig};
-use decant_model::TableId;
+use decant_decode::{Decoder, DecoderConfig};
 use decant_tests::{Input, PgMode as Mode, assert_pg_state, decode_all, fixtures_dir};
 use serde_json::Value as Json;
 
@@ -51,16 +50,7 @@ fn connect_time_precision() {
 }
 
 fn declare(cfg: &mut DecoderConfig, table: &str, cols: &[(&str, &str)]) {
-    cfg.tables.insert(
-        TableId::parse(table),
-        DeclaredTable {
-            columns: cols
-                .iter()
-                .map(|(n, t)| (n.to_string(), t.to_string()))
-                .collect(),
-            key: Vec::new(),
-        },
-    );
+    *cfg = std::mem::take(cfg).declare(table, &[], cols);
 }
 
 #[test]

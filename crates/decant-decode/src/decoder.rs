@@ -71,6 +71,24 @@ impl Default for DecoderConfig {
     }
 }
 
+impl DecoderConfig {
+    /// Declares a table's schema for schemaless JSON: `(column, type)` pairs in order (types as
+    /// accepted by [`Wire::from_declared`]) and the key columns.
+    pub fn declare(mut self, table: &str, key: &[&str], columns: &[(&str, &str)]) -> Self {
+        self.tables.insert(
+            TableId::parse(table),
+            DeclaredTable {
+                columns: columns
+                    .iter()
+                    .map(|(n, t)| (n.to_string(), t.to_string()))
+                    .collect(),
+                key: key.iter().map(|k| k.to_string()).collect(),
+            },
+        );
+        self
+    }
+}
+
 /// A record that is not a row.
 #[derive(Debug, Clone)]
 pub struct ControlRecord {
