@@ -998,9 +998,9 @@ impl Decoder {
     ) -> KResult<(SourcePosition, Option<TableRef<'p>>)> {
         let mut p = SourcePosition::default();
         let (mut db, mut schema, mut table) = (None, None, None);
-        for entry in iter {
-            let (k, v) = entry.map_err(|e| syntax("source", e))?;
-            match &*k {
+        let last_file = &mut self.last_file;
+        iter.for_each_member(|k, v| -> Result<(), ()> {
+            match k {
                 "ts_ms" => p.ts_ms = v.as_i64(),
                 "snapshot" => {
                     p.snapshot = match v.kind() {
@@ -1018,20 +1018,25 @@ impl Decoder {
                 "row" => p.row = v.as_i64(),
                 "file" => {
                     if let Some(f) = v.as_str() {
-                        p.file = Some(match &self.last_file {
+                        p.file = Some(match last_file {
                             Some(last) if **last == *f => last.clone(),
                             _ => {
-                                let a: Arc<str> = Arc::from(f);
-                                self.last_file = Some(a.clone());
+                                let a: Arc<str> = Arc::from(&*f);
+                                *last_file = Some(a.clone());
                                 a
                             }
                         });
                     }
                 }
-                "scn" | "change_lsn" => p.scn = v.as_str().map(Arc::from),
+                "scn" | "change_lsn" => p.scn = v.as_str().map(|s| Arc::from(&*s)),
                 _ => {}
             }
-        }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            crate::json::ScanError::Json(e) => syntax("source", e),
+            crate::json::ScanError::Inner(()) => DecodeErrorKind::Internal("source scan".into()),
+        })?;
         Ok((
             p,
             table.map(|t| (schema.or(db).unwrap_or(Cow::Borrowed("")), t)),
@@ -1274,23 +1279,19 @@ impl Decoder {
         };
         match image {
             Image::Json(v) => {
-                let iter = v.members().ok_or_else(|| {
+                let mut iter = v.members().ok_or_else(|| {
                     ImageError::Field(FieldError {
                         path: prefix.to_owned(),
                         expected: "an object (row image)".into(),
                         found: excerpt(v.raw()),
                     })
                 })?;
-                for entry in iter {
-                    let (k, val) = entry.map_err(|e| ImageError::Other(syntax("row image", e)))?;
-                    one(state, &k, Member::Json(&val))?;
-                }
+                iter.for_each_member(|k, val| one(state, k, Member::Json(&val)))
+                    .map_err(scan_error)?;
             }
             Image::Pull(iter) => {
-                for entry in iter {
-                    let (k, val) = entry.map_err(|e| ImageError::Other(syntax("row image", e)))?;
-                    one(state, &k, Member::Json(&val))?;
-                }
+                iter.for_each_member(|k, val| one(state, k, Member::Json(&val)))
+                    .map_err(scan_error)?;
             }
             Image::Avro(v) => match avro::unwrap_union(v) {
                 AvroValue::Record(members) => {
@@ -1615,5 +1616,12 @@ fn unframed(key: &[u8]) -> &[u8] {
     match key {
         [0, _, _, _, _, rest @ ..] => rest,
         other => other,
+    }
+}
+
+fn scan_error(e: crate::json::ScanError<ImageError>) -> ImageError {
+    match e {
+        crate::json::ScanError::Json(e) => ImageError::Other(syntax("row image", e)),
+        crate::json::ScanError::Inner(e) => e,
     }
 }

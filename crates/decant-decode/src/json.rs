@@ -155,6 +155,13 @@ pub fn members(text: &str) -> Result<Members<'_>, JsonError> {
     })
 }
 
+/// Why [`Members::for_each_member`] stopped: malformed JSON, or the callback's own error.
+#[derive(Debug)]
+pub enum ScanError<E> {
+    Json(JsonError),
+    Inner(E),
+}
+
 pub struct Members<'a> {
     text: &'a str,
     pos: usize,
@@ -184,6 +191,86 @@ impl<'a> Members<'a> {
             .iter()
             .all(|c| matches!(c, b' ' | b'\n' | b'\r' | b'\t'))
             && self.text.as_bytes().get(self.pos.wrapping_sub(1)) == Some(&b'}')
+    }
+
+    /// Calls `f` for every remaining member, in order, without per-member `Option`/`Result`
+    /// wrapping: the hot loop's way to walk a row image or a `source` block.
+    #[inline]
+    pub fn for_each_member<E>(
+        &mut self,
+        mut f: impl FnMut(&str, Value<'a>) -> Result<(), E>,
+    ) -> Result<(), ScanError<E>> {
+        let text = self.text;
+        let b = text.as_bytes();
+        let mut p = self.pos;
+        let mut first = self.first;
+        self.done = true;
+        loop {
+            p = skip_ws(b, p);
+            match b.get(p) {
+                Some(b'}') => {
+                    self.pos = p + 1;
+                    self.first = false;
+                    return Ok(());
+                }
+                Some(b',') if !first => p = skip_ws(b, p + 1),
+                Some(_) if first => {}
+                Some(_) => {
+                    return Err(ScanError::Json(JsonError {
+                        at: p,
+                        message: "expected ',' or '}' in object",
+                    }));
+                }
+                None => {
+                    return Err(ScanError::Json(JsonError {
+                        at: p,
+                        message: "unterminated object",
+                    }));
+                }
+            }
+            first = false;
+            if b.get(p) != Some(&b'"') {
+                return Err(ScanError::Json(JsonError {
+                    at: p,
+                    message: "expected a member name",
+                }));
+            }
+            let (key_end, escaped) = skip_string(b, p).map_err(ScanError::Json)?;
+            let inner = &text[p + 1..key_end - 1];
+            p = skip_ws(b, key_end);
+            if b.get(p) != Some(&b':') {
+                return Err(ScanError::Json(JsonError {
+                    at: p,
+                    message: "expected ':' after member name",
+                }));
+            }
+            let start = skip_ws(b, p + 1);
+            let mut plain = false;
+            let end = match b.get(start) {
+                Some(b'"') => skip_string(b, start).map(|(e, esc)| {
+                    plain = !esc;
+                    e
+                }),
+                Some(b'-' | b'0'..=b'9') => skip_number(b, start),
+                Some(b'n') if b[start..].starts_with(b"null") => Ok(start + 4),
+                _ => skip_value(b, start, 1),
+            }
+            .map_err(ScanError::Json)?;
+            let value = Value {
+                raw: &text[start..end],
+                plain,
+            };
+            if escaped {
+                let key = unescape(inner).ok_or(ScanError::Json(JsonError {
+                    at: p,
+                    message: "invalid escape in member name",
+                }))?;
+                f(&key, value).map_err(ScanError::Inner)?;
+            } else {
+                f(inner, value).map_err(ScanError::Inner)?;
+            }
+            p = end;
+        }
     }
 
     /// Pull mode: the next member's name and the offset where its value starts. The caller
