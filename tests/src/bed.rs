@@ -521,3 +521,282 @@ impl Bed {
             .collect()
     }
 }
+
+/// The `decant` binary built beside this test executable (`target/<profile>/decant`), or
+/// `$DECANT_BIN`. `cargo test --workspace` builds it before any test runs.
+pub fn decant_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("DECANT_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    let bin = dir.join("decant");
+    assert!(
+        bin.exists(),
+        "{} not built: run `cargo build -p decant` (or `cargo test --workspace`)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `decant run` child process; killed on drop.
+pub struct DecantProcess {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl DecantProcess {
+    /// Starts `decant run --config <config>`, logging to `log` (appended).
+    pub fn start(config: &Path, log: &Path, env: &[(&str, &str)]) -> DecantProcess {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("decant log file");
+        let mut cmd = Command::new(decant_bin());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log handle"))
+            .stderr(out);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start decant");
+        DecantProcess {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits up to `timeout` for the exit status.
+    pub fn terminate(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "decant did not exit within {timeout:?} after SIGTERM; log:\n{}",
+                self.log_tail(60)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last `n` lines of the log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+}
+
+impl Drop for DecantProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// One HTTP GET to 127.0.0.1:`port` `path`; (status code, body).
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_owned();
+    Some((status, body))
+}
+
+/// A record to produce: key and value (`None` value = tombstone).
+pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+
+/// Produces records to `topic` and waits for delivery.
+pub fn produce(bootstrap: &str, topic: &str, records: &[KeyValue<'_>]) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("producer");
+    for (k, v) in records {
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic);
+        r.key = *k;
+        r.payload = *v;
+        p.send(r).map_err(|(e, _)| e).expect("queue record");
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// The value of header `name` of a consumed record, as text.
+pub fn header<'a>(input: &'a Input, name: &str) -> Option<&'a str> {
+    input
+        .headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .and_then(|(_, v)| v.as_deref())
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Upsert-topic records (`<prefix>.<schema>.<table>`) as the change list `assert_pg_state`
+/// reads: a value is an upsert of that row, a null value deletes the key.
+pub fn upsert_changes(prefix: &str, records: &[Input]) -> crate::Run {
+    let mut run = crate::Run::default();
+    for r in records {
+        let table = r
+            .topic
+            .strip_prefix(prefix)
+            .and_then(|t| t.strip_prefix('.'))
+            .unwrap_or(&r.topic)
+            .to_owned();
+        let key: Json = r
+            .key
+            .as_deref()
+            .and_then(|k| serde_json::from_slice(k).ok())
+            .unwrap_or(Json::Null);
+        let change = match &r.value {
+            Some(v) => serde_json::json!({
+                "table": table, "op": "upsert", "key": key, "offset": r.offset,
+                "row": serde_json::from_slice::<Json>(v).unwrap_or(Json::Null),
+                "unchanged": [],
+            }),
+            None => serde_json::json!({
+                "table": table, "op": "delete", "key": key, "offset": r.offset, "row": null,
+            }),
+        };
+        run.changes.push(change);
+    }
+    run
+}
+
+/// A `decant run` configuration for the bed, written to `dir/decant.toml`: consumes every topic
+/// matching `<source_prefix>\..*`, writes `<out_prefix>.<schema>.<table>`, state under
+/// `dir/state`, endpoints on a free port (returned). `extra` is appended verbatim (more
+/// sections).
+pub fn write_decant_config(
+    dir: &Path,
+    bootstrap: &str,
+    source_prefix: &str,
+    out_prefix: &str,
+    extra: &str,
+) -> (PathBuf, u16) {
+    std::fs::create_dir_all(dir).expect("config dir");
+    let port = free_port();
+    let group = random_name("decant-group");
+    let text = format!(
+        r#"[kafka]
+bootstrap_servers = "{bootstrap}"
+group_id = "{group}"
+transactional_id = "{group}-tx"
+statistics_interval_ms = 1000
+[kafka.consumer]
+"session.timeout.ms" = "6000"
+"heartbeat.interval.ms" = "1000"
+"topic.metadata.refresh.interval.ms" = "1000"
+
+[source]
+topic_pattern = '^{source_re}\..*'
+
+[output]
+prefix = "{out_prefix}"
+
+[delivery]
+commit_interval_ms = 500
+
+[state]
+dir = "{state}"
+
+[observability]
+listen = "127.0.0.1:{port}"
+
+{extra}
+"#,
+        source_re = source_prefix.replace('.', "\\."),
+        state = dir.join("state").display(),
+    );
+    let path = dir.join("decant.toml");
+    std::fs::write(&path, text).expect("write decant.toml");
+    (path, port)
+}
+
+impl Broker {
+    /// [`Broker::start`], retried on a new port when `broker.sh` gives up during start-up: its
+    /// liveness check reads `/proc/<pid>/exe` and can run before the launched shell has exec'd
+    /// nisshi on a loaded machine, reporting "nisshi exited during start-up" for a broker that
+    /// then starts anyway (that stray broker is killed here).
+    pub fn start_retrying(durable: bool) -> Broker {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let dir = std::env::temp_dir().join(random_name("decant-broker"));
+            let mut cmd = Command::new("bash");
+            cmd.arg(bed_dir().join("broker.sh"))
+                .arg("start")
+                .arg("--dir")
+                .arg(&dir)
+                .arg("--port")
+                .arg(port.to_string());
+            if durable {
+                cmd.arg("--durable");
+            }
+            let out = cmd.output().expect("run broker.sh");
+            if out.status.success() {
+                return Broker { port, dir, durable };
+            }
+            last = String::from_utf8_lossy(&out.stderr).into_owned();
+            std::thread::sleep(Duration::from_millis(500));
+            kill_listener_process(port);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        panic!("broker.sh start failed 5 times: {last}");
+    }
+}
+
+/// Kills the process whose command line names `tcp://127.0.0.1:<port>` (a stray broker).
+fn kill_listener_process(port: u16) {
+    let needle = format!("tcp://127.0.0.1:{port}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+    }
+}

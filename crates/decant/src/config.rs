@@ -1,11 +1,18 @@
-//! The decoder part of decant's configuration file (TOML, unknown keys rejected).
+//! decant's configuration file (TOML, unknown keys rejected at every level): loading with
+//! `${ENV}` interpolation and `DECANT_<SECTION>__<KEY>` overrides, per-section typing that
+//! collects every error, and the `[decode]` / `[log]` sections owned by the binary. The
+//! pipeline's sections are typed in `decant_pipeline::config`, the `[kafka]` section in
+//! `decant_kafka::config`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use decant_decode::{BinaryText, DeclaredTable, DecoderConfig, TombstonePolicy};
+use decant_kafka::KafkaConfig;
 use decant_model::TableId;
+use decant_pipeline::PipelineConfig;
+use decant_pipeline::config::TableConfig;
 use serde::Deserialize;
 
 /// `[decode]` settings.
@@ -47,17 +54,335 @@ pub struct ColumnSection {
     pub ty: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The whole configuration file. `decant decode` reads only `[decode]`; `decant run` reads all.
+#[derive(Debug, Default)]
 pub struct FileConfig {
-    #[serde(default)]
+    /// `[decode]`: decoder settings (both commands).
     pub decode: DecodeSection,
+    /// `[kafka]`: connection, group and transactional id (required by `decant run`).
+    pub kafka: Option<KafkaConfig>,
+    /// `[log]`: log format and level.
+    pub log: LogConfig,
+    /// `[source]`, `[output]`, `[delivery]`, `[dead_letter]`, `[defaults]`, `[tables.*]`,
+    /// `[state]`, `[observability]`.
+    pub pipeline: PipelineConfig,
 }
 
+/// `[log]`: structured logs on stderr.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human) or `json` (one object per line).
+    #[serde(default = "default_log_format")]
+    pub format: String,
+    /// A tracing filter (`info`, `decant_pipeline=debug,info` …); `RUST_LOG` wins when set.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: default_log_format(),
+            level: default_log_level(),
+        }
+    }
+}
+
+fn default_log_format() -> String {
+    "text".into()
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+/// Top-level sections, in the order the reference documents them.
+pub const SECTIONS: &[&str] = &[
+    "kafka",
+    "source",
+    "decode",
+    "output",
+    "delivery",
+    "dead_letter",
+    "defaults",
+    "tables",
+    "state",
+    "observability",
+    "log",
+];
+
+/// Reads `path` for `decant decode` (only `[decode]` matters; the rest is checked too).
 pub fn load(path: &Path) -> Result<FileConfig> {
+    load_all(path, &env_vars()).map_err(|errors| anyhow::anyhow!("{}", errors.join("\n")))
+}
+
+/// The process environment as a map (for interpolation and overrides).
+pub fn env_vars() -> BTreeMap<String, String> {
+    std::env::vars().collect()
+}
+
+/// Reads, interpolates, overrides and types the whole file; every problem found is returned.
+pub fn load_all(path: &Path, env: &BTreeMap<String, String>) -> Result<FileConfig, Vec<String>> {
     let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+        std::fs::read_to_string(path).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+    parse_all(&text, env).map_err(|errs| {
+        errs.into_iter()
+            .map(|e| format!("{}: {e}", path.display()))
+            .collect()
+    })
+}
+
+/// [`load_all`] on text.
+pub fn parse_all(text: &str, env: &BTreeMap<String, String>) -> Result<FileConfig, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut root: toml::Value =
+        toml::from_str(text).map_err(|e| vec![format!("TOML syntax: {e}")])?;
+    interpolate(&mut root, "", env, &mut errors);
+    apply_overrides(&mut root, env, &mut errors);
+    let Some(table) = root.as_table() else {
+        return Err(vec!["expected a TOML table".into()]);
+    };
+    for key in table.keys() {
+        if !SECTIONS.contains(&key.as_str()) {
+            errors.push(format!(
+                "unknown section [{key}] (known: {})",
+                SECTIONS.join(", ")
+            ));
+        }
+    }
+    fn section<T: serde::de::DeserializeOwned + Default>(
+        table: &toml::Table,
+        name: &str,
+        errors: &mut Vec<String>,
+    ) -> T {
+        match table.get(name) {
+            None => T::default(),
+            Some(v) => typed(&format!("[{name}]"), v).unwrap_or_else(|e| {
+                errors.push(e);
+                T::default()
+            }),
+        }
+    }
+    let kafka = match table.get("kafka") {
+        None => None,
+        Some(v) => match typed::<KafkaConfig>("[kafka]", v) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+    };
+    let mut tables = BTreeMap::new();
+    if let Some(t) = table.get("tables") {
+        match t.as_table() {
+            Some(t) => {
+                for (name, v) in t {
+                    match typed::<TableConfig>(&format!("[tables.\"{name}\"]"), v) {
+                        Ok(c) => {
+                            tables.insert(name.clone(), c);
+                        }
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+            None => errors.push("[tables]: expected a table of tables".into()),
+        }
+    }
+    let cfg = FileConfig {
+        decode: section(table, "decode", &mut errors),
+        kafka,
+        log: section(table, "log", &mut errors),
+        pipeline: PipelineConfig {
+            source: section(table, "source", &mut errors),
+            output: section(table, "output", &mut errors),
+            delivery: section(table, "delivery", &mut errors),
+            dead_letter: section(table, "dead_letter", &mut errors),
+            defaults: section(table, "defaults", &mut errors),
+            tables,
+            state: section(table, "state", &mut errors),
+            observability: section(table, "observability", &mut errors),
+        },
+    };
+    if let Err(e) = cfg.decode.decoder_config() {
+        errors.push(format!("[decode]: {e}"));
+    }
+    if errors.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Types one section. The section is written back to TOML text and parsed from there, so an
+/// error can name the offending line (`commit_interval_ms = "soon"`), which typing a
+/// `toml::Value` directly cannot.
+fn typed<T: serde::de::DeserializeOwned>(label: &str, v: &toml::Value) -> Result<T, String> {
+    let text = toml::to_string(v).map_err(|e| format!("{label}: {e}"))?;
+    toml::from_str::<T>(&text).map_err(|e| {
+        let line = e.span().map(|span| {
+            let start = text[..span.start].rfind('\n').map_or(0, |i| i + 1);
+            let end = text[span.start..]
+                .find('\n')
+                .map_or(text.len(), |i| span.start + i);
+            text[start..end].trim().to_owned()
+        });
+        match line.filter(|l| !l.is_empty()) {
+            Some(l) => format!("{label} {l}: {}", e.message().trim()),
+            None => format!("{label}: {}", e.message().trim()),
+        }
+    })
+}
+
+/// Everything `decant run` needs beyond parsing: the `[kafka]` section and the semantic checks.
+pub fn check_for_run(cfg: &FileConfig) -> Vec<String> {
+    let mut errors = Vec::new();
+    match &cfg.kafka {
+        None => errors.push("[kafka]: missing (bootstrap_servers is required)".into()),
+        Some(k) => {
+            if k.bootstrap_servers.trim().is_empty() {
+                errors.push("kafka.bootstrap_servers: empty".into());
+            }
+            if k.group_id.trim().is_empty() {
+                errors.push("kafka.group_id: empty".into());
+            }
+            for r in k.reserved_overrides() {
+                errors.push(format!(
+                    "{r}: decant sets this property itself for correctness"
+                ));
+            }
+        }
+    }
+    if !["text", "json"].contains(&cfg.log.format.as_str()) {
+        errors.push(format!(
+            "log.format: expected text or json, found {:?}",
+            cfg.log.format
+        ));
+    }
+    errors.extend(cfg.pipeline.problems());
+    if let Ok(d) = cfg.decode.decoder_config()
+        && let Err(e) = decant_decode::Decoder::new(d)
+    {
+        errors.push(format!("[decode]: {e}"));
+    }
+    errors
+}
+
+/// Replaces `${NAME}` and `${NAME:-default}` in every string value; `$${` is a literal `${`.
+fn interpolate(
+    v: &mut toml::Value,
+    path: &str,
+    env: &BTreeMap<String, String>,
+    errors: &mut Vec<String>,
+) {
+    match v {
+        toml::Value::String(s) if s.contains('$') => match expand(s, env) {
+            Ok(x) => *s = x,
+            Err(e) => errors.push(format!("{path}: {e}")),
+        },
+        toml::Value::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                interpolate(x, &format!("{path}[{i}]"), env, errors);
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, x) in t.iter_mut() {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                interpolate(x, &p, env, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Expands `${NAME}` / `${NAME:-default}` in one string.
+pub fn expand(s: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(lit) = after.strip_prefix("${") {
+            out.push_str("${");
+            rest = lit;
+            continue;
+        }
+        let Some(inner) = after.strip_prefix('{') else {
+            out.push('$');
+            rest = after;
+            continue;
+        };
+        let Some(end) = inner.find('}') else {
+            return Err(format!("unterminated ${{ in {s:?}"));
+        };
+        let expr = &inner[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr, None),
+        };
+        match (env.get(name), default) {
+            (Some(v), _) => out.push_str(v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+                ));
+            }
+        }
+        rest = &inner[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `DECANT_<SECTION>__<KEY>[__<KEY>…]=value` sets `section.key…` (names lower-cased). The value
+/// is read as a TOML value when it parses as one (`5000`, `true`, `["a","b"]`), else as a string.
+fn apply_overrides(
+    root: &mut toml::Value,
+    env: &BTreeMap<String, String>,
+    errors: &mut Vec<String>,
+) {
+    for (name, raw) in env {
+        let Some(rest) = name.strip_prefix("DECANT_") else {
+            continue;
+        };
+        if !rest.contains("__") {
+            continue;
+        }
+        let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+        if path.iter().any(String::is_empty) || !SECTIONS.contains(&path[0].as_str()) {
+            errors.push(format!(
+                "environment override {name}: expected DECANT_<SECTION>__<KEY> with a known section"
+            ));
+            continue;
+        }
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let mut cur = &mut *root;
+        for (i, seg) in path.iter().enumerate() {
+            let Some(t) = cur.as_table_mut() else {
+                errors.push(format!(
+                    "environment override {name}: {} is not a table",
+                    path[..i].join(".")
+                ));
+                break;
+            };
+            if i == path.len() - 1 {
+                t.insert(seg.clone(), value.clone());
+                break;
+            }
+            cur = t
+                .entry(seg.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        }
+    }
 }
 
 impl DecodeSection {
@@ -97,5 +422,114 @@ impl DecodeSection {
             );
         }
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const GOOD: &str = r#"
+[kafka]
+bootstrap_servers = "${BROKER:-localhost:9092}"
+group_id = "g"
+[source]
+topics = ["a.b.c"]
+[dead_letter]
+topic = "dlq"
+[defaults]
+on_bad_record = "dead_letter"
+[tables."public.orders"]
+rename = { id = "order_id" }
+"#;
+
+    #[test]
+    fn interpolation_defaults_and_overrides() {
+        let cfg = parse_all(
+            GOOD,
+            &env(&[
+                ("DECANT_DELIVERY__COMMIT_INTERVAL_MS", "250"),
+                ("DECANT_KAFKA__GROUP_ID", "from-env"),
+                ("DECANT_PG_URL", "ignored: no section separator"),
+            ]),
+        )
+        .expect("valid");
+        let k = cfg.kafka.as_ref().expect("kafka");
+        assert_eq!(k.bootstrap_servers, "localhost:9092");
+        assert_eq!(k.group_id, "from-env");
+        assert_eq!(cfg.pipeline.delivery.commit_interval_ms, 250);
+        assert!(check_for_run(&cfg).is_empty(), "{:?}", check_for_run(&cfg));
+        let cfg = parse_all(GOOD, &env(&[("BROKER", "b:1")])).expect("valid");
+        assert_eq!(cfg.kafka.expect("kafka").bootstrap_servers, "b:1");
+        assert_eq!(expand("a$${b}$c", &env(&[])).expect("literal"), "a${b}$c");
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let text = r#"
+[kafka]
+bootstrap_servers = "${MISSING_BROKER}"
+bogus = 1
+[source]
+topics = ["t"]
+[output]
+topic_template = "{prefix}.{nope}"
+[delivery]
+commit_interval_ms = "soon"
+[defaults]
+on_bad_record = "explode"
+[tables."s.t"]
+colums = ["x"]
+[nonsense]
+"#;
+        let errors = parse_all(text, &env(&[])).expect_err("invalid");
+        let joined = errors.join("\n");
+        for needle in [
+            "MISSING_BROKER",
+            "bogus",
+            "commit_interval_ms",
+            "explode",
+            "colums",
+            "[nonsense]",
+        ] {
+            assert!(joined.contains(needle), "{needle} not reported:\n{joined}");
+        }
+        let cfg = parse_all(
+            "[source]\ntopics = [\"t\"]\n[output]\ntopic_template = \"{nope}\"\n[defaults]\non_bad_record = \"dead_letter\"\n",
+            &env(&[]),
+        )
+        .expect("parses");
+        let problems = check_for_run(&cfg).join("\n");
+        for needle in ["[kafka]", "{nope}", "dead_letter.topic"] {
+            assert!(
+                problems.contains(needle),
+                "{needle} not reported:\n{problems}"
+            );
+        }
+    }
+
+    #[test]
+    fn reserved_librdkafka_properties_are_refused() {
+        let text = "[kafka]\nbootstrap_servers = \"x:1\"\n[kafka.producer]\n\"transactional.id\" = \"t\"\n[source]\ntopics = [\"t\"]\n";
+        let cfg = parse_all(text, &env(&[])).expect("parses");
+        assert!(
+            check_for_run(&cfg)
+                .iter()
+                .any(|p| p.contains("transactional.id"))
+        );
+    }
+
+    #[test]
+    fn the_compose_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/decant.toml");
+        let cfg = load_all(&path, &env(&[])).expect("deploy/decant.toml parses");
+        assert!(check_for_run(&cfg).is_empty(), "{:?}", check_for_run(&cfg));
     }
 }

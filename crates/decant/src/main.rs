@@ -3,10 +3,14 @@
 //! - `main.rs`: the CLI ([`Cli`]) and dispatch.
 //! - `decode.rs`: `decant decode` — kcat-style JSON lines (or raw values) in, canonical decoded
 //!   changes out; `--discard` measures decode throughput.
-//! - `config.rs`: the decoder section of the configuration file (declared tables, policies).
+//! - `run.rs`: `decant run` (the service: logs, signals, metrics endpoints, then the pipeline)
+//!   and `decant validate` (every configuration problem at once).
+//! - `config.rs`: the configuration file: `${ENV}` interpolation, `DECANT_…` overrides,
+//!   per-section typing, the `[decode]` and `[log]` sections.
 
 mod config;
 mod decode;
+mod run;
 
 use clap::{Parser, Subcommand};
 
@@ -25,10 +29,16 @@ struct Cli {
 enum Command {
     /// Decode Debezium records from a file or stdin and print one JSON line per change.
     Decode(decode::DecodeArgs),
+    /// Consume Debezium topics and write compacted upsert topics, exactly once (a service).
+    Run(run::RunArgs),
+    /// Check a configuration file and report every problem at once.
+    Validate(run::ValidateArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Decode(args) => decode::run(args),
+        Command::Run(args) => run::run(args),
+        Command::Validate(args) => run::validate(args),
     }
 }

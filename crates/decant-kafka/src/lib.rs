@@ -1,0 +1,30 @@
+//! decant's Kafka edge, over librdkafka (rdkafka). Nothing here decides durability: the pipeline
+//! crate does; this crate only builds correctly configured clients and names what errors mean.
+//!
+//! - [`config`]: [`KafkaConfig`] — the `[kafka]` section (bootstrap, group, transactional id,
+//!   pass-through librdkafka properties).
+//! - [`consumer`]: [`SourceConsumer`] — a group consumer (topic list or regex) that reports
+//!   rebalances and per-partition lag to a [`SourceHooks`] implementation; read_committed, no auto
+//!   commit, no auto offset store.
+//! - [`producer`]: [`SinkProducer`] — transactional (exactly-once) or idempotent (at-least-once)
+//!   producer with Java-compatible key partitioning (`murmur2_random`).
+//! - [`admin`]: [`Admin`] — creates missing output topics (`cleanup.policy=compact`) and refuses an
+//!   existing output topic that is not compacted.
+//! - [`error`]: [`Error`] and [`classify`], the one function that sorts every Kafka error into
+//!   [`Disposition::Retriable`], [`Disposition::AbortAndRewind`] or [`Disposition::Fatal`].
+
+pub mod admin;
+pub mod config;
+pub mod consumer;
+pub mod error;
+pub mod producer;
+
+pub use admin::{Admin, TopicCheck, TopicSpec};
+pub use config::KafkaConfig;
+pub use consumer::{PartitionLag, SourceConsumer, SourceContext, SourceHooks, Subscription};
+pub use error::{Disposition, Error, classify};
+pub use producer::{Delivery, SinkProducer};
+
+/// Re-exported so the pipeline can name offsets, partition lists and messages without depending
+/// on rdkafka's module layout.
+pub use rdkafka;

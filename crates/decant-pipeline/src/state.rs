@@ -1,0 +1,282 @@
+//! The local state store (redb): per output key, the last value of every TOAST-able column
+//! (and so an index of every live key, for truncates).
+//!
+//! It never disagrees with Kafka: a transaction's changes are first *staged* (durably, together
+//! with the source offsets the transaction commits), then the Kafka transaction commits, then
+//! the staged changes are *applied*. After a crash, [`StateStore::pending_offsets`] tells what
+//! was staged; the pipeline compares it with the group's committed offsets and applies the
+//! staged changes if that transaction committed, or discards them if it did not.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
+
+use crate::error::PipelineError;
+
+/// Output key (`table \0 key-json`) → encoded [`ToastEntry`].
+const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+/// Staged changes: key → `[1] + entry` (put) or `[0]` (delete).
+const PENDING_ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending_rows");
+/// Source offsets the staged transaction commits: (topic, partition) → next offset.
+const PENDING_OFFSETS: TableDefinition<(&str, i32), i64> = TableDefinition::new("pending_offsets");
+
+fn store_err(e: impl Into<redb::Error>) -> PipelineError {
+    PipelineError::State(e.into())
+}
+
+/// The store key of an output key.
+pub fn row_key(table: &str, key_json: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(table.len() + 1 + key_json.len());
+    k.extend_from_slice(table.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key_json.as_bytes());
+    k
+}
+
+/// Changes of the open transaction: key → new entry, or `None` for a delete.
+pub type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+pub struct StateStore {
+    db: Database,
+}
+
+impl StateStore {
+    /// Opens (or creates) `dir/state.redb`.
+    pub fn open(dir: &Path) -> Result<Self, PipelineError> {
+        std::fs::create_dir_all(dir).map_err(|e| PipelineError::Io {
+            what: format!("creating state dir {}", dir.display()),
+            source: e,
+        })?;
+        let db = Database::create(dir.join("state.redb")).map_err(store_err)?;
+        let tx = db.begin_write().map_err(store_err)?;
+        tx.open_table(ROWS).map_err(store_err)?;
+        tx.open_table(PENDING_ROWS).map_err(store_err)?;
+        tx.open_table(PENDING_OFFSETS).map_err(store_err)?;
+        tx.commit().map_err(store_err)?;
+        Ok(StateStore { db })
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, PipelineError> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = tx.open_table(ROWS).map_err(store_err)?;
+        Ok(t.get(key).map_err(store_err)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every stored key of `table`.
+    pub fn keys_of(&self, table: &str) -> Result<Vec<Vec<u8>>, PipelineError> {
+        let mut lo = table.as_bytes().to_vec();
+        lo.push(0);
+        let mut hi = table.as_bytes().to_vec();
+        hi.push(1);
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = tx.open_table(ROWS).map_err(store_err)?;
+        let mut out = Vec::new();
+        for item in t.range(lo.as_slice()..hi.as_slice()).map_err(store_err)? {
+            let (k, _) = item.map_err(store_err)?;
+            out.push(k.value().to_vec());
+        }
+        Ok(out)
+    }
+
+    pub fn len(&self) -> Result<u64, PipelineError> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = tx.open_table(ROWS).map_err(store_err)?;
+        t.len().map_err(store_err)
+    }
+
+    pub fn is_empty(&self) -> Result<bool, PipelineError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Durably records `overlay` and the offsets its transaction commits, before that commit.
+    pub fn stage(
+        &self,
+        overlay: &Overlay,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<(), PipelineError> {
+        let tx = self.db.begin_write().map_err(store_err)?;
+        {
+            let mut rows = tx.open_table(PENDING_ROWS).map_err(store_err)?;
+            rows.retain(|_, _| false).map_err(store_err)?;
+            let mut buf = Vec::new();
+            for (k, v) in overlay {
+                buf.clear();
+                match v {
+                    Some(entry) => {
+                        buf.push(1);
+                        buf.extend_from_slice(entry);
+                    }
+                    None => buf.push(0),
+                }
+                rows.insert(k.as_slice(), buf.as_slice())
+                    .map_err(store_err)?;
+            }
+            let mut offs = tx.open_table(PENDING_OFFSETS).map_err(store_err)?;
+            offs.retain(|_, _| false).map_err(store_err)?;
+            for (t, p, o) in offsets {
+                offs.insert((t.as_str(), *p), *o).map_err(store_err)?;
+            }
+        }
+        tx.commit().map_err(store_err)
+    }
+
+    /// What a previous run staged and may or may not have committed to Kafka.
+    pub fn pending_offsets(&self) -> Result<Vec<(String, i32, i64)>, PipelineError> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = tx.open_table(PENDING_OFFSETS).map_err(store_err)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(store_err)? {
+            let (k, v) = item.map_err(store_err)?;
+            let (topic, partition) = k.value();
+            out.push((topic.to_owned(), partition, v.value()));
+        }
+        Ok(out)
+    }
+
+    pub fn has_pending(&self) -> Result<bool, PipelineError> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let rows = tx.open_table(PENDING_ROWS).map_err(store_err)?;
+        let offs = tx.open_table(PENDING_OFFSETS).map_err(store_err)?;
+        Ok(!rows.is_empty().map_err(store_err)? || !offs.is_empty().map_err(store_err)?)
+    }
+
+    /// Moves the staged changes into the store (their Kafka transaction committed). Not synced
+    /// on its own: if it is lost in a crash, the staged changes are still there to resolve.
+    pub fn apply_pending(&self) -> Result<(), PipelineError> {
+        self.finish_pending(true)
+    }
+
+    /// Drops the staged changes (their Kafka transaction did not commit).
+    pub fn discard_pending(&self) -> Result<(), PipelineError> {
+        self.finish_pending(false)
+    }
+
+    fn finish_pending(&self, apply: bool) -> Result<(), PipelineError> {
+        let mut tx = self.db.begin_write().map_err(store_err)?;
+        tx.set_durability(Durability::None).map_err(store_err)?;
+        {
+            let mut pending = tx.open_table(PENDING_ROWS).map_err(store_err)?;
+            if apply {
+                let mut rows = tx.open_table(ROWS).map_err(store_err)?;
+                for item in pending.iter().map_err(store_err)? {
+                    let (k, v) = item.map_err(store_err)?;
+                    let v = v.value();
+                    match v.first() {
+                        Some(1) => {
+                            rows.insert(k.value(), &v[1..]).map_err(store_err)?;
+                        }
+                        _ => {
+                            rows.remove(k.value()).map_err(store_err)?;
+                        }
+                    }
+                }
+            }
+            pending.retain(|_, _| false).map_err(store_err)?;
+            let mut offs = tx.open_table(PENDING_OFFSETS).map_err(store_err)?;
+            offs.retain(|_, _| false).map_err(store_err)?;
+        }
+        tx.commit().map_err(store_err)
+    }
+}
+
+/// The stored TOAST-able values of one key: (source column name, rendered JSON value).
+/// Encoding: repeated `u16 name length, name, u32 value length, value` (little endian).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ToastEntry {
+    pub values: Vec<(String, String)>,
+}
+
+impl ToastEntry {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (n, v) in &self.values {
+            encode_pair(n, v, &mut out);
+        }
+        out
+    }
+
+    /// Decodes an entry; a corrupt entry decodes to what was readable before the damage.
+    pub fn decode(bytes: &[u8]) -> ToastEntry {
+        let mut values = Vec::new();
+        let mut rest = bytes;
+        while rest.len() >= 2 {
+            let n = u16::from_le_bytes([rest[0], rest[1]]) as usize;
+            rest = &rest[2..];
+            if rest.len() < n + 4 {
+                break;
+            }
+            let name = String::from_utf8_lossy(&rest[..n]).into_owned();
+            rest = &rest[n..];
+            let v = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            rest = &rest[4..];
+            if rest.len() < v {
+                break;
+            }
+            values.push((name, String::from_utf8_lossy(&rest[..v]).into_owned()));
+            rest = &rest[v..];
+        }
+        ToastEntry { values }
+    }
+}
+
+/// Appends one encoded (name, value) pair.
+pub fn encode_pair(name: &str, value: &str, out: &mut Vec<u8>) {
+    let n = name.len().min(u16::MAX as usize);
+    out.extend_from_slice(&(n as u16).to_le_bytes());
+    out.extend_from_slice(&name.as_bytes()[..n]);
+    out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+    out.extend_from_slice(value.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_survive_truncation() {
+        let e = ToastEntry {
+            values: vec![("big".into(), "\"x\"".into()), ("doc".into(), "{}".into())],
+        };
+        let bytes = e.encode();
+        assert_eq!(ToastEntry::decode(&bytes), e);
+        let cut = ToastEntry::decode(&bytes[..bytes.len() - 1]);
+        assert_eq!(cut.values.len(), 1);
+        assert_eq!(ToastEntry::decode(&[7]), ToastEntry::default());
+    }
+
+    #[test]
+    fn staged_changes_apply_or_discard() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = StateStore::open(dir.path()).expect("open");
+        let k1 = row_key("s.t", "{\"id\":1}");
+        let k2 = row_key("s.t", "{\"id\":2}");
+        let mut o = Overlay::new();
+        o.insert(k1.clone(), Some(b"a".to_vec()));
+        o.insert(k2.clone(), Some(b"b".to_vec()));
+        s.stage(&o, &[("src".into(), 0, 10)]).expect("stage");
+        assert_eq!(s.pending_offsets().expect("p"), vec![("src".into(), 0, 10)]);
+        s.apply_pending().expect("apply");
+        assert!(!s.has_pending().expect("p"));
+        assert_eq!(s.get(&k1).expect("get"), Some(b"a".to_vec()));
+        let mut o = Overlay::new();
+        o.insert(k1.clone(), None);
+        s.stage(&o, &[("src".into(), 0, 12)]).expect("stage");
+        s.discard_pending().expect("discard");
+        assert_eq!(s.get(&k1).expect("get"), Some(b"a".to_vec()));
+        assert_eq!(s.keys_of("s.t").expect("keys").len(), 2);
+        assert!(s.keys_of("s.u").expect("keys").is_empty());
+        drop(s);
+        let s = StateStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.len().expect("len"), 2);
+    }
+}

@@ -1,0 +1,136 @@
+//! `decant run` and `decant validate`: load and check the configuration, set up logs, metrics
+//! endpoints and signal handling, then hand over to `decant_pipeline::run`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use decant_pipeline::{Health, Metrics, Runtime};
+
+use crate::config::{self, FileConfig, LogConfig};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML); see the README's `decant run` reference.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ValidateArgs {
+    /// Configuration file (TOML) to check.
+    #[arg(long)]
+    config: PathBuf,
+}
+
+/// Loads and checks everything; all problems in one error.
+fn load_checked(path: &std::path::Path) -> Result<FileConfig, Vec<String>> {
+    let cfg = config::load_all(path, &config::env_vars())?;
+    let problems = config::check_for_run(&cfg);
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(problems
+            .into_iter()
+            .map(|p| format!("{}: {p}", path.display()))
+            .collect())
+    }
+}
+
+pub fn validate(args: ValidateArgs) -> Result<()> {
+    match load_checked(&args.config) {
+        Ok(cfg) => {
+            let p = &cfg.pipeline;
+            let source = match &p.source.topic_pattern {
+                Some(re) => format!("topics matching {re:?}"),
+                None => format!("{} topic(s)", p.source.topics.len()),
+            };
+            println!(
+                "{}: OK — {source}, output {:?}, {} table section(s), {:?} delivery",
+                args.config.display(),
+                p.output.topic_template,
+                p.tables.len(),
+                p.delivery.mode
+            );
+            Ok(())
+        }
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            bail!("{} configuration problem(s)", problems.len())
+        }
+    }
+}
+
+fn init_logging(log: &LogConfig) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if log.format == "json" {
+        builder.json().flatten_event(true).try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let cfg = match load_checked(&args.config) {
+        Ok(c) => c,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            bail!(
+                "{} configuration problem(s); see `decant validate`",
+                problems.len()
+            );
+        }
+    };
+    init_logging(&cfg.log);
+    let kafka = cfg.kafka.clone().context("[kafka] section")?;
+    let decoder = cfg.decode.decoder_config()?;
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        // A second signal while shutting down exits at once (status 1).
+        signal_hook::flag::register_conditional_shutdown(sig, 1, shutdown.clone())
+            .context("installing signal handlers")?;
+        signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handlers")?;
+    }
+    let obs = &cfg.pipeline.observability;
+    if !obs.listen.is_empty() {
+        let addr = decant_pipeline::observe::serve(
+            &obs.listen,
+            metrics.clone(),
+            health.clone(),
+            Duration::from_millis(obs.stall_after_ms),
+        )
+        .with_context(|| format!("listening on {}", obs.listen))?;
+        tracing::info!(%addr, "serving /metrics, /health, /ready");
+    }
+    let rt = Runtime {
+        metrics,
+        health,
+        shutdown,
+    };
+    let summary = decant_pipeline::run(&kafka, &cfg.pipeline, decoder, &rt)
+        .map_err(|e| anyhow::anyhow!(decant_pipeline::error::chain(&e)))?;
+    tracing::info!(
+        records_in = summary.records_in,
+        records_out = summary.records_out,
+        dead_lettered = summary.dead_lettered,
+        commits = summary.commits,
+        rewinds = summary.rewinds,
+        "decant run: clean shutdown"
+    );
+    Ok(())
+}

@@ -1,0 +1,323 @@
+//! Exactly-once under crashes: a sustained PostgreSQL workload (TOAST-unchanged updates, toasted
+//! value changes, composite keys, primary-key changes, deletes, multi-statement transactions)
+//! flows through Debezium while `decant run` is killed with SIGKILL at random moments and
+//! restarted, at least 20 times. Afterwards the committed output, reduced per key, equals
+//! PostgreSQL, and no source record (by the provenance headers) appears twice in it. (The bed's
+//! broker shows aborted transactions to read_committed readers; `committed_only` removes them.)
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use decant_tests::bed::{
+    Bed, Broker, Debezium, DecantProcess, PgSchema, consume, header, http_get, random_name,
+    topics_with_prefix, upsert_changes, write_decant_config,
+};
+use decant_tests::{Input, PgMode, assert_pg_state};
+
+const KILLS: usize = 22;
+
+/// One workload round: several transactions over three tables.
+fn round_sql(schema: &str, i: u64) -> String {
+    format!(
+        r#"SET search_path TO "{schema}";
+BEGIN;
+INSERT INTO toasty SELECT g, g, 'l' || g, big_text('t' || g || ':{i}', 100)
+  FROM generate_series({lo}, {hi}) g ON CONFLICT (id) DO UPDATE SET small = toasty.small + 1;
+UPDATE toasty SET small = small + 1 WHERE id % 7 = {m7};
+COMMIT;
+BEGIN;
+UPDATE toasty SET big = big_text('u{i}', 90), label = 'x{i}' WHERE id % 11 = {m11};
+DELETE FROM toasty WHERE id % 13 = {m13} AND id > 100;
+INSERT INTO composite VALUES ({i}, 'k{i}', 'v{i}', {i}) ON CONFLICT DO NOTHING;
+UPDATE composite SET qty = qty + 1, val = 'w{i}' WHERE k_int % 5 = {m5};
+COMMIT;
+UPDATE composite SET k_text = k_text || 'x' WHERE k_int = {prev};
+DELETE FROM composite WHERE k_int = {old};
+INSERT INTO typezoo (id, c_int, c_text, c_big) VALUES ({zid}, {i}, 'r{i}', big_text('z{i}', 80))
+  ON CONFLICT (id) DO UPDATE SET c_int = excluded.c_int, c_text = excluded.c_text;
+UPDATE typezoo SET c_jsonb = jsonb_build_object('i', {i}) WHERE id = {zid2};
+"#,
+        lo = 100 + (i % 40) * 5,
+        hi = 104 + (i % 40) * 5,
+        m7 = i % 7,
+        m11 = i % 11,
+        m13 = i % 13,
+        m5 = i % 5,
+        prev = i.saturating_sub(3),
+        old = i.saturating_sub(30),
+        zid = 1000 + i % 25,
+        zid2 = 1000 + (i * 7) % 25,
+    )
+}
+
+/// (topic, partition, offset) of the source record behind an output record.
+fn source_of(r: &Input) -> (String, String, String) {
+    (
+        header(r, "decant.source.topic")
+            .unwrap_or_default()
+            .to_owned(),
+        header(r, "decant.source.partition")
+            .unwrap_or_default()
+            .to_owned(),
+        header(r, "decant.source.offset")
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+/// The output records of committed transactions.
+///
+/// The bed's broker (nisshi 0.7.0-pre.2) does not filter aborted transactions for read_committed
+/// readers (its storage engines report no aborted transactions; see `run_broker_txn.rs`), so the
+/// records of every transaction a killed decant left open show up too. They are told apart
+/// here: decant logs `transaction committed` with the `decant.txn` label after each commit; a
+/// transaction without that line either was aborted — then every one of its records was
+/// re-emitted later, by the next incarnation — or committed just before the kill (at most one
+/// per incarnation, its last).
+fn committed_only(records: &[Input], log: &std::path::Path) -> Vec<Input> {
+    let logged: HashSet<String> = std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|j| j["message"] == "transaction committed")
+        .filter_map(|j| j["txn"].as_str().map(str::to_owned))
+        .collect();
+    assert!(!logged.is_empty(), "no commit was logged");
+    // Position of each record in its output partition; sources re-emitted after a position.
+    let mut by_txn: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        let txn = header(r, "decant.txn")
+            .expect("decant.txn header")
+            .to_owned();
+        by_txn.entry(txn).or_default().push(i);
+    }
+    type Copy = (String, i32, (String, String, String));
+    let mut last_copy: std::collections::HashMap<Copy, i64> = std::collections::HashMap::new();
+    for r in records {
+        let e = last_copy
+            .entry((r.topic.clone(), r.partition, source_of(r)))
+            .or_insert(r.offset);
+        *e = (*e).max(r.offset);
+    }
+    let reemitted_later = |i: usize| {
+        let r = &records[i];
+        last_copy
+            .get(&(r.topic.clone(), r.partition, source_of(r)))
+            .is_some_and(|&last| last > r.offset)
+    };
+    let mut keep = HashSet::new();
+    let mut aborted = 0;
+    let mut unlogged_committed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (txn, idx) in &by_txn {
+        let committed = logged.contains(txn) || !idx.iter().all(|&i| reemitted_later(i));
+        if committed {
+            if !logged.contains(txn) {
+                let run = txn.split(':').next().unwrap_or_default().to_owned();
+                unlogged_committed.entry(run).or_default().push(txn.clone());
+            }
+            keep.extend(idx.iter().copied());
+        } else {
+            aborted += 1;
+        }
+    }
+    for (run, txns) in &unlogged_committed {
+        assert_eq!(
+            txns.len(),
+            1,
+            "run {run}: more than one transaction committed without a log line: {txns:?}"
+        );
+    }
+    eprintln!(
+        "run_crash: {} transactions in the output: {} committed (logged), {} committed right before a kill, {aborted} aborted but visible (broker does not filter them)",
+        by_txn.len(),
+        by_txn.keys().filter(|t| logged.contains(*t)).count(),
+        unlogged_committed.len()
+    );
+    let mut out: Vec<Input> = records
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, r)| r.clone())
+        .collect();
+    out.sort_by(|a, b| (&a.topic, a.partition, a.offset).cmp(&(&b.topic, b.partition, b.offset)));
+    out
+}
+
+/// Transactions this incarnation committed (0 when not reachable yet).
+fn committed(port: u16) -> u64 {
+    http_get(port, "/metrics")
+        .and_then(|(_, m)| {
+            m.lines()
+                .find(|l| l.starts_with("decant_transactions_total{outcome=\"committed\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// xorshift64*: reproducible "random" kill moments from a seed printed by the test.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.next() % (hi - lo))
+    }
+}
+
+#[test]
+fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    let started = Instant::now();
+    let bed = Bed::load();
+    let broker = Broker::start_retrying(false);
+    let schema = PgSchema::create(&bed);
+    bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
+    let prefix = random_name("src");
+    let out_prefix = random_name("out");
+    let mut dbz = Debezium::start(&bed, &schema, &broker, &prefix, &[]);
+    dbz.wait_snapshot(Duration::from_secs(300));
+    bed.psql_files(&["workload_stream.sql"], &[("schema", &schema.name)]);
+
+    let work = std::env::temp_dir().join(random_name("decant-crash"));
+    // Small transactions so that kills land in every phase (open, staging, committing).
+    let (config, port) = write_decant_config(
+        &work,
+        &broker.bootstrap(),
+        &prefix,
+        &out_prefix,
+        "[defaults]\non_toast_missing = \"fail\"\n\n[log]\nformat = \"json\"\nlevel = \"info,decant_pipeline=debug\"\n",
+    );
+    let log = work.join("decant.log");
+
+    // The sustained workload.
+    let stop = Arc::new(AtomicBool::new(false));
+    let rounds = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (stop, rounds, bed, name) = (
+            stop.clone(),
+            rounds.clone(),
+            bed.clone(),
+            schema.name.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut i = 10;
+            while !stop.load(Ordering::SeqCst) {
+                bed.psql(&round_sql(&name, i), &[]);
+                rounds.fetch_add(1, Ordering::SeqCst);
+                i += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7)
+        | 1;
+    eprintln!("run_crash: kill schedule seed {seed}");
+    let mut rng = Rng(seed);
+    let mut mid_stream = 0;
+    for k in 0..KILLS {
+        let decant = DecantProcess::start(&config, &log, &[]);
+        // Two kills in three wait for the first commit of this incarnation (they land
+        // mid-stream: in an open transaction, while staging, while committing); the others
+        // land anywhere from start-up through state resolution and the group join.
+        if k % 3 != 2 {
+            let until = Instant::now() + Duration::from_secs(90);
+            while Instant::now() < until && committed(port) == 0 {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if committed(port) > 0 {
+                mid_stream += 1;
+            }
+            std::thread::sleep(rng.millis(50, 3_000));
+        } else {
+            std::thread::sleep(rng.millis(100, 8_000));
+        }
+        decant.kill9();
+    }
+    stop.store(true, Ordering::SeqCst);
+    writer.join().expect("workload thread");
+    bed.psql(
+        &format!("insert into \"{}\".marker values (1, 'end')", schema.name),
+        &[],
+    );
+    eprintln!(
+        "run_crash: {KILLS} kills ({mid_stream} after a commit) during {} workload rounds, {:.0} s",
+        rounds.load(Ordering::SeqCst),
+        started.elapsed().as_secs_f64()
+    );
+
+    // The last incarnation runs to the end.
+    let mut decant = DecantProcess::start(&config, &log, &[]);
+    let expected = bed.pg_state(&schema.name);
+    let settle_start = Instant::now();
+    let mut last_len = usize::MAX;
+    let records = loop {
+        std::thread::sleep(Duration::from_secs(3));
+        assert!(
+            decant.is_running(),
+            "decant exited:\n{}",
+            decant.log_tail(60)
+        );
+        let topics = topics_with_prefix(&broker.bootstrap(), &format!("{out_prefix}."));
+        let records = consume(&broker.bootstrap(), &topics, 0, Duration::from_secs(2));
+        let marker = records.iter().any(|r| r.topic.ends_with(".marker"));
+        if marker && records.len() == last_len {
+            break records;
+        }
+        last_len = records.len();
+        assert!(
+            settle_start.elapsed() < Duration::from_secs(300),
+            "output did not settle; log:\n{}",
+            decant.log_tail(80)
+        );
+    };
+    let committed_records = committed_only(&records, &log);
+    let run = upsert_changes(&out_prefix, &committed_records);
+    assert_pg_state("after kill -9", &run, &expected, PgMode::Exact);
+    let mut seen = HashSet::new();
+    for r in &committed_records {
+        let src = source_of(r);
+        assert!(
+            seen.insert(src.clone()),
+            "source record {src:?} appears twice among committed transactions"
+        );
+    }
+    // Every source record that can produce output did, once: compare with the source topics.
+    let sources = topics_with_prefix(&broker.bootstrap(), &format!("{prefix}."));
+    let source_records = consume(&broker.bootstrap(), &sources, 0, Duration::from_secs(2));
+    let data_records = source_records.iter().filter(|r| r.value.is_some()).count();
+    assert!(
+        mid_stream >= KILLS / 2,
+        "only {mid_stream} kills landed after a commit"
+    );
+    assert_eq!(
+        seen.len(),
+        data_records,
+        "one output record per non-tombstone source record"
+    );
+    let (_, metrics) = http_get(port, "/metrics").expect("metrics");
+    eprintln!(
+        "run_crash: {} output records, {} source records; {}",
+        records.len(),
+        source_records.len(),
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("decant_toast_fills_total")
+                || l.starts_with("decant_rewinds_total"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let status = decant.terminate(Duration::from_secs(60));
+    assert!(status.success(), "exit status {status}");
+    dbz.stop();
+    let _ = std::fs::remove_dir_all(&work);
+    eprintln!("run_crash: {:.1} s", started.elapsed().as_secs_f64());
+}
