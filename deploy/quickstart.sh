@@ -1,38 +1,83 @@
 #!/usr/bin/env bash
 # decant quick start on this machine, no Docker: PostgreSQL (logical WAL) -> real Debezium 3.6.3
-# -> local Kafka-API broker -> decant. Sets up the test bed if needed (cached; the first run
-# builds the broker, ~20 min on 2 cores), applies a small workload of mixed types, TOAST updates,
-# key changes and deletes, decodes every captured record and prints the resulting tables.
+# -> local Kafka-API broker -> `decant run` -> compacted upsert topics, printed as tables.
+# Sets up the test bed if needed (cached; the first run builds the broker, ~20 min on 2 cores),
+# applies a workload of mixed types, TOAST updates, key changes and deletes, runs decant exactly
+# once on it with embedded defaults, and prints every output topic reduced to its last value
+# per key (a tombstone removes the key), i.e. what a compacted topic / Tableflow upsert table shows.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${QUICKSTART_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/decant-quickstart.XXXXXX")}
-bash tests/bed/run_capture.sh --out "$out" --schema-name quickstart --prefix quickstart
+work=${QUICKSTART_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/decant-quickstart.XXXXXX")}
+mkdir -p "$work"
 cargo build --release -q -p decant
-./target/release/decant decode "$out/messages.jsonl" >"$out/decoded.jsonl"
-echo "decoded $(wc -l <"$out/decoded.jsonl") changes from $(wc -l <"$out/messages.jsonl") Kafka records -> $out/decoded.jsonl"
-python3 - "$out/decoded.jsonl" <<'PY'
+bash tests/bed/run_capture.sh --out "$work/capture" --work "$work/bed" --keep-broker \
+    --schema-name quickstart --prefix quickstart
+# shellcheck disable=SC1091
+. "${DECANT_CACHE:-$HOME/.cache/decant}/bed.env"
+port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/bed/dbz.properties" | head -1)
+cat >"$work/decant.toml" <<TOML
+[kafka]
+bootstrap_servers = "127.0.0.1:$port"
+group_id = "decant-quickstart"
+transactional_id = "decant-quickstart-0"
+[source]
+topic_pattern = 'quickstart\.quickstart\..*'
+[output]
+prefix = "out"
+partitions = 1
+[dead_letter]
+topic = "out.dead-letter"
+[state]
+dir = "$work/state"
+[observability]
+listen = "127.0.0.1:0"
+TOML
+./target/release/decant validate --config "$work/decant.toml"
+./target/release/decant run --config "$work/decant.toml" >"$work/decant.log" 2>&1 &
+decant_pid=$!
+cleanup() {
+    kill -TERM "$decant_pid" 2>/dev/null && wait "$decant_pid" 2>/dev/null
+    bash tests/bed/broker.sh stop --dir "$work/bed/broker" --port "$port" >/dev/null 2>&1
+}
+trap cleanup EXIT
+# Wait until the output topics stop growing (decant commits every second by default).
+last=-1 same=0
+for _ in $(seq 1 180); do
+    sleep 1
+    n=$("$DECANT_TOPIC_DUMP" --bootstrap "127.0.0.1:$port" --regex 'out\.quickstart\..*' 2>/dev/null | wc -l)
+    if [ "$n" -gt 0 ] && [ "$n" = "$last" ]; then
+        same=$((same + 1))
+        [ "$same" -ge 4 ] && break
+    else
+        same=0
+    fi
+    last=$n
+done
+"$DECANT_TOPIC_DUMP" --bootstrap "127.0.0.1:$port" --regex 'out\.quickstart\..*' --out "$work/output.jsonl"
+echo "decant wrote $(wc -l <"$work/output.jsonl") records to the compacted topics out.quickstart.* (log: $work/decant.log)"
+python3 - "$work/output.jsonl" <<'PY'
 import json, sys
 state = {}
 for line in open(sys.argv[1]):
-    c = json.loads(line)
-    if c["op"] == "upsert":
-        row = dict(c["row"])
-        prev = state.get((c["table"], json.dumps(c["key"])), {})
-        for col in c["unchanged"]:          # TOAST: keep the last known value
-            row[col] = prev.get(col)
-        state[(c["table"], json.dumps(c["key"]))] = row
-    elif c["op"] == "delete":
-        state.pop((c["table"], json.dumps(c["key"])), None)
-tables = {}
-for (table, _), row in sorted(state.items()):
-    tables.setdefault(table, []).append(row)
+    r = json.loads(line)
+    topic, key = r["topic"], r.get("key")
+    if r.get("payload") is None:
+        state.get(topic, {}).pop(key, None)     # tombstone: the key is gone
+    else:
+        state.setdefault(topic, {})[key] = json.loads(r["payload"])
 def cell(v):
     s = v if isinstance(v, str) else json.dumps(v)
     return s if len(s) <= 28 else s[:25] + "..."
-for table, rows in tables.items():
+for topic, rows in sorted(state.items()):
+    def order(k):   # by key values, numbers numerically
+        vals = json.loads(k).values() if k else []
+        return [f"{v:020d}" if isinstance(v, int) else str(v) for v in vals]
+    rows = [rows[k] for k in sorted(rows, key=order)]
+    if not rows:
+        print(f"\n{topic}: empty"); continue
     cols = list(rows[0].keys())[:8]
     widths = [max(len(c), *(len(cell(r.get(c))) for r in rows)) for c in cols]
-    print(f"\n{table} ({len(rows)} rows, first {len(cols)} of {len(rows[0])} columns)")
+    print(f"\n{topic} ({len(rows)} rows, first {len(cols)} of {len(rows[0])} columns)")
     print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
     for r in rows:
         print("  ".join(cell(r.get(c)).ljust(w) for c, w in zip(cols, widths)))

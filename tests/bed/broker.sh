@@ -94,9 +94,12 @@ do_start() {
             --storage-engine "$storage" \
             </dev/null >>"$LOG" 2>&1 8>&- 9>&-
     ) &
-    echo $! >"$PIDFILE"
+    local started=$!
+    echo "$started" >"$PIDFILE"
     for _ in $(seq 1 150); do
-        if ! running_pid >/dev/null; then
+        # Liveness by pid only: until the subshell has exec'd into nisshi, /proc/PID/exe is
+        # still bash or setsid, and the pid-reuse guard of running_pid would call it dead.
+        if ! kill -0 "$started" 2>/dev/null; then
             echo "broker.sh: nisshi exited during start-up; last log lines:" >&2
             tail -20 "$LOG" >&2
             rm -f "$PIDFILE"

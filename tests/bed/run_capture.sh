@@ -5,6 +5,7 @@
 #   tests/bed/run_capture.sh --out DIR [--schemas on|off] [--decimal precise|string|double]
 #                            [--time adaptive|connect] [--schema-name NAME] [--prefix P]
 #                            [--port PORT] [--keep-schema] [--work DIR] [--keep-work]
+#                            [--keep-broker]   (leave the broker running, in WORK/broker; implies --keep-work)
 #
 # Writes DIR/messages.jsonl (kcat -J style dump of every topic "<prefix>.*", sorted) and
 # DIR/expected-state.jsonl (pg_state.py of every table of the schema). The work dir (Debezium
@@ -29,6 +30,7 @@ PORT=
 KEEP_SCHEMA=0
 WORK=
 KEEP_WORK=0
+KEEP_BROKER=0
 usage() {
     sed -n '5,8p' "$0" >&2
     exit 2
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
         --keep-schema) KEEP_SCHEMA=1; shift ;;
         --work) WORK=$2; KEEP_WORK=1; shift 2 ;;
         --keep-work) KEEP_WORK=1; shift ;;
+        --keep-broker) KEEP_BROKER=1; KEEP_WORK=1; shift ;;
         *) usage ;;
     esac
 done
@@ -109,7 +112,9 @@ cleanup() {
     if [ "$KEEP_SCHEMA" = 0 ]; then
         "${PSQL[@]}" -c "drop schema if exists \"$SCHEMA\" cascade" >/dev/null 2>&1
     fi
-    "$BED_DIR/broker.sh" stop --dir "$WORK/broker" --port "$PORT" >/dev/null 2>&1
+    if [ "$KEEP_BROKER" = 0 ] || [ $rc != 0 ]; then
+        "$BED_DIR/broker.sh" stop --dir "$WORK/broker" --port "$PORT" >/dev/null 2>&1
+    fi
     if [ $rc = 0 ]; then
         [ "$KEEP_WORK" = 1 ] || rm -rf "$WORK"
     else
