@@ -301,7 +301,10 @@ pub fn source_position(source: Option<&AvroValue>) -> (SourcePosition, Option<Ta
                     other => as_str(other).is_some_and(|s| s != "false"),
                 }
             }
-            "db" => db = as_str(v).map(str::to_owned),
+            "db" => {
+                db = as_str(v).map(str::to_owned);
+                p.db = db.as_deref().map(Arc::from);
+            }
             "schema" => schema = as_str(v).map(str::to_owned),
             "table" | "collection" => table = as_str(v).map(str::to_owned),
             "lsn" => p.lsn = as_i64(v),

@@ -15,7 +15,7 @@ use arrow_array::{
 };
 use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer, i256};
 use arrow_schema::{ArrowError, DataType};
-use decant_model::{ChangeKind, ColumnType, SourcePosition, TableSchema, TimeUnit};
+use decant_model::{ChangeKind, ColumnType, SourceOp, SourcePosition, TableSchema, TimeUnit};
 
 /// Values of one column, in the narrowest storage that fits every logical type mapped onto it.
 #[derive(Debug)]
@@ -400,6 +400,8 @@ pub struct RowMeta {
     /// Decoder-wide sequence number: restores input order across tables.
     pub seq: u64,
     pub kind: ChangeKind,
+    /// The connector's own op code (c / r / u / d), for metadata.
+    pub source_op: SourceOp,
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,

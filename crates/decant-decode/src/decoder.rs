@@ -14,7 +14,8 @@ use crate::json::{Kind as JsonType, Value as LazyValue};
 use ahash::AHashMap;
 use apache_avro::types::Value as AvroValue;
 use decant_model::{
-    ChangeKind, ControlEvent, KafkaRecord, RecordCoordinates, SourcePosition, TableId, TableSchema,
+    ChangeKind, ControlEvent, KafkaRecord, RecordCoordinates, SourceOp, SourcePosition, TableId,
+    TableSchema,
 };
 use serde_json::Value as Json;
 
@@ -210,6 +211,7 @@ pub struct Decoder {
     topics: AHashMap<String, Arc<str>>,
     last_topic: Option<Arc<str>>,
     last_file: Option<Arc<str>>,
+    last_db: Option<Arc<str>>,
     resolver: Option<Box<dyn SchemaResolver>>,
     avro_cache: AHashMap<u32, Arc<avro::Registered>>,
     scratch: Vec<u8>,
@@ -280,6 +282,7 @@ impl Decoder {
             topics: AHashMap::new(),
             last_topic: None,
             last_file: None,
+            last_db: None,
             resolver: None,
             avro_cache: AHashMap::new(),
             scratch: Vec::new(),
@@ -396,7 +399,12 @@ impl Decoder {
                 "tombstone (null value) to apply as a delete, but the topic's table or the record key is unknown".into(),
             ));
         };
-        let meta = self.row_meta(rec, ChangeKind::Delete, SourcePosition::default());
+        let meta = self.row_meta(
+            rec,
+            ChangeKind::Delete,
+            SourceOp::Tombstone,
+            SourcePosition::default(),
+        );
         let avro_key = if key.len() >= 5 && key[0] == 0 {
             let id = u32::from_be_bytes([key[1], key[2], key[3], key[4]]);
             let registered = self.registered(id)?;
@@ -429,11 +437,13 @@ impl Decoder {
         &mut self,
         rec: &KafkaRecord,
         kind: ChangeKind,
+        source_op: SourceOp,
         position: SourcePosition,
     ) -> RowMeta {
         RowMeta {
             seq: self.seq,
             kind,
+            source_op,
             topic: self.topic(rec.topic),
             partition: rec.partition,
             offset: rec.offset,
@@ -794,7 +804,8 @@ impl Decoder {
             if same {
                 *spec = None;
                 self.note_topic(rec.topic, t);
-                let meta = self.row_meta(rec, kind, position);
+                let op = SourceOp::from_code(op_text).unwrap_or(SourceOp::Update);
+                let meta = self.row_meta(rec, kind, op, position);
                 self.tables[t].builder.commit_row(meta);
                 return Ok(Outcome::Row {
                     table: self.tables[t].id.clone(),
@@ -833,7 +844,12 @@ impl Decoder {
             ChangeKind::Delete => m.before.as_ref(),
         };
         let t = self.table_for(rec, &table_id, fields, sample.map(Image::Json))?;
-        let meta = self.row_meta(rec, kind, position);
+        let meta = self.row_meta(
+            rec,
+            kind,
+            SourceOp::from_code(op_text).unwrap_or(SourceOp::Update),
+            position,
+        );
         match kind {
             ChangeKind::Upsert => {
                 let Some(after) = m.after.filter(|a| a.raw() != "null") else {
@@ -999,6 +1015,7 @@ impl Decoder {
         let mut p = SourcePosition::default();
         let (mut db, mut schema, mut table) = (None, None, None);
         let last_file = &mut self.last_file;
+        let last_db = &mut self.last_db;
         iter.for_each_member(|k, v| -> Result<(), ()> {
             match k {
                 "ts_ms" => p.ts_ms = v.as_i64(),
@@ -1009,7 +1026,19 @@ impl Decoder {
                         _ => false,
                     }
                 }
-                "db" => db = v.as_str(),
+                "db" => {
+                    db = v.as_str();
+                    if let Some(d) = &db {
+                        p.db = Some(match last_db {
+                            Some(last) if **last == **d => last.clone(),
+                            _ => {
+                                let a: Arc<str> = Arc::from(&**d);
+                                *last_db = Some(a.clone());
+                                a
+                            }
+                        });
+                    }
+                }
                 "schema" => schema = v.as_str(),
                 "table" | "collection" | "tableName" | "table_name" => table = v.as_str(),
                 "lsn" => p.lsn = v.as_i64(),
@@ -1419,7 +1448,15 @@ impl Decoder {
             let names: Vec<String> = members.iter().map(|(k, _)| k.clone()).collect();
             self.set_key(t, &names);
         }
-        let meta = self.row_meta(rec, kind, position);
+        let meta = self.row_meta(
+            rec,
+            kind,
+            env.op
+                .as_deref()
+                .and_then(SourceOp::from_code)
+                .unwrap_or(SourceOp::Update),
+            position,
+        );
         match kind {
             ChangeKind::Upsert => {
                 let after = env.after.ok_or_else(|| {
@@ -1481,7 +1518,7 @@ impl Decoder {
         &mut self,
         rec: &KafkaRecord,
         id: &TableId,
-        kind: ChangeKind,
+        (kind, op): (ChangeKind, SourceOp),
         position: SourcePosition,
         row_json: &str,
         fields: Vec<WireField>,
@@ -1497,7 +1534,7 @@ impl Decoder {
         if self.tables[t].schema().key.is_empty() && !key_names.is_empty() {
             self.set_key(t, key_names);
         }
-        let meta = self.row_meta(rec, kind, position);
+        let meta = self.row_meta(rec, kind, op, position);
         let mode = match kind {
             ChangeKind::Upsert => ImageMode::All,
             ChangeKind::Delete => ImageMode::KeyOnly,

@@ -5,7 +5,7 @@
 //! Type tags are matched case-insensitively (open-source connectors write `s`, `n`, `m` …).
 
 use crate::json::{Kind as JsonType, Value as LazyValue};
-use decant_model::{ChangeKind, KafkaRecord, SourcePosition, TableId};
+use decant_model::{ChangeKind, KafkaRecord, SourceOp, SourcePosition, TableId};
 use serde_json::{Map, Value as Json};
 
 use crate::decoder::{Decoder, Outcome};
@@ -180,7 +180,16 @@ pub fn decode_document_envelope(
     };
     let (row, fields) = item(&document_of(&img, what)?, what)?;
     let key_names = key_names_of(rec);
-    dec.append_document_row(rec, &table, kind, position, &row, fields, &key_names)?;
+    let source_op = SourceOp::from_code(op).unwrap_or(SourceOp::Update);
+    dec.append_document_row(
+        rec,
+        &table,
+        (kind, source_op),
+        position,
+        &row,
+        fields,
+        &key_names,
+    )?;
     Ok(Outcome::Row {
         table: table.into(),
         kind,
@@ -248,7 +257,20 @@ pub fn decode_streams_record(
         other => return Err(err(format!("unknown DynamoDB Streams eventName {other:?}"))),
     };
     let (row, fields) = item(img, what)?;
-    dec.append_document_row(rec, &table, kind, position, &row, fields, &key_names)?;
+    let source_op = match event {
+        "INSERT" => SourceOp::Create,
+        "MODIFY" => SourceOp::Update,
+        _ => SourceOp::Delete,
+    };
+    dec.append_document_row(
+        rec,
+        &table,
+        (kind, source_op),
+        position,
+        &row,
+        fields,
+        &key_names,
+    )?;
     Ok(Outcome::Row {
         table: table.into(),
         kind,

@@ -4,7 +4,7 @@
 //! decimal text, `$date` → UTC timestamp, `$oid` → string, `$binary` → bytes; other `$` types,
 //! sub-documents and arrays → JSON. A new field becomes a new column.
 
-use decant_model::{ChangeKind, KafkaRecord, SourcePosition, TableId};
+use decant_model::{ChangeKind, KafkaRecord, SourceOp, SourcePosition, TableId};
 use serde_json::{Map, Value as Json};
 
 use crate::decoder::{Decoder, Outcome};
@@ -232,7 +232,16 @@ pub fn decode_event(
         },
         other => return Err(err(format!("unknown MongoDB \"op\" value {other:?}"))),
     };
-    dec.append_document_row(rec, &table, kind, position, &row, fields, &key_names)?;
+    let source_op = SourceOp::from_code(op).unwrap_or(SourceOp::Update);
+    dec.append_document_row(
+        rec,
+        &table,
+        (kind, source_op),
+        position,
+        &row,
+        fields,
+        &key_names,
+    )?;
     Ok(Outcome::Row {
         table: table.into(),
         kind,

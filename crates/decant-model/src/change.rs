@@ -19,6 +19,43 @@ impl ChangeKind {
     }
 }
 
+/// The operation as the source connector named it, kept for metadata (decant's own
+/// [`ChangeKind`] folds create, read and update into upserts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SourceOp {
+    Create,
+    /// A snapshot read.
+    Read,
+    Update,
+    Delete,
+    /// A delete made from a null-value record under the `delete` tombstone policy.
+    Tombstone,
+}
+
+impl SourceOp {
+    /// Debezium's op code (`c`, `r`, `u`, `d`), or `tombstone`.
+    pub fn code(self) -> &'static str {
+        match self {
+            SourceOp::Create => "c",
+            SourceOp::Read => "r",
+            SourceOp::Update => "u",
+            SourceOp::Delete => "d",
+            SourceOp::Tombstone => "tombstone",
+        }
+    }
+
+    /// From Debezium's op code, in either case.
+    pub fn from_code(code: &str) -> Option<SourceOp> {
+        Some(match code {
+            "c" | "C" => SourceOp::Create,
+            "r" | "R" => SourceOp::Read,
+            "u" | "U" => SourceOp::Update,
+            "d" | "D" => SourceOp::Delete,
+            _ => return None,
+        })
+    }
+}
+
 /// Where a change came from in the source database. Only what a sink needs to order, resume or
 /// report is kept; the rest of Debezium's `source` block is skipped unparsed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -27,6 +64,8 @@ pub struct SourcePosition {
     pub ts_ms: Option<i64>,
     /// `source.snapshot` is anything but `false`.
     pub snapshot: bool,
+    /// `source.db` (shared: it repeats for every row).
+    pub db: Option<Arc<str>>,
     /// PostgreSQL `source.lsn`.
     pub lsn: Option<i64>,
     /// PostgreSQL `txId`.

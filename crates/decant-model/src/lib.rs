@@ -11,7 +11,7 @@ pub mod change;
 pub mod record;
 pub mod schema;
 
-pub use change::{ChangeKind, ControlEvent, SourcePosition};
+pub use change::{ChangeKind, ControlEvent, SourceOp, SourcePosition};
 pub use record::{Header, KafkaRecord, RecordCoordinates};
 pub use schema::{Column, ColumnType, TableId, TableSchema, TimeUnit};
 

@@ -14,11 +14,12 @@ use crate::state::{ToastEntry, encode_pair};
 /// The fixed metadata columns (see `output.metadata_columns`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetaColumn {
-    /// `"snapshot"` (Debezium `r`) or `"upsert"` (`c` / `u`).
+    /// Debezium's op code: `"c"`, `"r"` (snapshot read), `"u"`, or `"tombstone"` for a delete
+    /// made from a null-value record (deletes themselves are tombstones, without a value).
     Op,
     /// `source.ts_ms`, or null.
     SourceTsMs,
-    /// The table's namespace: PostgreSQL schema / MySQL database.
+    /// `source.db` (the database; falls back to the table's namespace when absent).
     Db,
     /// The table name.
     Table,
@@ -142,13 +143,15 @@ pub fn push_row(
         push_json_string(m.name(), out);
         out.push(':');
         match m {
-            MetaColumn::Op => out.push_str(if meta.position.snapshot {
-                "\"snapshot\""
-            } else {
-                "\"upsert\""
-            }),
+            MetaColumn::Op => push_json_string(meta.source_op.code(), out),
             MetaColumn::SourceTsMs => push_opt_int(meta.position.ts_ms, out),
-            MetaColumn::Db => push_json_string(&batch.schema.table.namespace, out),
+            MetaColumn::Db => push_json_string(
+                meta.position
+                    .db
+                    .as_deref()
+                    .unwrap_or(&batch.schema.table.namespace),
+                out,
+            ),
             MetaColumn::Table => push_json_string(&batch.schema.table.name, out),
             MetaColumn::Lsn => push_opt_int(meta.position.lsn, out),
             MetaColumn::KafkaPartition => out.push_str(itoa::Buffer::new().format(meta.partition)),
@@ -228,6 +231,7 @@ mod tests {
         let mut store: HashMap<String, ToastEntry> = HashMap::new();
         let mut last: HashMap<String, serde_json::Value> = HashMap::new();
         let mut fills = 0;
+        let mut ops = std::collections::BTreeSet::new();
         for (_, b, r) in rows {
             let batch = &batches[b];
             let (route, _) = router.route(&batch.schema.table, "t");
@@ -246,15 +250,20 @@ mod tests {
                 r,
                 &plan,
                 store.get(&id),
-                &[MetaColumn::KafkaOffset],
+                &[MetaColumn::KafkaOffset, MetaColumn::Op, MetaColumn::Db],
                 &mut value,
             );
             assert!(res.missing.is_empty(), "{id}: {:?}", res.missing);
             fills += res.fills;
             store.insert(id.clone(), ToastEntry::decode(&res.entry));
-            last.insert(id, serde_json::from_str(&value).expect("value is JSON"));
+            let parsed: serde_json::Value = serde_json::from_str(&value).expect("value is JSON");
+            ops.insert(parsed["__op"].as_str().unwrap_or_default().to_owned());
+            assert_eq!(parsed["__db"], "postgres", "__db is source.db");
+            last.insert(id, parsed);
         }
         assert!(fills > 0, "the workload has TOAST-unchanged updates");
+        let ops: Vec<&str> = ops.iter().map(String::as_str).collect();
+        assert_eq!(ops, ["c", "r", "u"], "__op keeps Debezium's op code");
         let toasty = TableId::new("bed", "toasty");
         let row = &last[&format!("{toasty}{{\"id\":1}}")];
         // `UPDATE toasty SET small = small + 1` left `big` unchanged; the later update replaced
