@@ -1517,11 +1517,33 @@ impl Decoder {
     pub(crate) fn append_document_row(
         &mut self,
         rec: &KafkaRecord,
+        table: TableId,
+        (kind, op): (ChangeKind, SourceOp),
+        position: SourcePosition,
+        (row_json, fields): (&str, Vec<WireField>),
+        key_names: &[String],
+    ) -> KResult<Outcome> {
+        self.append_document(
+            rec,
+            &table,
+            (kind, op),
+            position,
+            (row_json, fields),
+            key_names,
+        )?;
+        Ok(Outcome::Row {
+            table: table.into(),
+            kind,
+        })
+    }
+
+    fn append_document(
+        &mut self,
+        rec: &KafkaRecord,
         id: &TableId,
         (kind, op): (ChangeKind, SourceOp),
         position: SourcePosition,
-        row_json: &str,
-        fields: Vec<WireField>,
+        (row_json, fields): (&str, Vec<WireField>),
         key_names: &[String],
     ) -> KResult<()> {
         let row = crate::json::parse(row_json).map_err(|e| syntax("DynamoDB image", e))?;

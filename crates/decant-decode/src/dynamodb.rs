@@ -183,17 +183,12 @@ pub fn decode_document_envelope(
     let source_op = SourceOp::from_code(op).unwrap_or(SourceOp::Update);
     dec.append_document_row(
         rec,
-        &table,
+        table,
         (kind, source_op),
         position,
-        &row,
-        fields,
+        (&row, fields),
         &key_names,
-    )?;
-    Ok(Outcome::Row {
-        table: table.into(),
-        kind,
-    })
+    )
 }
 
 /// Key attribute names from a JSON Kafka key (`{"id": …}`), when there is one.
@@ -264,15 +259,10 @@ pub fn decode_streams_record(
     };
     dec.append_document_row(
         rec,
-        &table,
+        table,
         (kind, source_op),
         position,
-        &row,
-        fields,
+        (&row, fields),
         &key_names,
-    )?;
-    Ok(Outcome::Row {
-        table: table.into(),
-        kind,
-    })
+    )
 }

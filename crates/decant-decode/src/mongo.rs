@@ -235,15 +235,10 @@ pub fn decode_event(
     let source_op = SourceOp::from_code(op).unwrap_or(SourceOp::Update);
     dec.append_document_row(
         rec,
-        &table,
+        table,
         (kind, source_op),
         position,
-        &row,
-        fields,
+        (&row, fields),
         &key_names,
-    )?;
-    Ok(Outcome::Row {
-        table: table.into(),
-        kind,
-    })
+    )
 }
