@@ -265,12 +265,109 @@ pub struct TableConfig {
     pub rename: BTreeMap<String, String>,
     #[serde(default)]
     pub ops: Option<Vec<Op>>,
+    /// Row filter (TOML key `where`): a list of conditions that must all hold (AND) for an
+    /// upsert to be written, e.g.
+    /// `where = [{ column = "status", op = "ne", value = "deleted" }, { column = "total", op = "gt", value = "100" }]`.
+    ///
+    /// - `column` is a source column name (before `rename`; it need not be in the projection).
+    /// - `op`: `eq`, `ne`, `lt`, `le`, `gt`, `ge`, `in` (`value` is an array), `is_null`,
+    ///   `is_not_null` (no `value`). `value` is a string, an integer or a boolean; write
+    ///   non-integer numbers as strings (`"100.10"`).
+    /// - Comparison is on the row's canonical JSON value (as written to the output): numeric
+    ///   columns (integers, floats, decimals) compare numerically, decimals exactly
+    ///   (`"100.10"` equals `"100.1"`); boolean columns by equality only (`eq`, `ne`, `in`);
+    ///   every other column compares its text lexicographically (byte order), so timestamps,
+    ///   dates and times compare as their canonical ISO text, which orders correctly when the
+    ///   value is written in the same canonical form.
+    /// - A null value fails every comparison (`ne` and `in` included, as in SQL); test it with
+    ///   `is_null` / `is_not_null`. A float NaN or infinity only passes `ne`.
+    /// - Only upserts are filtered (on the after image, after TOAST-unchanged columns are filled
+    ///   from the state store). Deletes always pass: a delete carries only the key, and a
+    ///   tombstone for a key that was filtered out is harmless in a compacted topic. An upsert
+    ///   that fails the filter for a key seen before becomes a tombstone, so a row that stops
+    ///   matching leaves the topic (the topic holds exactly the rows that match now).
+    /// - A TOAST-unchanged column whose previous value is unknown (or not kept because the
+    ///   column is outside the projection) cannot be evaluated: that condition passes.
+    /// - A column the table does not have, an ordering op on a boolean column or a non-numeric
+    ///   value for a numeric column is a table error found at run time: each upsert of the
+    ///   table is then a bad record (class `filter`) under `on_bad_record`; rows are never
+    ///   silently dropped because of it.
+    ///
+    /// Filtered rows are counted in `decant_filtered_records_total{table}`.
+    #[serde(default, rename = "where")]
+    pub filter: Vec<Condition>,
     #[serde(default)]
     pub on_bad_record: Option<BadRecordPolicy>,
     #[serde(default)]
     pub on_toast_missing: Option<ToastPolicy>,
     #[serde(default)]
     pub on_truncate: Option<TruncatePolicy>,
+}
+
+/// Comparison of one [`Condition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CondOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    /// `value` is an array; passes when the column equals one of its elements.
+    In,
+    IsNull,
+    IsNotNull,
+}
+
+/// One condition of [`TableConfig::filter`] (the `where` list).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// Source column name.
+    pub column: String,
+    /// `eq` | `ne` | `lt` | `le` | `gt` | `ge` | `in` | `is_null` | `is_not_null`.
+    pub op: CondOp,
+    /// A string, integer or boolean; an array of them for `in`; absent for `is_null` /
+    /// `is_not_null`.
+    #[serde(default)]
+    pub value: Option<serde_json::Value>,
+}
+
+impl Condition {
+    /// The literal(s) as text (integers in decimal, booleans as `true`/`false`), or what is
+    /// wrong with them.
+    pub fn literals(&self) -> Result<Vec<String>, String> {
+        fn scalar(v: &serde_json::Value) -> Result<String, String> {
+            match v {
+                serde_json::Value::String(s) => Ok(s.clone()),
+                serde_json::Value::Bool(b) => Ok(b.to_string()),
+                serde_json::Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
+                serde_json::Value::Number(n) => Err(format!(
+                    "{n} is not an integer: write non-integer numbers as strings (\"{n}\")"
+                )),
+                other => Err(format!("{other} is not a string, integer or boolean")),
+            }
+        }
+        match (self.op, &self.value) {
+            (CondOp::IsNull | CondOp::IsNotNull, None) => Ok(Vec::new()),
+            (CondOp::IsNull | CondOp::IsNotNull, Some(_)) => {
+                Err("is_null / is_not_null take no value".into())
+            }
+            (CondOp::In, Some(serde_json::Value::Array(items))) => {
+                if items.is_empty() {
+                    return Err("in: empty array (nothing would be written)".into());
+                }
+                items.iter().map(scalar).collect()
+            }
+            (CondOp::In, _) => Err("in: value must be an array".into()),
+            (_, None) => Err("value missing".into()),
+            (_, Some(serde_json::Value::Array(_))) => {
+                Err("value is an array (only `in` takes one)".into())
+            }
+            (_, Some(v)) => Ok(vec![scalar(v)?]),
+        }
+    }
 }
 
 /// `[state]`: the local state store (TOAST values and the key index).
@@ -464,6 +561,14 @@ impl PipelineConfig {
                     ));
                 }
             }
+            for (i, c) in t.filter.iter().enumerate() {
+                if c.column.trim().is_empty() {
+                    out.push(format!("{path}.where[{i}].column: empty"));
+                }
+                if let Err(e) = c.literals() {
+                    out.push(format!("{path}.where[{i}].value: {e}"));
+                }
+            }
             check_policy(&path, &self.policy_view(t), &mut needs_dlq);
         }
         if self.dead_letter.topic.is_none() && !needs_dlq.is_empty() {
@@ -570,6 +675,52 @@ mod tests {
     fn defaults_are_valid_once_a_source_is_set() {
         let mut cfg = PipelineConfig::default();
         cfg.source.topics = vec!["a".into()];
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+    }
+
+    #[test]
+    fn where_parses_and_is_validated() {
+        let t: TableConfig = toml::from_str(
+            r#"where = [{ column = "status", op = "ne", value = "deleted" }, { column = "total", op = "gt", value = "100" }, { column = "kind", op = "in", value = ["a", 1, true] }, { column = "note", op = "is_null" }]"#,
+        )
+        .expect("parses");
+        assert_eq!(t.filter.len(), 4);
+        assert_eq!(t.filter[1].op, CondOp::Gt);
+        assert_eq!(
+            t.filter[2].literals(),
+            Ok(vec!["a".into(), "1".into(), "true".into()])
+        );
+        let unknown = toml::from_str::<TableConfig>(
+            r#"where = [{ column = "a", op = "like", value = "x" }]"#,
+        );
+        assert!(unknown.is_err_and(|e| e.to_string().contains("like")));
+        assert!(
+            toml::from_str::<TableConfig>(r#"where = [{ column = "a", op = "eq", valu = "x" }]"#)
+                .is_err()
+        );
+
+        let mut cfg = PipelineConfig::default();
+        cfg.source.topics = vec!["a".into()];
+        let bad: TableConfig = toml::from_str(
+            r#"where = [{ column = "", op = "eq", value = "x" }, { column = "a", op = "in", value = "x" }, { column = "a", op = "eq", value = ["x"] }, { column = "a", op = "eq" }, { column = "a", op = "is_null", value = 1 }, { column = "a", op = "gt", value = 1.5 }, { column = "a", op = "in", value = [] }]"#,
+        )
+        .expect("parses");
+        cfg.tables.insert("s.t".into(), bad);
+        let p = cfg.problems();
+        assert_eq!(p.len(), 7, "{p:?}");
+        assert!(p[0].contains("where[0].column: empty"), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|x| x.contains("where[1].value: in: value must be an array")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|x| x.contains("where[5].value: 1.5 is not an integer")),
+            "{p:?}"
+        );
+
+        cfg.tables.insert("s.t".into(), t);
         assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
     }
 }

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub dead_letter_records: IntCounterVec,
     /// Records dropped on purpose (skip policy, op filter), by table and reason.
     pub skipped_records: IntCounterVec,
+    /// Upserts dropped by a table's `where` filter, by table.
+    pub filtered_records: IntCounterVec,
     /// Consumer lag in records per assigned source partition.
     pub consumer_lag: IntGaugeVec,
     /// Time to commit one Kafka transaction (or offset commit in at-least-once mode).
@@ -107,6 +109,12 @@ impl Metrics {
                 "decant_skipped_records_total",
                 "Records dropped on purpose, by table and reason",
                 &["table", "reason"],
+            ),
+            filtered_records: counter(
+                &r,
+                "decant_filtered_records_total",
+                "Upserts dropped by the table's where filter, by table",
+                &["table"],
             ),
             consumer_lag: lag,
             commit_duration: histogram(

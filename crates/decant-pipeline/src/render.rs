@@ -8,7 +8,7 @@ use arrow_array::Array as _;
 use decant_decode::ChangeBatch;
 use decant_decode::render::{push_json_string, push_value};
 
-use crate::route::Plan;
+use crate::route::{Plan, Predicate};
 use crate::state::{ToastEntry, encode_pair};
 
 /// The fixed metadata columns (see `output.metadata_columns`).
@@ -160,6 +160,35 @@ pub fn push_row(
     }
     out.push('}');
     res
+}
+
+/// Whether upsert `row` passes every predicate, evaluated on the after image with
+/// TOAST-unchanged columns taken from `prev`; a TOAST-unchanged column with no previous value
+/// cannot be evaluated and its condition passes. `scratch` is a reusable buffer.
+pub fn row_passes(
+    batch: &ChangeBatch,
+    row: usize,
+    filter: &[Predicate],
+    prev: Option<&ToastEntry>,
+    scratch: &mut String,
+) -> bool {
+    let fields = &batch.schema.arrow;
+    let unchanged = batch.unchanged(row);
+    filter.iter().all(|p| {
+        if !unchanged.is_empty() && unchanged.contains(&(p.index as u16)) {
+            return prev
+                .and_then(|e| e.get(&p.name))
+                .is_none_or(|text| p.eval(text));
+        }
+        scratch.clear();
+        push_value(
+            batch.rows.column(p.index),
+            fields.field(p.index),
+            row,
+            scratch,
+        );
+        p.eval(scratch)
+    })
 }
 
 fn push_opt_int(v: Option<i64>, out: &mut String) {

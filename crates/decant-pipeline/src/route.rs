@@ -5,11 +5,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::cmp::Ordering;
+
+use decant_decode::decimal::{Decimal, parse_text};
 use decant_decode::render::push_json_string;
 use decant_model::{ColumnType, TableId, TableSchema};
 
 use crate::config::{
-    BadRecordPolicy, Op, OutputConfig, PipelineConfig, TableConfig, ToastPolicy, TruncatePolicy,
+    BadRecordPolicy, CondOp, Condition, Op, OutputConfig, PipelineConfig, TableConfig, ToastPolicy,
+    TruncatePolicy,
 };
 
 /// Where one source table goes and what applies to it.
@@ -43,6 +47,179 @@ pub struct Plan {
     /// Key columns in key order: (schema index, output name as a JSON string literal).
     pub key: Vec<(usize, String)>,
     pub value: Vec<ValueColumn>,
+    /// The `where` conditions resolved against this schema (all must hold), or why they cannot
+    /// be (a table error: every upsert is then a bad record).
+    pub filter: Result<Vec<Predicate>, String>,
+}
+
+/// How a predicate column's values compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Numeric,
+    Boolean,
+    Text,
+}
+
+/// A comparison literal, parsed for its column's [`Kind`].
+#[derive(Debug, Clone, PartialEq)]
+enum Literal {
+    Num(Decimal),
+    Bool(bool),
+    Text(String),
+}
+
+/// One `where` condition resolved to a schema column.
+#[derive(Debug, Clone)]
+pub struct Predicate {
+    /// Index of the column in the schema.
+    pub index: usize,
+    /// Source column name (the TOAST entry's key).
+    pub name: String,
+    op: CondOp,
+    literals: Vec<Literal>,
+}
+
+/// A row value as compared by a predicate.
+enum Val {
+    Null,
+    Num(Decimal),
+    Bool(bool),
+    Text(String),
+    /// Not comparable (a float NaN or infinity in a numeric column).
+    Other,
+}
+
+fn kind_of(ty: &ColumnType) -> Kind {
+    match ty {
+        ColumnType::Int8
+        | ColumnType::Int16
+        | ColumnType::Int32
+        | ColumnType::Int64
+        | ColumnType::Float32
+        | ColumnType::Float64
+        | ColumnType::Decimal { .. }
+        | ColumnType::DecimalText => Kind::Numeric,
+        ColumnType::Boolean => Kind::Boolean,
+        _ => Kind::Text,
+    }
+}
+
+/// Compares two exact decimals at a common scale; `None` when rescaling overflows.
+fn cmp_decimal(a: Decimal, b: Decimal) -> Option<Ordering> {
+    let scale = a.scale.max(b.scale);
+    Some(a.rescale(scale)?.cmp(&b.rescale(scale)?))
+}
+
+impl Predicate {
+    /// Resolves `c` against `schema`.
+    pub fn resolve(c: &Condition, schema: &TableSchema) -> Result<Predicate, String> {
+        let (index, col) = schema
+            .columns
+            .iter()
+            .enumerate()
+            .find(|(_, col)| col.name == c.column)
+            .ok_or_else(|| format!("where: table {} has no column {:?}", schema.table, c.column))?;
+        let kind = kind_of(&col.ty);
+        if kind == Kind::Boolean
+            && matches!(c.op, CondOp::Lt | CondOp::Le | CondOp::Gt | CondOp::Ge)
+        {
+            return Err(format!(
+                "where: column {:?} is boolean: only eq, ne, in, is_null, is_not_null apply",
+                c.column
+            ));
+        }
+        let literals = c
+            .literals()
+            .map_err(|e| format!("where: column {:?}: {e}", c.column))?
+            .into_iter()
+            .map(|text| match kind {
+                Kind::Numeric => parse_text(&text).map(Literal::Num).ok_or_else(|| {
+                    format!(
+                        "where: column {:?} is numeric: {text:?} is not a number",
+                        c.column
+                    )
+                }),
+                Kind::Boolean => match text.as_str() {
+                    "true" => Ok(Literal::Bool(true)),
+                    "false" => Ok(Literal::Bool(false)),
+                    _ => Err(format!(
+                        "where: column {:?} is boolean: {text:?} is not true or false",
+                        c.column
+                    )),
+                },
+                Kind::Text => Ok(Literal::Text(text)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Predicate {
+            index,
+            name: col.name.clone(),
+            op: c.op,
+            literals,
+        })
+    }
+
+    /// Whether the column's canonical JSON value `json` (as `push_value` renders it) passes.
+    pub fn eval(&self, json: &str) -> bool {
+        let v = parse_val(json, self.literals.first());
+        match self.op {
+            CondOp::IsNull => return matches!(v, Val::Null),
+            CondOp::IsNotNull => return !matches!(v, Val::Null),
+            _ => {}
+        }
+        if matches!(v, Val::Null) {
+            return false;
+        }
+        let ord = |lit: &Literal| -> Option<Ordering> {
+            match (&v, lit) {
+                (Val::Num(a), Literal::Num(b)) => cmp_decimal(*a, *b),
+                (Val::Bool(a), Literal::Bool(b)) => (a == b).then_some(Ordering::Equal),
+                (Val::Text(a), Literal::Text(b)) => Some(a.as_str().cmp(b.as_str())),
+                _ => None,
+            }
+        };
+        let first = self.literals.first().and_then(ord);
+        match self.op {
+            CondOp::Eq => first == Some(Ordering::Equal),
+            CondOp::Ne => first != Some(Ordering::Equal),
+            CondOp::Lt => first == Some(Ordering::Less),
+            CondOp::Le => matches!(first, Some(Ordering::Less | Ordering::Equal)),
+            CondOp::Gt => first == Some(Ordering::Greater),
+            CondOp::Ge => matches!(first, Some(Ordering::Greater | Ordering::Equal)),
+            CondOp::In => self
+                .literals
+                .iter()
+                .any(|l| ord(l) == Some(Ordering::Equal)),
+            CondOp::IsNull | CondOp::IsNotNull => unreachable!("handled above"),
+        }
+    }
+}
+
+/// Reads a canonical JSON value for comparison with literals like `lit`.
+fn parse_val(json: &str, lit: Option<&Literal>) -> Val {
+    if json == "null" {
+        return Val::Null;
+    }
+    let unquoted = || -> String {
+        if json.starts_with('"') {
+            serde_json::from_str::<String>(json).unwrap_or_else(|_| json.to_owned())
+        } else {
+            json.to_owned()
+        }
+    };
+    match lit {
+        Some(Literal::Num(_)) => {
+            // Integers and floats render as JSON numbers, decimals as JSON strings.
+            let text = json.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+            parse_text(text.unwrap_or(json)).map_or(Val::Other, Val::Num)
+        }
+        Some(Literal::Bool(_)) => match json {
+            "true" => Val::Bool(true),
+            "false" => Val::Bool(false),
+            _ => Val::Other,
+        },
+        Some(Literal::Text(_)) => Val::Text(unquoted()),
+        None => Val::Other,
+    }
 }
 
 /// Types whose values Debezium can replace with the unavailable-value placeholder.
@@ -195,7 +372,13 @@ fn build_plan(shape: Option<&TableConfig>, schema: &TableSchema) -> Plan {
             }
         })
         .collect();
-    Plan { key, value }
+    let filter = shape.map_or(Ok(Vec::new()), |s| {
+        s.filter
+            .iter()
+            .map(|c| Predicate::resolve(c, schema))
+            .collect()
+    });
+    Plan { key, value, filter }
 }
 
 #[cfg(test)]
@@ -251,5 +434,141 @@ mod tests {
         let names: Vec<&str> = plan.value.iter().map(|c| c.json_name.as_str()).collect();
         assert_eq!(names, ["\"product_id\"", "\"name\"", "\"qty\""]);
         assert!(plan.value[1].toastable && !plan.value[2].toastable);
+    }
+
+    fn filter_schema() -> TableSchema {
+        TableSchema::new(
+            TableId::new("shop", "orders"),
+            vec![
+                Column::new("id", ColumnType::Int64, false),
+                Column::new("status", ColumnType::String, true),
+                Column::new(
+                    "total",
+                    ColumnType::Decimal {
+                        precision: 10,
+                        scale: 2,
+                    },
+                    true,
+                ),
+                Column::new("paid", ColumnType::Boolean, true),
+                Column::new("qty", ColumnType::Int32, true),
+            ],
+            vec![0],
+        )
+    }
+
+    fn pred(
+        column: &str,
+        op: CondOp,
+        value: Option<serde_json::Value>,
+    ) -> Result<Predicate, String> {
+        let c = Condition {
+            column: column.into(),
+            op,
+            value,
+        };
+        Predicate::resolve(&c, &filter_schema())
+    }
+
+    fn p(column: &str, op: CondOp, value: serde_json::Value) -> Predicate {
+        pred(column, op, Some(value)).expect("resolves")
+    }
+
+    #[test]
+    fn each_op_on_text_and_integers() {
+        use serde_json::json;
+        let s = "\"shipped\"";
+        assert!(p("status", CondOp::Eq, json!("shipped")).eval(s));
+        assert!(!p("status", CondOp::Ne, json!("shipped")).eval(s));
+        assert!(p("status", CondOp::Lt, json!("zzz")).eval(s));
+        assert!(p("status", CondOp::Le, json!("shipped")).eval(s));
+        assert!(p("status", CondOp::Gt, json!("paid")).eval(s));
+        assert!(p("status", CondOp::Ge, json!("shipped")).eval(s));
+        assert!(!p("status", CondOp::Ge, json!("t")).eval(s));
+        assert!(p("status", CondOp::In, json!(["new", "shipped"])).eval(s));
+        assert!(!p("status", CondOp::In, json!(["new"])).eval(s));
+        // Escapes are compared on the unescaped text.
+        assert!(p("status", CondOp::Eq, json!("a\"b")).eval("\"a\\\"b\""));
+        // Integers compare numerically, not as text ("9" < "10").
+        assert!(p("qty", CondOp::Lt, json!(10)).eval("9"));
+        assert!(p("qty", CondOp::Gt, json!("-1")).eval("0"));
+        assert!(p("qty", CondOp::In, json!([1, "9"])).eval("9"));
+        // Booleans by equality.
+        assert!(p("paid", CondOp::Eq, json!(true)).eval("true"));
+        assert!(p("paid", CondOp::Ne, json!("true")).eval("false"));
+    }
+
+    #[test]
+    fn decimals_compare_exactly() {
+        use serde_json::json;
+        assert!(!p("total", CondOp::Gt, json!("100.1")).eval("\"100.10\""));
+        assert!(p("total", CondOp::Eq, json!("100.1")).eval("\"100.10\""));
+        assert!(p("total", CondOp::Gt, json!("100.1")).eval("\"100.11\""));
+        assert!(p("total", CondOp::Gt, json!(100)).eval("\"100.01\""));
+        assert!(p("total", CondOp::Lt, json!("1e3")).eval("\"999.99\""));
+        // Beyond f64 precision.
+        assert!(
+            p("total", CondOp::Gt, json!("12345678901234567.01")).eval("\"12345678901234567.02\"")
+        );
+        assert!(p("qty", CondOp::Ne, json!(1)).eval("\"NaN\""));
+        assert!(!p("qty", CondOp::Gt, json!(1)).eval("\"NaN\""));
+    }
+
+    #[test]
+    fn nulls_fail_comparisons_and_match_is_null() {
+        use serde_json::json;
+        assert!(
+            pred("status", CondOp::IsNull, None)
+                .expect("resolves")
+                .eval("null")
+        );
+        assert!(
+            !pred("status", CondOp::IsNull, None)
+                .expect("resolves")
+                .eval("\"x\"")
+        );
+        assert!(
+            pred("status", CondOp::IsNotNull, None)
+                .expect("resolves")
+                .eval("\"x\"")
+        );
+        assert!(
+            !pred("status", CondOp::IsNotNull, None)
+                .expect("resolves")
+                .eval("null")
+        );
+        for op in [CondOp::Eq, CondOp::Ne, CondOp::Lt, CondOp::Gt] {
+            assert!(!p("status", op, json!("x")).eval("null"), "{op:?}");
+        }
+        assert!(!p("status", CondOp::In, json!(["x"])).eval("null"));
+    }
+
+    #[test]
+    fn table_errors_are_found_against_the_schema() {
+        use serde_json::json;
+        let e = pred("nope", CondOp::Eq, Some(json!("x"))).expect_err("unknown column");
+        assert!(e.contains("no column \"nope\""), "{e}");
+        assert!(pred("paid", CondOp::Gt, Some(json!(true))).is_err());
+        assert!(pred("total", CondOp::Eq, Some(json!("abc"))).is_err());
+        assert!(pred("paid", CondOp::Eq, Some(json!("yes"))).is_err());
+
+        let mut cfg = PipelineConfig::default();
+        cfg.tables.insert(
+            "shop.orders".into(),
+            TableConfig {
+                filter: vec![Condition {
+                    column: "nope".into(),
+                    op: CondOp::Eq,
+                    value: Some(json!("x")),
+                }],
+                ..Default::default()
+            },
+        );
+        let mut r = Router::new(&cfg);
+        let (route, _) = r.route(&TableId::new("shop", "orders"), "src");
+        assert!(r.plan(&route, &Arc::new(filter_schema())).filter.is_err());
+        let (other, _) = r.route(&TableId::new("shop", "other"), "src");
+        let plan = r.plan(&other, &Arc::new(filter_schema()));
+        assert!(plan.filter.as_ref().is_ok_and(Vec::is_empty));
     }
 }

@@ -32,7 +32,7 @@ use crate::config::{BadRecordPolicy, DeliveryMode, PipelineConfig, ToastPolicy, 
 use crate::error::{PipelineError, chain};
 use crate::metrics::Metrics;
 use crate::observe::{Health, now_ms};
-use crate::render::{MetaColumn, push_key, push_row};
+use crate::render::{MetaColumn, push_key, push_row, row_passes};
 use crate::route::{Route, Router};
 use crate::state::{Overlay, StateStore, ToastEntry, row_key};
 
@@ -188,6 +188,8 @@ struct Worker<'c> {
     rewinds_in_a_row: u32,
     key_buf: String,
     value_buf: String,
+    /// Scratch for rendering `where` predicate columns.
+    filter_buf: String,
     summary: Summary,
     /// This process's id in `decant.txn` headers (`<pid>-<start ms>`).
     run_id: String,
@@ -274,6 +276,7 @@ pub fn run(
         rewinds_in_a_row: 0,
         key_buf: String::new(),
         value_buf: String::new(),
+        filter_buf: String::new(),
         summary: Summary::default(),
         run_id: format!("{}-{}", std::process::id(), now_ms()),
         txn_label: String::new(),
@@ -785,7 +788,19 @@ impl<'c> Worker<'c> {
                 }
                 Ok(Flushed::Done)
             }
-            ChangeKind::Upsert => self.emit_upsert(batch, row, &route, &plan, &key, store_key),
+            ChangeKind::Upsert => {
+                if let Err(e) = &plan.filter {
+                    let bad = Bad {
+                        class: "filter",
+                        field: None,
+                        message: e.clone(),
+                    };
+                    let m = self.held_index(&meta.topic, meta.partition, meta.offset);
+                    self.key_buf = key;
+                    return self.row_bad_record(route.on_bad_record, m, &route, &bad, meta);
+                }
+                self.emit_upsert(batch, row, &route, &plan, &key, store_key)
+            }
         };
         self.key_buf = key;
         result
@@ -856,10 +871,37 @@ impl<'c> Worker<'c> {
                 }
             }
         }
+        // Whether the key was seen before, for the tombstone of a row that stops matching;
+        // looked up before this row's entry is staged (only tables with a filter pay for it).
+        let filtered_table = matches!(&plan.filter, Ok(f) if !f.is_empty());
+        let seen_before = filtered_table && (prev.is_some() || self.lookup(&store_key)?.is_some());
+        // The state keeps the row even when the filter drops it: a later change of the key may
+        // pass and need its TOAST values.
         self.open_mut()
             .overlay
             .insert(store_key, Some(rendered.entry));
-        let res = if route.emit_upsert {
+        let passes = match &plan.filter {
+            Ok(f) if !f.is_empty() => {
+                let mut scratch = std::mem::take(&mut self.filter_buf);
+                let ok = row_passes(batch, row, f, prev.as_ref(), &mut scratch);
+                self.filter_buf = scratch;
+                ok
+            }
+            _ => true,
+        };
+        let res = if !passes {
+            self.metrics
+                .filtered_records
+                .with_label_values(&[&route.label])
+                .inc();
+            // A key seen before may have been written while it matched: a tombstone keeps the
+            // topic equal to the rows that match now (redundant ones are no-ops for readers).
+            if seen_before && route.emit_delete {
+                self.send_output(route, key, None, batch, row)
+            } else {
+                Ok(())
+            }
+        } else if route.emit_upsert {
             self.send_output(route, key, Some(&value), batch, row)
         } else {
             self.metrics
