@@ -10,5 +10,8 @@ if [ -f "${DECANT_CACHE:-$HOME/.cache/decant}/bed.env" ]; then
 fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The `decant run` tests start the real binary (target/debug/decant); `cargo test` alone does not
+# build a plain binary that no test target depends on.
+cargo build -p decant
 cargo test --workspace --all-targets
 echo "tests/run.sh: done in $(( $(date +%s) - start )) s"
