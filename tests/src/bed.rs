@@ -168,20 +168,18 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(durable: bool) -> Broker {
-        let port = free_port();
-        let dir = std::env::temp_dir().join(random_name("decant-broker"));
-        let mut cmd = Command::new("bash");
-        cmd.arg(bed_dir().join("broker.sh"))
-            .arg("start")
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--port")
-            .arg(port.to_string());
-        if durable {
-            cmd.arg("--durable");
+        let broker = Broker::unstarted(durable);
+        run_ok(&mut broker.script("start"), "broker.sh start");
+        broker
+    }
+
+    /// A free port and a fresh directory; dropping it stops whatever `broker.sh` started there.
+    fn unstarted(durable: bool) -> Broker {
+        Broker {
+            port: free_port(),
+            dir: std::env::temp_dir().join(random_name("decant-broker")),
+            durable,
         }
-        run_ok(&mut cmd, "broker.sh start");
-        Broker { port, dir, durable }
     }
 
     fn script(&self, action: &str) -> Command {
@@ -752,33 +750,22 @@ listen = "127.0.0.1:{port}"
 }
 
 impl Broker {
-    /// [`Broker::start`], retried on a new port when `broker.sh` gives up during start-up: its
-    /// liveness check reads `/proc/<pid>/exe` and can run before the launched shell has exec'd
-    /// nisshi on a loaded machine, reporting "nisshi exited during start-up" for a broker that
-    /// then starts anyway (that stray broker is killed here).
+    /// [`Broker::start`], retried on a new port when `broker.sh` gives up during start-up (a port
+    /// taken between `free_port` and the bind, or a broker slow to answer on a loaded machine);
+    /// a stray broker left listening on the failed port is killed. `broker.sh` itself now
+    /// judges liveness by pid during start-up, which removed the race this was written for.
     pub fn start_retrying(durable: bool) -> Broker {
         let mut last = String::new();
         for _ in 0..5 {
-            let port = free_port();
-            let dir = std::env::temp_dir().join(random_name("decant-broker"));
-            let mut cmd = Command::new("bash");
-            cmd.arg(bed_dir().join("broker.sh"))
-                .arg("start")
-                .arg("--dir")
-                .arg(&dir)
-                .arg("--port")
-                .arg(port.to_string());
-            if durable {
-                cmd.arg("--durable");
-            }
-            let out = cmd.output().expect("run broker.sh");
+            let broker = Broker::unstarted(durable);
+            let out = broker.script("start").output().expect("run broker.sh");
             if out.status.success() {
-                return Broker { port, dir, durable };
+                return broker;
             }
             last = String::from_utf8_lossy(&out.stderr).into_owned();
             std::thread::sleep(Duration::from_millis(500));
-            kill_listener_process(port);
-            let _ = std::fs::remove_dir_all(&dir);
+            kill_listener_process(broker.port);
+            // Dropping it runs `broker.sh stop` and removes the directory.
         }
         panic!("broker.sh start failed 5 times: {last}");
     }

@@ -657,29 +657,10 @@ impl<'c> Worker<'c> {
         }
         let (topic, partition, offset) =
             m.map_or(("", -1, -1), |m| (m.topic(), m.partition(), m.offset()));
-        let partition = partition.to_string();
-        let offset = offset.to_string();
-        h = h
-            .insert(KHeader {
-                key: "decant.source.topic",
-                value: Some(topic),
-            })
-            .insert(KHeader {
-                key: "decant.source.partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(KHeader {
-                key: "decant.source.offset",
-                value: Some(offset.as_str()),
-            })
-            .insert(KHeader {
-                key: "decant.error.class",
-                value: Some(bad.class),
-            })
-            .insert(KHeader {
-                key: "decant.txn",
-                value: Some(self.txn_label.as_str()),
-            });
+        h = with_provenance(h, topic, partition, offset, &self.txn_label).insert(KHeader {
+            key: "decant.error.class",
+            value: Some(bad.class),
+        });
         if let Some(f) = bad.field {
             h = h.insert(KHeader {
                 key: "decant.error.field",
@@ -983,29 +964,17 @@ impl<'c> Worker<'c> {
         let meta = &batch.meta[row];
         let op = if value.is_some() { "upsert" } else { "delete" };
         let headers = if self.cfg.output.provenance_headers {
-            let partition = meta.partition.to_string();
-            let offset = meta.offset.to_string();
-            let mut h = OwnedHeaders::new_with_capacity(5)
-                .insert(KHeader {
-                    key: "decant.source.topic",
-                    value: Some(&*meta.topic),
-                })
-                .insert(KHeader {
-                    key: "decant.source.partition",
-                    value: Some(partition.as_str()),
-                })
-                .insert(KHeader {
-                    key: "decant.source.offset",
-                    value: Some(offset.as_str()),
-                })
-                .insert(KHeader {
-                    key: "decant.op",
-                    value: Some(op),
-                })
-                .insert(KHeader {
-                    key: "decant.txn",
-                    value: Some(self.txn_label.as_str()),
-                });
+            let mut h = with_provenance(
+                OwnedHeaders::new_with_capacity(6),
+                &meta.topic,
+                meta.partition,
+                meta.offset,
+                &self.txn_label,
+            )
+            .insert(KHeader {
+                key: "decant.op",
+                value: Some(op),
+            });
             if let Some(lsn) = meta.position.lsn {
                 let lsn = lsn.to_string();
                 h = h.insert(KHeader {
@@ -1322,4 +1291,33 @@ impl<'c> Worker<'c> {
             self.store.discard_pending()
         }
     }
+}
+
+/// Appends the headers every decant output and dead letter carries: where the source record is
+/// (`decant.source.topic/partition/offset`) and which transaction wrote it (`decant.txn`).
+fn with_provenance(
+    h: OwnedHeaders,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    txn: &str,
+) -> OwnedHeaders {
+    let partition = partition.to_string();
+    let offset = offset.to_string();
+    h.insert(KHeader {
+        key: "decant.source.topic",
+        value: Some(topic),
+    })
+    .insert(KHeader {
+        key: "decant.source.partition",
+        value: Some(partition.as_str()),
+    })
+    .insert(KHeader {
+        key: "decant.source.offset",
+        value: Some(offset.as_str()),
+    })
+    .insert(KHeader {
+        key: "decant.txn",
+        value: Some(txn),
+    })
 }
