@@ -4,52 +4,9 @@
 //! Settings: 20 samples per benchmark, criterion's 3 s warm-up and 5 s measurement.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use decant_benches::{bench_data, load};
+use decant_benches::{bench_data, declared, load};
 use decant_decode::{Decoder, DecoderConfig};
 use decant_model::KafkaRecord;
-
-fn declared(shape: &str) -> DecoderConfig {
-    let cfg = DecoderConfig::default();
-    let (table, key, cols): (&str, &str, Vec<(&str, &str)>) = match shape {
-        "products" => (
-            "inventory.products",
-            "id",
-            vec![
-                ("id", "int64"),
-                ("name", "string"),
-                ("description", "string"),
-                ("weight", "float64"),
-            ],
-        ),
-        _ => (
-            "public.orders",
-            "order_id",
-            vec![
-                ("order_id", "int64"),
-                ("customer_id", "int64"),
-                ("store_id", "int32"),
-                ("status", "string"),
-                ("currency", "string"),
-                ("total_amount", "decimal_string(12,2)"),
-                ("tax_amount", "decimal_string(12,2)"),
-                ("discount_amount", "decimal_string(12,2)"),
-                ("quantity", "int32"),
-                ("priority", "int16"),
-                ("is_gift", "boolean"),
-                ("shipping_method", "string"),
-                ("shipping_address", "string"),
-                ("coupon_code", "string"),
-                ("notes", "string"),
-                ("order_date", "io.debezium.time.Date"),
-                ("created_at", "io.debezium.time.MicroTimestamp"),
-                ("updated_at", "io.debezium.time.MicroTimestamp"),
-                ("shipped_at", "io.debezium.time.MicroTimestamp"),
-                ("row_version", "int32"),
-            ],
-        ),
-    };
-    cfg.declare(table, &[key], &cols)
-}
 
 fn bench(c: &mut Criterion) {
     let dir = bench_data();

@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use decant_decode::DecoderConfig;
+
 /// The directory holding `products.jsonl`, `orders.jsonl`, `orders_schema.jsonl`: either
 /// `DECANT_BENCH_DATA`, or generated once under `target/bench-data` (N = `DECANT_BENCH_N`, default 20000).
 pub fn bench_data() -> PathBuf {
@@ -35,4 +37,49 @@ pub fn load(dir: &Path, file: &str) -> Vec<Vec<u8>> {
         .filter(|l| !l.is_empty())
         .map(|l| l.as_bytes().to_vec())
         .collect()
+}
+
+/// The declared schema of a schemaless shape (`products`, else `orders`): the semantic types
+/// (Date, MicroTimestamp, exact decimals) where Flink's job declares INT/BIGINT/DECIMAL.
+pub fn declared(shape: &str) -> DecoderConfig {
+    let cfg = DecoderConfig::default();
+    let (table, key, cols): (&str, &str, Vec<(&str, &str)>) = match shape {
+        "products" => (
+            "inventory.products",
+            "id",
+            vec![
+                ("id", "int64"),
+                ("name", "string"),
+                ("description", "string"),
+                ("weight", "float64"),
+            ],
+        ),
+        _ => (
+            "public.orders",
+            "order_id",
+            vec![
+                ("order_id", "int64"),
+                ("customer_id", "int64"),
+                ("store_id", "int32"),
+                ("status", "string"),
+                ("currency", "string"),
+                ("total_amount", "decimal_string(12,2)"),
+                ("tax_amount", "decimal_string(12,2)"),
+                ("discount_amount", "decimal_string(12,2)"),
+                ("quantity", "int32"),
+                ("priority", "int16"),
+                ("is_gift", "boolean"),
+                ("shipping_method", "string"),
+                ("shipping_address", "string"),
+                ("coupon_code", "string"),
+                ("notes", "string"),
+                ("order_date", "io.debezium.time.Date"),
+                ("created_at", "io.debezium.time.MicroTimestamp"),
+                ("updated_at", "io.debezium.time.MicroTimestamp"),
+                ("shipped_at", "io.debezium.time.MicroTimestamp"),
+                ("row_version", "int32"),
+            ],
+        ),
+    };
+    cfg.declare(table, &[key], &cols)
 }

@@ -279,7 +279,7 @@ impl ColBuilder {
 
     /// Builds the Arrow array and resets the builder.
     pub fn finish(&mut self) -> Result<ArrayRef, ArrowError> {
-        let valid = std::mem::take(&mut self.valid);
+        let valid = take_sized(&mut self.valid);
         let nulls = if valid.iter().all(|v| *v) {
             None
         } else {
@@ -289,9 +289,9 @@ impl ColBuilder {
         let data_type = ty.arrow_type();
         use ColumnType as C;
         Ok(match &mut self.data {
-            ColData::Bool(v) => Arc::new(BooleanArray::new(std::mem::take(v).into(), nulls)),
+            ColData::Bool(v) => Arc::new(BooleanArray::new(take_sized(v).into(), nulls)),
             ColData::Int(v) => {
-                let v = std::mem::take(v);
+                let v = take_sized(v);
                 macro_rules! narrow {
                     ($arr:ty, $t:ty) => {
                         Arc::new(<$arr>::new(v.into_iter().map(|x| x as $t).collect(), nulls))
@@ -332,7 +332,7 @@ impl ColBuilder {
                 }
             }
             ColData::Float(v) => {
-                let v = std::mem::take(v);
+                let v = take_sized(v);
                 match ty {
                     C::Float32 => Arc::new(Float32Array::new(
                         v.into_iter().map(|x| x as f32).collect(),
@@ -346,7 +346,7 @@ impl ColBuilder {
                     unreachable!()
                 };
                 Arc::new(
-                    Decimal128Array::new(ScalarBuffer::from(std::mem::take(v)), nulls)
+                    Decimal128Array::new(ScalarBuffer::from(take_sized(v)), nulls)
                         .with_precision_and_scale(p, s)?,
                 )
             }
@@ -360,9 +360,8 @@ impl ColBuilder {
                 )
             }
             ColData::Var { offsets, data } => {
-                let offsets =
-                    OffsetBuffer::new(ScalarBuffer::from(std::mem::replace(offsets, vec![0])));
-                let values = Buffer::from(std::mem::take(data));
+                let offsets = OffsetBuffer::new(ScalarBuffer::from(take_offsets(offsets)));
+                let values = Buffer::from(take_sized(data));
                 match ty {
                     C::Binary => Arc::new(BinaryArray::try_new(offsets, values, nulls)?),
                     _ => Arc::new(StringArray::try_new(offsets, values, nulls)?),
@@ -392,6 +391,20 @@ impl ColBuilder {
             }
         })
     }
+}
+
+/// Takes the values for a finished batch, leaving room for as many in the next one: batches
+/// are usually alike, so the builders do not grow from empty (and copy) batch after batch.
+fn take_sized<T>(v: &mut Vec<T>) -> Vec<T> {
+    let room = Vec::with_capacity(v.len());
+    std::mem::replace(v, room)
+}
+
+/// [`take_sized`] for an offsets vector, which always starts with 0.
+fn take_offsets<T: Default>(offsets: &mut Vec<T>) -> Vec<T> {
+    let mut room = Vec::with_capacity(offsets.len());
+    room.push(T::default());
+    std::mem::replace(offsets, room)
 }
 
 /// Per-row facts that are not columns.
@@ -501,8 +514,8 @@ impl TableBatchBuilder {
         Ok(ChangeBatch {
             schema: self.schema.clone(),
             rows,
-            meta: std::mem::take(&mut self.meta),
-            unchanged_offsets: std::mem::replace(&mut self.unchanged_offsets, vec![0]),
+            meta: take_sized(&mut self.meta),
+            unchanged_offsets: take_offsets(&mut self.unchanged_offsets),
             unchanged_columns: std::mem::take(&mut self.unchanged_columns),
         })
     }

@@ -277,7 +277,7 @@ pub fn append_json(
             let text: &str = &text;
             // Non-finite values exist in PostgreSQL numeric and MongoDB Decimal128.
             let special = matches!(text, "NaN" | "NAN" | "Infinity" | "-Infinity");
-            if !special && decimal::parse_text(text).is_none() {
+            if !special && !is_short_plain_decimal(text) && decimal::parse_text(text).is_none() {
                 return Err(FieldError::new("decimal text", text));
             }
             b.push_bytes(text.as_bytes())
@@ -421,7 +421,10 @@ fn append_geometry(
 fn float_of(v: &LazyValue) -> Result<f64, FieldError> {
     let raw = v.raw();
     match v.kind() {
-        JsonType::Number => raw.parse::<f64>().map_err(|_| want("a number", v)),
+        JsonType::Number => match plain_f64(raw) {
+            Some(x) => Ok(x),
+            None => raw.parse::<f64>().map_err(|_| want("a number", v)),
+        },
         JsonType::String => match v.as_str().as_deref().unwrap_or("") {
             "NaN" => Ok(f64::NAN),
             "Infinity" | "+Infinity" => Ok(f64::INFINITY),
@@ -430,6 +433,58 @@ fn float_of(v: &LazyValue) -> Result<f64, FieldError> {
         },
         _ => Err(want("a number", v)),
     }
+}
+
+/// Powers of ten that f64 holds exactly.
+const EXACT_POWERS_OF_TEN: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A plain decimal (`-12.5`, no exponent) with at most 15 digits, without the general parser:
+/// the digits as an integer and the power of ten are both exact in f64, so one division is
+/// correctly rounded, the same result as `str::parse` (Clinger's fast path). `None`: use it.
+fn plain_f64(text: &str) -> Option<f64> {
+    let (negative, body) = match text.as_bytes() {
+        [b'-', rest @ ..] => (true, rest),
+        other => (false, other),
+    };
+    if body.is_empty() || body.len() > 16 {
+        return None;
+    }
+    let (mut mantissa, mut fraction_digits, mut point) = (0u64, 0usize, false);
+    for &c in body {
+        match c {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u64::from(c - b'0');
+                fraction_digits += usize::from(point);
+            }
+            b'.' if !point => point = true,
+            _ => return None,
+        }
+    }
+    let digits = body.len() - usize::from(point);
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let value = mantissa as f64 / EXACT_POWERS_OF_TEN[fraction_digits];
+    Some(if negative { -value } else { value })
+}
+
+/// Whether `text` is certainly valid decimal text for [`decimal::parse_text`] without running
+/// it: a short run of digits with at most one point and an optional sign. `false`: parse it.
+fn is_short_plain_decimal(text: &str) -> bool {
+    let body = match text.as_bytes() {
+        [b'-' | b'+', rest @ ..] => rest,
+        other => other,
+    };
+    let mut points = 0;
+    body.len() <= 38
+        && body.iter().any(u8::is_ascii_digit)
+        && body.iter().all(|&c| {
+            points += usize::from(c == b'.');
+            c.is_ascii_digit() || (c == b'.' && points == 1)
+        })
 }
 
 fn exact_at_scale(text: &str, scale: i8) -> Result<arrow_buffer::i256, FieldError> {
@@ -510,6 +565,60 @@ mod tests {
             &Wire::Array(Box::new(Wire::String))
         ));
         assert!(!p.matches("\"real text\"", &Wire::String));
+    }
+
+    #[test]
+    fn fast_number_paths_agree_with_the_general_ones() {
+        for t in [
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "49.68",
+            "1.5",
+            "123456789012345",
+            "1234567890123456",
+            "0.1",
+            "9.999999999999999",
+            "-12.340",
+            "1.",
+            ".5",
+            "00.100",
+            "1e3",
+            "1.2.3",
+            "-",
+            "",
+            "+1",
+            "12a",
+            ".",
+        ] {
+            if let Some(x) = plain_f64(t) {
+                assert_eq!(
+                    Some(x.to_bits()),
+                    t.parse::<f64>().ok().map(f64::to_bits),
+                    "{t}"
+                );
+            }
+            if is_short_plain_decimal(t) {
+                assert!(decimal::parse_text(t).is_some(), "{t}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_f64_matches_std(text in "-?[0-9]{0,9}(\\.[0-9]{0,9})?") {
+            if let Some(x) = plain_f64(&text) {
+                proptest::prop_assert_eq!(Some(x.to_bits()), text.parse::<f64>().ok().map(f64::to_bits));
+            }
+        }
+
+        #[test]
+        fn short_plain_decimals_parse(text in "[-+]?[0-9.]{0,40}") {
+            if is_short_plain_decimal(&text) {
+                proptest::prop_assert!(decimal::parse_text(&text).is_some());
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::json::{Kind as JsonType, Value as LazyValue};
+use crate::json::{KeyOrder, Kind as JsonType, Value as LazyValue};
 use ahash::AHashMap;
 use apache_avro::types::Value as AvroValue;
 use decant_model::{
@@ -137,6 +137,8 @@ struct TableState {
     index: AHashMap<String, usize>,
     /// Which columns the current row has filled; reused.
     filled: Vec<bool>,
+    /// Member names of the last row image, in order, with their columns.
+    image_order: KeyOrder<Option<usize>>,
 }
 
 impl TableState {
@@ -155,18 +157,25 @@ impl TableState {
             origin,
             builder: TableBatchBuilder::new(schema),
             index,
+            image_order: KeyOrder::default(),
         }
     }
 
     fn schema(&self) -> &Arc<TableSchema> {
         &self.builder.schema
     }
+}
 
-    fn column(&self, name: &str, hint: usize) -> Option<usize> {
-        match self.fields.get(hint) {
-            Some(f) if f.name == name => Some(hint),
-            _ => self.index.get(name).copied(),
-        }
+/// The column named `name`: `hint` first (columns usually come in schema order), then the index.
+fn column_of(
+    fields: &[WireField],
+    index: &AHashMap<String, usize>,
+    name: &str,
+    hint: usize,
+) -> Option<usize> {
+    match fields.get(hint) {
+        Some(f) if f.name == name => Some(hint),
+        _ => index.get(name).copied(),
     }
 }
 
@@ -215,6 +224,10 @@ pub struct Decoder {
     resolver: Option<Box<dyn SchemaResolver>>,
     avro_cache: AHashMap<u32, Arc<avro::Registered>>,
     scratch: Vec<u8>,
+    /// Member names of the last change-event payload and `source` block, in order: the next
+    /// record's are recognised by one compare each (see [`crate::json::KeyOrder`]).
+    envelope_order: KeyOrder<EnvelopeField>,
+    source_order: KeyOrder<SourceField>,
     seq: u64,
     ready: Vec<ChangeBatch>,
 }
@@ -286,6 +299,8 @@ impl Decoder {
             resolver: None,
             avro_cache: AHashMap::new(),
             scratch: Vec::new(),
+            envelope_order: KeyOrder::default(),
+            source_order: KeyOrder::default(),
             seq: 0,
             ready: Vec::new(),
         })
@@ -625,7 +640,7 @@ impl Decoder {
         let mut spec: Option<usize> = None;
         let result = self
             .scan_payload(payload, shape.as_deref(), &mut m, &mut spec)
-            .and_then(|()| self.finish_payload(rec, payload, shape, m, &mut spec));
+            .and_then(|()| self.finish_payload(rec, payload, shape, &mut m, &mut spec));
         if let Some(t) = spec {
             self.tables[t].builder.rollback_row();
         }
@@ -643,11 +658,15 @@ impl Decoder {
         spec: &mut Option<usize>,
     ) -> KResult<()> {
         let mut iter = crate::json::members(payload).map_err(|e| syntax("payload", e))?;
-        while let Some(entry) = iter.next_key() {
-            let (k, start) = entry.map_err(|e| syntax("payload", e))?;
+        let mut index = 0;
+        while let Some(entry) =
+            iter.next_key_in_order(&mut self.envelope_order, index, EnvelopeField::of)
+        {
+            let (field, start) = entry.map_err(|e| syntax("payload", e))?;
+            index += 1;
             m.count += 1;
-            match &*k {
-                "after" => {
+            match field {
+                EnvelopeField::After => {
                     let mut consumed = None;
                     if spec.is_none()
                         && let Some(t) = self.speculation_target(shape)
@@ -670,7 +689,7 @@ impl Decoder {
                             .map_err(|e| syntax("payload", e))?,
                     });
                 }
-                "source" => {
+                EnvelopeField::Source => {
                     let mut parsed = None;
                     if let Some(mut nested) = iter.nested_object(start)
                         && let Ok(p) = self.parse_source_members(&mut nested)
@@ -694,17 +713,17 @@ impl Decoder {
                         .skip_value_at(start)
                         .map_err(|e| syntax("payload", e))?;
                     match other {
-                        "before" => m.before = Some(v),
-                        "op" => m.op = Some(v),
-                        "message" => m.message = Some(v),
-                        "status" => m.status = Some(v),
-                        "id" => m.id = Some(v),
-                        "event_count" => m.event_count = Some(v),
-                        "ddl" => m.ddl = Some(v),
-                        "tableChanges" | "historyRecord" => m.history = true,
-                        "ts_ms" => m.ts_seen = true,
-                        "eventName" | "dynamodb" => m.dynamo = true,
-                        _ => {}
+                        EnvelopeField::Op => m.op = Some(v),
+                        EnvelopeField::Message => m.message = Some(v),
+                        EnvelopeField::Status => m.status = Some(v),
+                        EnvelopeField::Id => m.id = Some(v),
+                        EnvelopeField::EventCount => m.event_count = Some(v),
+                        EnvelopeField::Ddl => m.ddl = Some(v),
+                        EnvelopeField::History => m.history = true,
+                        EnvelopeField::TsMs => m.ts_seen = true,
+                        EnvelopeField::Dynamo => m.dynamo = true,
+                        EnvelopeField::Before => m.before = Some(v),
+                        EnvelopeField::After | EnvelopeField::Source | EnvelopeField::Other => {}
                     }
                 }
             }
@@ -733,7 +752,7 @@ impl Decoder {
         rec: &KafkaRecord,
         payload: &'p str,
         shape: Option<Arc<ValueShape>>,
-        mut m: Members<'p>,
+        m: &mut Members<'p>,
         spec: &mut Option<usize>,
     ) -> KResult<Outcome> {
         let (position, table_ref) = match (m.parsed_source.take(), &m.source) {
@@ -1016,17 +1035,18 @@ impl Decoder {
         let (mut db, mut schema, mut table) = (None, None, None);
         let last_file = &mut self.last_file;
         let last_db = &mut self.last_db;
-        iter.for_each_member(|k, v| -> Result<(), ()> {
-            match k {
-                "ts_ms" => p.ts_ms = v.as_i64(),
-                "snapshot" => {
+        let order = &mut self.source_order;
+        iter.for_each_member_in_order(order, SourceField::of, |field, _, v| -> Result<(), ()> {
+            match field {
+                SourceField::TsMs => p.ts_ms = v.as_i64(),
+                SourceField::Snapshot => {
                     p.snapshot = match v.kind() {
                         JsonType::Bool => v.as_bool() == Some(true),
                         JsonType::String => v.as_str().as_deref() != Some("false"),
                         _ => false,
                     }
                 }
-                "db" => {
+                SourceField::Db => {
                     db = v.as_str();
                     if let Some(d) = &db {
                         p.db = Some(match last_db {
@@ -1039,13 +1059,13 @@ impl Decoder {
                         });
                     }
                 }
-                "schema" => schema = v.as_str(),
-                "table" | "collection" | "tableName" | "table_name" => table = v.as_str(),
-                "lsn" => p.lsn = v.as_i64(),
-                "txId" => p.tx_id = v.as_i64(),
-                "pos" => p.pos = v.as_i64(),
-                "row" => p.row = v.as_i64(),
-                "file" => {
+                SourceField::Schema => schema = v.as_str(),
+                SourceField::Table => table = v.as_str(),
+                SourceField::Lsn => p.lsn = v.as_i64(),
+                SourceField::TxId => p.tx_id = v.as_i64(),
+                SourceField::Pos => p.pos = v.as_i64(),
+                SourceField::Row => p.row = v.as_i64(),
+                SourceField::File => {
                     if let Some(f) = v.as_str() {
                         p.file = Some(match last_file {
                             Some(last) if **last == *f => last.clone(),
@@ -1057,8 +1077,8 @@ impl Decoder {
                         });
                     }
                 }
-                "scn" | "change_lsn" => p.scn = v.as_str().map(|s| Arc::from(&*s)),
-                _ => {}
+                SourceField::Scn => p.scn = v.as_str().map(|s| Arc::from(&*s)),
+                SourceField::Other => {}
             }
             Ok(())
         })
@@ -1263,33 +1283,48 @@ impl Decoder {
             scratch,
             ..
         } = self;
-        let state = &mut tables[t];
-        state.filled.iter_mut().for_each(|f| *f = false);
+        let TableState {
+            fields,
+            index,
+            filled,
+            builder,
+            image_order,
+            ..
+        } = &mut tables[t];
+        let (fields, index): (&[WireField], _) = (fields, &*index);
+        filled.iter_mut().for_each(|f| *f = false);
         let mut ctx = ConvCtx {
             placeholder,
             scratch,
         };
-        let schema = state.builder.schema.clone();
-        let key = &schema.key;
-        let mut hint = 0usize;
-        let mut one = |state: &mut TableState, name: &str, val: Member| -> Result<(), ImageError> {
-            let Some(col) = state.column(name, hint) else {
-                if mode == ImageMode::KeyOnly && !key.is_empty() {
+        // Key columns, when only they are kept.
+        let key_only = match mode {
+            ImageMode::KeyOnly if !builder.schema.key.is_empty() => Some(builder.schema.clone()),
+            _ => None,
+        };
+        // Columns usually come in schema order: try the one after the last first.
+        let hint = std::cell::Cell::new(0usize);
+        let column = |name: &str| column_of(fields, index, name, hint.get());
+        let mut one = |col: Option<usize>, name: &str, val: Member| -> Result<(), ImageError> {
+            let Some(col) = col else {
+                if key_only.is_some() {
                     return Ok(());
                 }
                 return Err(ImageError::Unknown(name.to_owned()));
             };
-            hint = col + 1;
-            if mode == ImageMode::KeyOnly && !key.is_empty() && !key.contains(&col) {
+            hint.set(col + 1);
+            if let Some(schema) = &key_only
+                && !schema.key.contains(&col)
+            {
                 return Ok(());
             }
-            if std::mem::replace(&mut state.filled[col], true) {
+            if std::mem::replace(&mut filled[col], true) {
                 return Err(ImageError::Other(DecodeErrorKind::Envelope(format!(
                     "{prefix}.{name} appears twice"
                 ))));
             }
-            let wire = &state.fields[col].wire;
-            let b = &mut state.builder.columns[col];
+            let wire = &fields[col].wire;
+            let b = &mut builder.columns[col];
             let r = match val {
                 Member::Json(v) => append_json(b, wire, v, &mut ctx),
                 Member::Avro(v) => avro::append_avro(b, wire, v, &mut ctx),
@@ -1297,7 +1332,7 @@ impl Decoder {
             match r {
                 Ok(Appended::Value) => Ok(()),
                 Ok(Appended::Unchanged) => {
-                    state.builder.mark_unchanged(col);
+                    builder.mark_unchanged(col);
                     Ok(())
                 }
                 Err(mut e) => {
@@ -1315,17 +1350,21 @@ impl Decoder {
                         found: excerpt(v.raw()),
                     })
                 })?;
-                iter.for_each_member(|k, val| one(state, k, Member::Json(&val)))
-                    .map_err(scan_error)?;
+                iter.for_each_member_in_order(image_order, column, |col, k, val| {
+                    one(col, k, Member::Json(&val))
+                })
+                .map_err(scan_error)?;
             }
             Image::Pull(iter) => {
-                iter.for_each_member(|k, val| one(state, k, Member::Json(&val)))
-                    .map_err(scan_error)?;
+                iter.for_each_member_in_order(image_order, column, |col, k, val| {
+                    one(col, k, Member::Json(&val))
+                })
+                .map_err(scan_error)?;
             }
             Image::Avro(v) => match avro::unwrap_union(v) {
                 AvroValue::Record(members) => {
                     for (k, val) in members {
-                        one(state, k, Member::Avro(val))?;
+                        one(column(k), k, Member::Avro(val))?;
                     }
                 }
                 other => {
@@ -1337,9 +1376,9 @@ impl Decoder {
                 }
             },
         }
-        for (col, filled) in state.filled.iter().enumerate() {
+        for (col, filled) in filled.iter().enumerate() {
             if !filled {
-                state.builder.columns[col].push_null();
+                builder.columns[col].push_null();
             }
         }
         Ok(())
@@ -1637,6 +1676,80 @@ fn infer_fields(sample: Option<Image>) -> Vec<WireField> {
         });
     }
     out
+}
+
+/// The members of `source` that the position and the table name are made of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SourceField {
+    TsMs,
+    Snapshot,
+    Db,
+    Schema,
+    Table,
+    Lsn,
+    TxId,
+    Pos,
+    Row,
+    File,
+    Scn,
+    Other,
+}
+
+impl SourceField {
+    fn of(name: &str) -> Self {
+        match name {
+            "ts_ms" => SourceField::TsMs,
+            "snapshot" => SourceField::Snapshot,
+            "db" => SourceField::Db,
+            "schema" => SourceField::Schema,
+            "table" | "collection" | "tableName" | "table_name" => SourceField::Table,
+            "lsn" => SourceField::Lsn,
+            "txId" => SourceField::TxId,
+            "pos" => SourceField::Pos,
+            "row" => SourceField::Row,
+            "file" => SourceField::File,
+            "scn" | "change_lsn" => SourceField::Scn,
+            _ => SourceField::Other,
+        }
+    }
+}
+
+/// The members of a change-event payload the decoder looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvelopeField {
+    Before,
+    After,
+    Source,
+    Op,
+    Message,
+    Status,
+    Id,
+    EventCount,
+    Ddl,
+    History,
+    TsMs,
+    Dynamo,
+    Other,
+}
+
+impl EnvelopeField {
+    fn of(name: &str) -> Self {
+        match name {
+            "before" => EnvelopeField::Before,
+            "after" => EnvelopeField::After,
+            "source" => EnvelopeField::Source,
+            "op" => EnvelopeField::Op,
+            "message" => EnvelopeField::Message,
+            "status" => EnvelopeField::Status,
+            "id" => EnvelopeField::Id,
+            "event_count" => EnvelopeField::EventCount,
+            "ddl" => EnvelopeField::Ddl,
+            "tableChanges" | "historyRecord" => EnvelopeField::History,
+            "ts_ms" => EnvelopeField::TsMs,
+            "eventName" | "dynamodb" => EnvelopeField::Dynamo,
+            _ => EnvelopeField::Other,
+        }
+    }
 }
 
 /// A table named by a record's `source`, borrowed from the record where possible.

@@ -194,50 +194,63 @@ impl<'a> Members<'a> {
     }
 
     /// Calls `f` for every remaining member, in order, without per-member `Option`/`Result`
-    /// wrapping: the hot loop's way to walk a row image or a `source` block.
+    /// wrapping: the hot loop's way to walk an object.
     #[inline]
     pub fn for_each_member<E>(
         &mut self,
         mut f: impl FnMut(&str, Value<'a>) -> Result<(), E>,
+    ) -> Result<(), ScanError<E>> {
+        let mut uncached = KeyOrder::disabled();
+        self.for_each_member_in_order(&mut uncached, |_| (), |(), k, v| f(k, v))
+    }
+
+    /// Like [`Members::for_each_member`], but the member names are first compared with the
+    /// names `order` remembers at the same positions; a name seen there before is recognised by
+    /// one byte compare (no scan, no lookup) and `f` gets the meaning `classify` gave it then.
+    /// Names that differ are scanned, classified and remembered for the next object.
+    #[inline]
+    pub fn for_each_member_in_order<T: Copy, E>(
+        &mut self,
+        order: &mut KeyOrder<T>,
+        mut classify: impl FnMut(&str) -> T,
+        mut f: impl FnMut(T, &str, Value<'a>) -> Result<(), E>,
     ) -> Result<(), ScanError<E>> {
         let text = self.text;
         let b = text.as_bytes();
         let mut p = self.pos;
         let mut first = self.first;
         self.done = true;
-        loop {
-            p = skip_ws(b, p);
-            match b.get(p) {
-                Some(b'}') => {
-                    self.pos = p + 1;
-                    self.first = false;
-                    return Ok(());
-                }
-                Some(b',') if !first => p = skip_ws(b, p + 1),
-                Some(_) if first => {}
-                Some(_) => {
-                    return Err(ScanError::Json(JsonError {
-                        at: p,
-                        message: "expected ',' or '}' in object",
-                    }));
-                }
-                None => {
-                    return Err(ScanError::Json(JsonError {
-                        at: p,
-                        message: "unterminated object",
-                    }));
-                }
+        for index in 0.. {
+            // Compact JSON with the name remembered at this position: one compare.
+            if let Some((slot, start)) = order.remembered(b, p, first, index) {
+                let (end, plain) = match slot.repeated_value_end(b, start) {
+                    Some(end) => {
+                        slot.changes = 0;
+                        (end, slot.value_plain)
+                    }
+                    None => {
+                        let (end, plain) = scan_value(b, start).map_err(ScanError::Json)?;
+                        slot.note_value(&b[start..end], plain);
+                        (end, plain)
+                    }
+                };
+                let value = Value {
+                    raw: &text[start..end],
+                    plain,
+                };
+                f(slot.meaning, &slot.name, value).map_err(ScanError::Inner)?;
+                first = false;
+                p = end;
+                continue;
             }
+            let Some(name_at) = member_start(b, p, first).map_err(ScanError::Json)? else {
+                break;
+            };
             first = false;
-            if b.get(p) != Some(&b'"') {
-                return Err(ScanError::Json(JsonError {
-                    at: p,
-                    message: "expected a member name",
-                }));
-            }
-            let (key_end, escaped) = skip_string(b, p).map_err(ScanError::Json)?;
-            let inner = &text[p + 1..key_end - 1];
-            p = skip_ws(b, key_end);
+            let (meaning, name, name_end) = order
+                .learn(text, name_at, index, &mut classify)
+                .map_err(ScanError::Json)?;
+            p = skip_ws(b, name_end);
             if b.get(p) != Some(&b':') {
                 return Err(ScanError::Json(JsonError {
                     at: p,
@@ -245,32 +258,75 @@ impl<'a> Members<'a> {
                 }));
             }
             let start = skip_ws(b, p + 1);
-            let mut plain = false;
-            let end = match b.get(start) {
-                Some(b'"') => skip_string(b, start).map(|(e, esc)| {
-                    plain = !esc;
-                    e
-                }),
-                Some(b'-' | b'0'..=b'9') => skip_number(b, start),
-                Some(b'n') if b[start..].starts_with(b"null") => Ok(start + 4),
-                _ => skip_value(b, start, 1),
+            let (end, plain) = scan_value(b, start).map_err(ScanError::Json)?;
+            if let Some(slot) = order.slots.get_mut(index) {
+                slot.note_value(&b[start..end], plain);
             }
-            .map_err(ScanError::Json)?;
             let value = Value {
                 raw: &text[start..end],
                 plain,
             };
-            if escaped {
-                let key = unescape(inner).ok_or(ScanError::Json(JsonError {
-                    at: p,
-                    message: "invalid escape in member name",
-                }))?;
-                f(&key, value).map_err(ScanError::Inner)?;
-            } else {
-                f(inner, value).map_err(ScanError::Inner)?;
-            }
+            f(meaning, &name, value).map_err(ScanError::Inner)?;
             p = end;
         }
+        // At the closing brace (checked by `member_start`).
+        self.pos = skip_ws(b, p) + 1;
+        self.first = false;
+        Ok(())
+    }
+
+    /// Pull mode through a [`KeyOrder`] (see [`Members::for_each_member_in_order`]): the next
+    /// member's meaning and the offset where its value starts; consume the value as after
+    /// [`Members::next_key`].
+    #[inline]
+    pub fn next_key_in_order<T: Copy>(
+        &mut self,
+        order: &mut KeyOrder<T>,
+        index: usize,
+        classify: impl FnMut(&str) -> T,
+    ) -> Option<Result<(T, usize), JsonError>> {
+        if self.done {
+            return None;
+        }
+        let r = self.key_step_in_order(order, index, classify);
+        if !matches!(r, Some(Ok(_))) {
+            self.done = true;
+        }
+        r
+    }
+
+    #[inline(always)]
+    fn key_step_in_order<T: Copy>(
+        &mut self,
+        order: &mut KeyOrder<T>,
+        index: usize,
+        mut classify: impl FnMut(&str) -> T,
+    ) -> Option<Result<(T, usize), JsonError>> {
+        let b = self.text.as_bytes();
+        if let Some((slot, start)) = order.remembered(b, self.pos, self.first, index) {
+            self.first = false;
+            self.pos = start;
+            return Some(Ok((slot.meaning, start)));
+        }
+        let name_at = match member_start(b, self.pos, self.first) {
+            Ok(Some(at)) => at,
+            Ok(None) => {
+                self.pos = skip_ws(b, self.pos) + 1;
+                return None;
+            }
+            Err(e) => return Some(Err(e)),
+        };
+        self.first = false;
+        let (meaning, _, name_end) = match order.learn(self.text, name_at, index, &mut classify) {
+            Ok(x) => x,
+            Err(e) => return Some(Err(e)),
+        };
+        let p = skip_ws(b, name_end);
+        if b.get(p) != Some(&b':') {
+            return Some(err(p, "expected ':' after member name"));
+        }
+        self.pos = skip_ws(b, p + 1);
+        Some(Ok((meaning, self.pos)))
     }
 
     /// Pull mode: the next member's name and the offset where its value starts. The caller
@@ -330,19 +386,8 @@ impl<'a> Members<'a> {
     /// Skips the value starting at `start` (from [`Members::next_key`]) and returns it.
     #[inline]
     pub fn skip_value_at(&mut self, start: usize) -> Result<Value<'a>, JsonError> {
-        let b = self.text.as_bytes();
-        let mut plain = false;
-        // Scalars (nearly every member) without the general recursive walk.
-        let end = match b.get(start) {
-            Some(b'"') => skip_string(b, start).map(|(e, escaped)| {
-                plain = !escaped;
-                e
-            }),
-            Some(b'-' | b'0'..=b'9') => skip_number(b, start),
-            Some(b'n') if b[start..].starts_with(b"null") => Ok(start + 4),
-            _ => skip_value(b, start, 1),
-        }
-        .inspect_err(|_| self.done = true)?;
+        let (end, plain) =
+            scan_value(self.text.as_bytes(), start).inspect_err(|_| self.done = true)?;
         self.pos = end;
         Ok(Value {
             raw: &self.text[start..end],
@@ -383,6 +428,229 @@ impl<'a> Members<'a> {
         };
         Some(self.skip_value_at(start).map(|v| (key, v)))
     }
+}
+
+/// The member names of one object shape in the order last seen, each with what the caller made
+/// of it. Debezium repeats the same names in the same order message after message (`source`
+/// blocks, row images of one table), so [`Members::for_each_member_in_order`] recognises each
+/// name of the next object by one byte compare against the name remembered at that position.
+#[derive(Debug, Clone)]
+pub struct KeyOrder<T> {
+    slots: Vec<Slot<T>>,
+    /// Positions remembered at most: an object with more members is still scanned, just not
+    /// remembered past this (bounded memory whatever the input).
+    capacity: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Slot<T> {
+    /// `"name":` as raw bytes. The name never contains an escape, so input bytes equal to
+    /// these are a valid member name followed by its colon.
+    pattern: Vec<u8>,
+    name: String,
+    meaning: T,
+    /// The (already validated) value that followed last time, if short: many members repeat
+    /// their value too (`"connector":"mysql"`), and a repeat needs no scan. Empty: none.
+    value: Vec<u8>,
+    value_plain: bool,
+    /// How often in a row the value changed; past [`VALUE_CHANGES_MAX`] it is no longer
+    /// remembered (a timestamp never repeats, and copying it each time would cost).
+    changes: u8,
+}
+
+/// Values longer than this are not remembered.
+const VALUE_MAX: usize = 48;
+const VALUE_CHANGES_MAX: u8 = 8;
+
+impl<T> Slot<T> {
+    /// Where the value at `start` ends if it repeats the remembered one byte for byte.
+    #[inline(always)]
+    fn repeated_value_end(&self, b: &[u8], start: usize) -> Option<usize> {
+        if self.value.is_empty() || !has_prefix(b.get(start..)?, &self.value) {
+            return None;
+        }
+        let end = start + self.value.len();
+        // The value must end there too (`2` is a prefix of `23`); in compact JSON a member's
+        // value is followed by a comma or the closing brace.
+        matches!(b.get(end), Some(b',' | b'}')).then_some(end)
+    }
+
+    /// Remembers the value just scanned after this name (it differed from the remembered one).
+    #[inline(always)]
+    fn note_value(&mut self, raw: &[u8], plain: bool) {
+        if self.changes >= VALUE_CHANGES_MAX {
+            return;
+        }
+        self.changes += 1;
+        self.value.clear();
+        if raw.len() <= VALUE_MAX {
+            self.value.extend_from_slice(raw);
+            self.value_plain = plain;
+        }
+    }
+}
+
+impl<T> Default for KeyOrder<T> {
+    fn default() -> Self {
+        KeyOrder {
+            slots: Vec::new(),
+            capacity: 256,
+        }
+    }
+}
+
+impl<T: Copy> KeyOrder<T> {
+    /// Without memory: every name is scanned and classified.
+    fn disabled() -> Self {
+        KeyOrder {
+            slots: Vec::new(),
+            capacity: 0,
+        }
+    }
+
+    /// The fast path for compact JSON: when the `index`-th member starts at `p` (after its
+    /// comma unless `first`) with exactly the name remembered there, followed by its colon,
+    /// returns the slot and where the value starts.
+    #[inline(always)]
+    fn remembered(
+        &mut self,
+        b: &[u8],
+        p: usize,
+        first: bool,
+        index: usize,
+    ) -> Option<(&mut Slot<T>, usize)> {
+        let slot = self.slots.get_mut(index)?;
+        let at = if first {
+            p
+        } else if b.get(p) == Some(&b',') {
+            p + 1
+        } else {
+            return None;
+        };
+        let rest = b.get(at..)?;
+        if !has_prefix(rest, &slot.pattern) {
+            return None;
+        }
+        // Whitespace after the colon is rare but allowed.
+        let start = skip_ws(b, at + slot.pattern.len());
+        Some((slot, start))
+    }
+
+    /// The general path: the member name whose opening quote is at `at` is scanned and
+    /// classified, and remembered as the `index`-th name. Returns its meaning, its text and
+    /// the index after its closing quote.
+    #[inline(always)]
+    fn learn<'a>(
+        &mut self,
+        text: &'a str,
+        at: usize,
+        index: usize,
+        classify: &mut impl FnMut(&str) -> T,
+    ) -> Result<(T, Cow<'a, str>, usize), JsonError> {
+        let b = text.as_bytes();
+        let (end, escaped) = skip_string(b, at)?;
+        let inner = &text[at + 1..end - 1];
+        if escaped {
+            let name = unescape(inner).ok_or(JsonError {
+                at,
+                message: "invalid escape in member name",
+            })?;
+            // An escaped name cannot be recognised by its bytes; nothing after it is remembered.
+            self.slots.truncate(index);
+            return Ok((classify(&name), Cow::Owned(name), end));
+        }
+        let meaning = classify(inner);
+        let remembered = self.slots.len();
+        let slot = match self.slots.get_mut(index) {
+            Some(slot) => slot,
+            None if index == remembered && index < self.capacity => {
+                self.slots.push(Slot {
+                    pattern: Vec::new(),
+                    name: String::new(),
+                    meaning,
+                    value: Vec::new(),
+                    value_plain: false,
+                    changes: 0,
+                });
+                &mut self.slots[index]
+            }
+            None => return Ok((meaning, Cow::Borrowed(inner), end)),
+        };
+        slot.pattern.clear();
+        slot.pattern.extend_from_slice(&b[at..end]);
+        slot.pattern.push(b':');
+        slot.name.clear();
+        slot.name.push_str(inner);
+        slot.meaning = meaning;
+        slot.value.clear();
+        slot.changes = 0;
+        Ok((meaning, Cow::Borrowed(inner), end))
+    }
+}
+
+/// Before the next member of an object: skips whitespace and the separating comma. Returns the
+/// index of the member name's opening quote, or `None` at the closing brace.
+#[inline(always)]
+fn member_start(b: &[u8], p: usize, first: bool) -> Result<Option<usize>, JsonError> {
+    let mut p = skip_ws(b, p);
+    match b.get(p) {
+        Some(b'}') => return Ok(None),
+        Some(b',') if !first => p = skip_ws(b, p + 1),
+        Some(_) if first => {}
+        Some(_) => return err(p, "expected ',' or '}' in object"),
+        None => return err(p, "unterminated object"),
+    }
+    if b.get(p) != Some(&b'"') {
+        return err(p, "expected a member name");
+    }
+    Ok(Some(p))
+}
+
+/// `hay.starts_with(pat)` by whole-word compares: member names are short, and a call to
+/// `memcmp` would cost more than the compare itself.
+#[inline(always)]
+fn has_prefix(hay: &[u8], pat: &[u8]) -> bool {
+    let n = pat.len();
+    let Some(head) = hay.get(..n) else {
+        return false;
+    };
+    match n {
+        0..=3 => head.iter().zip(pat).all(|(x, y)| x == y),
+        // Two overlapping words cover the common short names.
+        4..=8 => {
+            half_word(&head[..4]) == half_word(&pat[..4])
+                && half_word(&head[n - 4..]) == half_word(&pat[n - 4..])
+        }
+        9..=16 => {
+            word(&head[..8]) == word(&pat[..8]) && word(&head[n - 8..]) == word(&pat[n - 8..])
+        }
+        _ => {
+            let mut i = 0;
+            while i + 8 < n {
+                if word(&head[i..i + 8]) != word(&pat[i..i + 8]) {
+                    return false;
+                }
+                i += 8;
+            }
+            word(&head[n - 8..]) == word(&pat[n - 8..])
+        }
+    }
+}
+
+/// Eight bytes as one integer (the caller passes exactly eight).
+#[inline(always)]
+fn word(chunk: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(chunk);
+    u64::from_le_bytes(w)
+}
+
+/// Four bytes as one integer (the caller passes exactly four).
+#[inline(always)]
+fn half_word(chunk: &[u8]) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(chunk);
+    u32::from_le_bytes(w)
 }
 
 pub struct Elements<'a> {
@@ -443,14 +711,25 @@ pub fn parse_i64(text: &str) -> Option<i64> {
     if digits.is_empty() || digits.len() > 18 {
         return text.parse().ok();
     }
-    let mut v: i64 = 0;
-    for &d in digits {
+    let mut v: u64 = 0;
+    let mut rest = digits;
+    while let Some((chunk, tail)) = rest.split_first_chunk::<8>() {
+        let w = u64::from_le_bytes(*chunk);
+        if non_digit_mask(w) != 0 {
+            return None;
+        }
+        v = v * 100_000_000 + eight_digits(w);
+        rest = tail;
+    }
+    for &d in rest {
         let d = d.wrapping_sub(b'0');
         if d > 9 {
             return None;
         }
-        v = v * 10 + d as i64;
+        v = v * 10 + d as u64;
     }
+    // At most 18 digits: below 10^18, so it fits in i64.
+    let v = v as i64;
     Some(if neg { -v } else { v })
 }
 
@@ -485,9 +764,7 @@ const HI: u64 = 0x8080_8080_8080_8080;
 #[inline(always)]
 fn find_stop(b: &[u8], mut i: usize) -> usize {
     while let Some(chunk) = b.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
+        let w = word(chunk);
         let quote = w ^ (LO * b'"' as u64);
         let slash = w ^ (LO * b'\\' as u64);
         // A byte is zero in `x` iff its bit 7 is set in (x - LO) & !x; the lowest hit is exact.
@@ -539,12 +816,41 @@ fn skip_string(b: &[u8], p: usize) -> Result<(usize, bool), JsonError> {
     }
 }
 
+/// The end of the run of ASCII digits at `p`, eight bytes per step while they last.
 #[inline(always)]
 fn skip_digits(b: &[u8], mut p: usize) -> usize {
+    while let Some(chunk) = b.get(p..p + 8) {
+        let non_digits = non_digit_mask(word(chunk));
+        if non_digits != 0 {
+            return p + (non_digits.trailing_zeros() / 8) as usize;
+        }
+        p += 8;
+    }
     while b.get(p).is_some_and(u8::is_ascii_digit) {
         p += 1;
     }
     p
+}
+
+/// The value of eight ASCII digits loaded little-endian (first digit most significant): pairs,
+/// then quads, then the whole, each step one multiply.
+#[inline(always)]
+fn eight_digits(w: u64) -> u64 {
+    let w = w - LO * 0x30;
+    let w = (w * 10 + (w >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let w = (w * 100 + (w >> 16)) & 0x0000_FFFF_0000_FFFF;
+    (w * 10_000 + (w >> 32)) & 0xFFFF_FFFF
+}
+
+/// Bit 7 of each byte of `w` that is not an ASCII digit ('0'..='9' is 0x30..=0x39: the high
+/// nibble is 3, and adding 6 does not carry into it).
+#[inline(always)]
+fn non_digit_mask(w: u64) -> u64 {
+    let high_nibble_not_3 = (w & (LO * 0xF0)) ^ (LO * 0x30);
+    let above_9 = (w.wrapping_add(LO * 0x06) & (LO * 0xF0)) ^ (LO * 0x30);
+    // Any nonzero bit in a byte's lane marks it; fold each lane's bits onto its bit 7.
+    let lanes = high_nibble_not_3 | above_9;
+    (((lanes & !HI) + LO * 0x7F) | lanes) & HI
 }
 
 #[inline(always)]
@@ -553,12 +859,10 @@ fn skip_number(b: &[u8], p: usize) -> Result<usize, JsonError> {
     if b.get(i) == Some(&b'-') {
         i += 1;
     }
-    if b[i..].starts_with(b"Infinity") {
-        return Ok(i + 8);
-    }
     match b.get(i) {
         Some(b'0') => i += 1,
         Some(b'1'..=b'9') => i = skip_digits(b, i + 1),
+        Some(b'I') if b[i..].starts_with(b"Infinity") => return Ok(i + 8),
         _ => return err(i, "invalid number"),
     }
     if b.get(i) == Some(&b'.') {
@@ -582,6 +886,32 @@ fn skip_number(b: &[u8], p: usize) -> Result<usize, JsonError> {
     Ok(i)
 }
 
+/// Skips the member or element value at `p`: scalars (nearly every value) without the general
+/// recursive walk. Returns the end and whether the value is a string without escapes.
+#[inline(always)]
+fn scan_value(b: &[u8], p: usize) -> Result<(usize, bool), JsonError> {
+    match b.get(p) {
+        Some(b'"') => skip_string(b, p).map(|(end, escaped)| (end, !escaped)),
+        Some(b'-' | b'0'..=b'9') => skip_number(b, p).map(|end| (end, false)),
+        Some(b'n') if b[p..].starts_with(b"null") => Ok((p + 4, false)),
+        _ => skip_value(b, p, 1).map(|end| (end, false)),
+    }
+}
+
+/// Like [`skip_value`] for a nested value at `depth`, with the scalar cases inline.
+#[inline(always)]
+fn skip_nested(b: &[u8], p: usize, depth: usize) -> Result<usize, JsonError> {
+    if depth > MAX_DEPTH {
+        return err(p, "nesting too deep");
+    }
+    match b.get(p) {
+        Some(b'"') => skip_string(b, p).map(|(end, _)| end),
+        Some(b'-' | b'0'..=b'9') => skip_number(b, p),
+        Some(b'n') if b[p..].starts_with(b"null") => Ok(p + 4),
+        _ => skip_value(b, p, depth),
+    }
+}
+
 fn skip_value(b: &[u8], p: usize, depth: usize) -> Result<usize, JsonError> {
     if depth > MAX_DEPTH {
         return err(p, "nesting too deep");
@@ -601,7 +931,7 @@ fn skip_value(b: &[u8], p: usize, depth: usize) -> Result<usize, JsonError> {
                 if b.get(i) != Some(&b':') {
                     return err(i, "expected ':' after member name");
                 }
-                i = skip_ws(b, skip_value(b, skip_ws(b, i + 1), depth + 1)?);
+                i = skip_ws(b, skip_nested(b, skip_ws(b, i + 1), depth + 1)?);
                 match b.get(i) {
                     Some(b',') => i = skip_ws(b, i + 1),
                     Some(b'}') => return Ok(i + 1),
@@ -615,7 +945,7 @@ fn skip_value(b: &[u8], p: usize, depth: usize) -> Result<usize, JsonError> {
                 return Ok(i + 1);
             }
             loop {
-                i = skip_ws(b, skip_value(b, i, depth + 1)?);
+                i = skip_ws(b, skip_nested(b, i, depth + 1)?);
                 match b.get(i) {
                     Some(b',') => i = skip_ws(b, i + 1),
                     Some(b']') => return Ok(i + 1),
@@ -733,6 +1063,100 @@ mod tests {
             let start = start.min(bytes.len());
             let naive = (start..bytes.len()).find(|&i| STOP[bytes[i] as usize]).unwrap_or(bytes.len());
             proptest::prop_assert_eq!(find_stop(&bytes, start), naive);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn swar_digits_match_bytewise(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), start in 0usize..40) {
+            let start = start.min(bytes.len());
+            let naive = (start..bytes.len()).find(|&i| !bytes[i].is_ascii_digit()).unwrap_or(bytes.len());
+            proptest::prop_assert_eq!(skip_digits(&bytes, start), naive);
+        }
+
+        #[test]
+        fn integer_parsing_matches_std_on_digit_strings(text in "-?[0-9]{0,20}|[0-9/:]{1,20}") {
+            proptest::prop_assert_eq!(parse_i64(&text), text.parse::<i64>().ok());
+        }
+    }
+
+    /// Every member as (name, raw value) and whether the object ends the document, or the first
+    /// error: through `order` or uncached.
+    fn scan_all(
+        doc: &str,
+        order: Option<&mut KeyOrder<usize>>,
+    ) -> Result<Vec<(String, String)>, String> {
+        let mut out = Vec::new();
+        let mut iter = members(doc).map_err(|e| e.to_string())?;
+        let mut push = |k: &str, v: Value| -> Result<(), ()> {
+            out.push((k.to_owned(), v.raw().to_owned()));
+            Ok(())
+        };
+        let r = match order {
+            Some(order) => iter.for_each_member_in_order(order, str::len, |_, k, v| push(k, v)),
+            None => iter.for_each_member(push),
+        };
+        r.map_err(|e| match e {
+            ScanError::Json(e) => e.to_string(),
+            ScanError::Inner(()) => "inner".into(),
+        })?;
+        out.push(("(whole document)".into(), iter.ends_document().to_string()));
+        Ok(out)
+    }
+
+    const SHAPES: [&str; 3] = [
+        r#"{"version":"1.1.1.Final","connector":"mysql","ts_ms":1589362329874,"snapshot":"false","db":"inventory","table":"products","gtid":null,"pos":2364}"#,
+        r#"{"id":139,"name":"spare tire","description":"Professional 24 inch spare tire","weight":49.68}"#,
+        r#"{"a":1, "bb" : [1,{"c":"d"}],"a_very_long_member_name_x":{"y":null},"e\u0041":true}"#,
+    ];
+
+    #[test]
+    fn remembered_values_must_end_where_they_did() {
+        let mut order = KeyOrder::default();
+        let first = r#"{"a":2,"b":"x","c":null}"#;
+        for doc in [
+            first,
+            first,
+            r#"{"a":23,"b":"xy","c":nulll}"#,
+            r#"{"a":2,"b":"x","c":null"#,
+            r#"{"a": "b","b":"x"}"#,
+        ] {
+            assert_eq!(
+                scan_all(doc, Some(&mut order)),
+                scan_all(doc, None),
+                "{doc}"
+            );
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        /// Remembered names and values must change nothing: a mutated object scans exactly as
+        /// without them.
+        #[test]
+        fn key_order_scan_matches_uncached(shape in 0usize..3, warm in 0usize..3,
+                                           edits in proptest::collection::vec((proptest::prelude::any::<usize>(), 0x20u8..0x7f, 0u8..3), 0..4)) {
+            let mut doc = SHAPES[shape].as_bytes().to_vec();
+            for (at, byte, how) in edits {
+                let at = at % (doc.len() + 1);
+                match how {
+                    0 if at < doc.len() => doc[at] = byte,
+                    1 => doc.insert(at, byte),
+                    _ if at < doc.len() => { doc.remove(at); }
+                    _ => {}
+                }
+            }
+            let doc = String::from_utf8(doc).expect("ASCII edits");
+            let mut order = KeyOrder::default();
+            let _ = scan_all(SHAPES[warm], Some(&mut order));
+            let expected = scan_all(&doc, None);
+            proptest::prop_assert_eq!(scan_all(&doc, Some(&mut order)), expected.clone(), "{}", doc);
+            // And again, now that the mutated names are remembered.
+            proptest::prop_assert_eq!(scan_all(&doc, Some(&mut order)), expected.clone(), "again: {}", doc);
+            let whole = expected.as_ref().is_ok_and(|m| m.last().is_some_and(|(_, end)| end == "true"));
+            if whole && !doc.contains("NaN") && !doc.contains("Infinity") {
+                proptest::prop_assert!(serde_json::from_str::<serde::de::IgnoredAny>(&doc).is_ok());
+            }
         }
     }
 
