@@ -13,7 +13,8 @@ to the given file, so exactly that snapshot is read (not the newest one):
 Output: one JSON object per row, columns in table order, rows sorted by all columns (--no-sort:
 file order). 64-bit integers are JSON numbers, decimals are strings with their full scale
 ("1.50"), NaN/inf floats are strings, timestamps are ClickHouse text ("2024-01-01 12:00:00.123456").
---describe prints the ClickHouse column types instead (name<TAB>type).
+--describe prints the ClickHouse column types instead (name<TAB>type). --base64 a,b prints those
+(binary) columns base64-encoded.
 Exit status 1 with a one-line message on stderr when the path or the table cannot be read.
 Run with the test-bed venv python ($DECANT_PY).
 """
@@ -41,6 +42,7 @@ def main():
     ap.add_argument("metadata", help="path (or file:// URL) of a *.metadata.json inside <table>/metadata/")
     ap.add_argument("--no-sort", action="store_true", help="do not ORDER BY ALL")
     ap.add_argument("--describe", action="store_true", help="print column names and ClickHouse types")
+    ap.add_argument("--base64", default="", help="comma-separated binary columns to print base64-encoded")
     args = ap.parse_args()
 
     path = args.metadata
@@ -66,7 +68,12 @@ def main():
         query = f"DESCRIBE {source} FORMAT TSV"
     else:
         order = "" if args.no_sort else " ORDER BY ALL"
-        query = f"SELECT * FROM {source}{order} FORMAT JSONEachRow SETTINGS {OUTPUT_SETTINGS}"
+        cols = [c for c in args.base64.split(",") if c]
+        replace = ""
+        if cols:
+            quoted = ", ".join(f"base64Encode(`{c}`) AS `{c}`" for c in cols)
+            replace = f" REPLACE ({quoted})"
+        query = f"SELECT *{replace} FROM {source}{order} FORMAT JSONEachRow SETTINGS {OUTPUT_SETTINGS}"
     try:
         result = chdb.query(query)
     except Exception as e:  # chdb raises RuntimeError with the ClickHouse message

@@ -108,7 +108,7 @@ impl Bed {
     }
 }
 
-fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
+pub(crate) fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));

@@ -9,6 +9,7 @@
 
 pub mod avro_json;
 pub mod bed;
+pub mod lake;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

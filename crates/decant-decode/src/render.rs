@@ -128,6 +128,12 @@ pub fn push_value(array: &ArrayRef, field: &Field, row: usize, out: &mut String)
             out.push_str(&STANDARD.encode(array.as_binary::<i32>().value(row)));
             out.push('"');
         }
+        // Not built by the decoder; Iceberg reads come back with 64-bit offsets.
+        DataType::LargeBinary => {
+            out.push('"');
+            out.push_str(&STANDARD.encode(array.as_binary::<i64>().value(row)));
+            out.push('"');
+        }
         DataType::FixedSizeBinary(16) => {
             let bytes = array.as_fixed_size_binary().value(row);
             let mut b = [0u8; 16];

@@ -20,6 +20,8 @@ pub struct PipelineConfig {
     pub tables: BTreeMap<String, TableConfig>,
     pub state: StateConfig,
     pub observability: ObservabilityConfig,
+    /// `[iceberg]`: used when `output.type = "iceberg"`.
+    pub iceberg: IcebergSinkConfig,
 }
 
 /// `[source]`: which Debezium topics to read. Exactly one of `topics` / `topic_pattern`.
@@ -39,6 +41,9 @@ pub struct SourceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
+    /// `kafka` (compacted upsert topics, the default) or `iceberg` (tables, see `[iceberg]`).
+    #[serde(rename = "type", default)]
+    pub sink: SinkKind,
     /// Output topic name template. Variables: `{prefix}`, `{schema}` (the table's namespace:
     /// PostgreSQL schema / MySQL database), `{table}`, `{topic}` (the source topic).
     #[serde(default = "default_template")]
@@ -68,6 +73,7 @@ pub struct OutputConfig {
 impl Default for OutputConfig {
     fn default() -> Self {
         OutputConfig {
+            sink: SinkKind::Kafka,
             topic_template: default_template(),
             prefix: default_prefix(),
             partitions: 1,
@@ -370,6 +376,102 @@ impl Condition {
     }
 }
 
+/// Where `decant run` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    #[default]
+    Kafka,
+    Iceberg,
+}
+
+/// `[iceberg]`: the Iceberg sink. Each source table becomes an Iceberg v2 table keyed by its
+/// primary key; every batch is one snapshot whose summary carries the consumed offsets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IcebergSinkConfig {
+    /// SQL catalog database: `sqlite:<path>` (created if missing) or `postgres://…`.
+    #[serde(default = "default_catalog_uri")]
+    pub catalog_uri: String,
+    /// Catalog name inside that database.
+    #[serde(default = "default_catalog_name")]
+    pub catalog_name: String,
+    /// Warehouse root directory (created if missing).
+    #[serde(default = "default_warehouse")]
+    pub warehouse: String,
+    /// Namespace template; variables `{schema}`, `{table}`, `{prefix}` (= output.prefix).
+    #[serde(default = "default_ns_template")]
+    pub namespace: String,
+    /// Table name template; same variables.
+    #[serde(default = "default_table_template")]
+    pub table: String,
+    /// Pipeline id stored on the tables and in every snapshot; defaults to `kafka.group_id`.
+    /// Two processes with the same id fence each other (the newer one wins).
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// Commit at least this often (while changes are pending).
+    #[serde(default = "default_iceberg_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// … or when this many changes are pending (memory bound).
+    #[serde(default = "default_iceberg_max_rows")]
+    pub commit_max_rows: u64,
+    /// … or when the pending rows' rendered size reaches this (memory bound).
+    #[serde(default = "default_iceberg_max_bytes")]
+    pub commit_max_bytes: u64,
+    /// Roll Parquet data files at this size.
+    #[serde(default = "default_target_file_size")]
+    pub target_file_size_bytes: u64,
+    /// Extra properties of tables decant creates.
+    #[serde(default)]
+    pub table_properties: BTreeMap<String, String>,
+}
+
+impl Default for IcebergSinkConfig {
+    fn default() -> Self {
+        IcebergSinkConfig {
+            catalog_uri: default_catalog_uri(),
+            catalog_name: default_catalog_name(),
+            warehouse: default_warehouse(),
+            namespace: default_ns_template(),
+            table: default_table_template(),
+            pipeline: None,
+            commit_interval_ms: default_iceberg_interval_ms(),
+            commit_max_rows: default_iceberg_max_rows(),
+            commit_max_bytes: default_iceberg_max_bytes(),
+            target_file_size_bytes: default_target_file_size(),
+            table_properties: BTreeMap::new(),
+        }
+    }
+}
+
+fn default_catalog_uri() -> String {
+    "sqlite:decant-lake/catalog.db".into()
+}
+fn default_catalog_name() -> String {
+    "decant".into()
+}
+fn default_warehouse() -> String {
+    "decant-lake/warehouse".into()
+}
+fn default_ns_template() -> String {
+    "{schema}".into()
+}
+fn default_table_template() -> String {
+    "{table}".into()
+}
+fn default_iceberg_interval_ms() -> u64 {
+    10_000
+}
+fn default_iceberg_max_rows() -> u64 {
+    500_000
+}
+fn default_iceberg_max_bytes() -> u64 {
+    256 << 20
+}
+fn default_target_file_size() -> u64 {
+    512 << 20
+}
+
 /// `[state]`: the local state store (TOAST values and the key index).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -496,6 +598,33 @@ impl PipelineConfig {
                     "output.metadata_columns: unknown column {m:?} (known: {})",
                     METADATA_COLUMNS.join(", ")
                 ));
+            }
+        }
+        if o.sink == SinkKind::Iceberg {
+            let i = &self.iceberg;
+            for (path, t) in [
+                ("iceberg.namespace", &i.namespace),
+                ("iceberg.table", &i.table),
+            ] {
+                if t.trim().is_empty() {
+                    out.push(format!("{path}: empty"));
+                }
+                for var in template_vars(t) {
+                    if !["prefix", "schema", "table"].contains(&var.as_str()) {
+                        out.push(format!(
+                            "{path}: unknown variable {{{var}}} (known: {{prefix}}, {{schema}}, {{table}})"
+                        ));
+                    }
+                }
+            }
+            if !(i.catalog_uri.starts_with("sqlite:") || i.catalog_uri.starts_with("postgres")) {
+                out.push(format!(
+                    "iceberg.catalog_uri: {:?}: expected sqlite:<path> or postgres://… (the SQL catalog)",
+                    i.catalog_uri
+                ));
+            }
+            if i.commit_interval_ms == 0 || i.commit_max_rows == 0 || i.commit_max_bytes == 0 {
+                out.push("iceberg.commit_interval_ms / commit_max_rows / commit_max_bytes: must be positive".into());
             }
         }
         let d = &self.delivery;

@@ -18,6 +18,8 @@ pub enum PipelineError {
     /// The decoder failed outside a record (building Arrow batches): a decoder bug.
     #[error("building decoded batches")]
     Batches(#[source] decant_decode::DecodeErrorKind),
+    #[error("iceberg")]
+    Iceberg(#[source] decant_iceberg::IcebergError),
     #[error("configuration: {0}")]
     Config(String),
     #[error("gave up after {count} abort-and-rewind cycles without a successful commit")]
@@ -32,6 +34,7 @@ impl PipelineError {
     pub fn retry_class(&self) -> RetryClass {
         match self {
             PipelineError::Kafka(e) => e.retry_class(),
+            PipelineError::Iceberg(e) => e.retry_class(),
             _ => RetryClass::Fatal,
         }
     }

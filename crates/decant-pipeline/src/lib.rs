@@ -1,5 +1,8 @@
 //! decant's pipeline: Debezium topics in, compacted upsert topics out, exactly once.
 //!
+//! - [`lake`]: the Iceberg sink's loop ([`lake::run`]): rows reduced per key per batch, one
+//!   snapshot per table per batch with the offsets in it, progress read back from the tables.
+//! - `arrow_rows`: rendered rows → Arrow batches of a destination table's schema.
 //! - [`run`]: the consume → decode → render → produce → commit loop ([`run::run`]); the only
 //!   place that decides durability (transaction cadence, abort-and-rewind, revocation,
 //!   quarantine of partitions under a `fail` policy, shutdown).
@@ -14,8 +17,10 @@
 //! - [`observe`]: `/metrics`, `/health`, `/ready` and the [`Health`] flags behind them.
 //! - [`error`]: [`PipelineError`] and its retry class.
 
+pub(crate) mod arrow_rows;
 pub mod config;
 pub mod error;
+pub mod lake;
 pub mod metrics;
 pub mod observe;
 pub mod render;

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub rewinds: IntCounterVec,
     /// Source partitions stopped by a `fail` policy.
     pub quarantined_partitions: IntGauge,
+    /// Destination tables stopped by an incompatible schema change (Iceberg sink).
+    pub stopped_tables: IntGauge,
     /// Keys in the state store (refreshed at commit).
     pub state_keys: IntGauge,
     /// Source partitions currently assigned to this instance.
@@ -161,6 +163,11 @@ impl Metrics {
                 &r,
                 "decant_quarantined_partitions",
                 "Source partitions stopped at a record by a fail policy",
+            ),
+            stopped_tables: gauge(
+                &r,
+                "decant_stopped_tables",
+                "Destination tables stopped until restart by an incompatible schema change",
             ),
             state_keys: gauge(&r, "decant_state_keys", "Keys in the local state store"),
             assigned_partitions: gauge(

@@ -45,7 +45,17 @@ impl MetaColumn {
         })
     }
 
-    fn name(self) -> &'static str {
+    /// The decant type of the column's values (its Iceberg column type follows from it).
+    pub fn column_type(self) -> decant_model::ColumnType {
+        use decant_model::ColumnType as C;
+        match self {
+            MetaColumn::Op | MetaColumn::Db | MetaColumn::Table => C::String,
+            MetaColumn::SourceTsMs | MetaColumn::Lsn | MetaColumn::KafkaOffset => C::Int64,
+            MetaColumn::KafkaPartition => C::Int32,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
         match self {
             MetaColumn::Op => "__op",
             MetaColumn::SourceTsMs => "__source_ts_ms",

@@ -157,10 +157,10 @@ enum Flushed {
 }
 
 /// A bad record's description for the dead-letter headers and logs.
-struct Bad<'a> {
-    class: &'a str,
-    field: Option<&'a str>,
-    message: String,
+pub(crate) struct Bad<'a> {
+    pub(crate) class: &'a str,
+    pub(crate) field: Option<&'a str>,
+    pub(crate) message: String,
 }
 
 struct Worker<'c> {
@@ -350,7 +350,61 @@ fn retry<T>(
     }
 }
 
-fn kafka_headers<'m>(m: &'m BorrowedMessage<'_>) -> Vec<Header<'m>> {
+/// Headers of a dead-lettered record: the original's, then where it came from and why.
+pub(crate) fn dead_letter_headers(
+    m: Option<&BorrowedMessage<'_>>,
+    table: Option<&str>,
+    bad: &Bad<'_>,
+    include_error_message: bool,
+    txn_label: &str,
+) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new_with_capacity(8);
+    if let Some(m) = m
+        && let Some(orig) = m.headers()
+    {
+        for x in orig.iter() {
+            h = h.insert(KHeader {
+                key: x.key,
+                value: x.value,
+            });
+        }
+    }
+    let (topic, partition, offset) =
+        m.map_or(("", -1, -1), |m| (m.topic(), m.partition(), m.offset()));
+    h = with_provenance(h, topic, partition, offset, txn_label).insert(KHeader {
+        key: "decant.error.class",
+        value: Some(bad.class),
+    });
+    if let Some(f) = bad.field {
+        h = h.insert(KHeader {
+            key: "decant.error.field",
+            value: Some(f),
+        });
+    }
+    if let Some(label) = table {
+        h = h.insert(KHeader {
+            key: "decant.table",
+            value: Some(label),
+        });
+    }
+    if include_error_message {
+        let mut msg = bad.message.as_str();
+        if msg.len() > 1000 {
+            let mut cut = 1000;
+            while !msg.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            msg = &msg[..cut];
+        }
+        h = h.insert(KHeader {
+            key: "decant.error.message",
+            value: Some(msg),
+        });
+    }
+    h
+}
+
+pub(crate) fn kafka_headers<'m>(m: &'m BorrowedMessage<'_>) -> Vec<Header<'m>> {
     match m.headers() {
         None => Vec::new(),
         Some(h) => h
@@ -644,49 +698,13 @@ impl<'c> Worker<'c> {
                 "a dead_letter policy applies but dead_letter.topic is not set".into(),
             ));
         };
-        let mut h = OwnedHeaders::new_with_capacity(8);
-        if let Some(m) = m
-            && let Some(orig) = m.headers()
-        {
-            for x in orig.iter() {
-                h = h.insert(KHeader {
-                    key: x.key,
-                    value: x.value,
-                });
-            }
-        }
-        let (topic, partition, offset) =
-            m.map_or(("", -1, -1), |m| (m.topic(), m.partition(), m.offset()));
-        h = with_provenance(h, topic, partition, offset, &self.txn_label).insert(KHeader {
-            key: "decant.error.class",
-            value: Some(bad.class),
-        });
-        if let Some(f) = bad.field {
-            h = h.insert(KHeader {
-                key: "decant.error.field",
-                value: Some(f),
-            });
-        }
-        if let Some(r) = route {
-            h = h.insert(KHeader {
-                key: "decant.table",
-                value: Some(r.label.as_str()),
-            });
-        }
-        if self.cfg.dead_letter.include_error_message {
-            let mut msg = bad.message.as_str();
-            if msg.len() > 1000 {
-                let mut cut = 1000;
-                while !msg.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                msg = &msg[..cut];
-            }
-            h = h.insert(KHeader {
-                key: "decant.error.message",
-                value: Some(msg),
-            });
-        }
+        let h = dead_letter_headers(
+            m,
+            route.map(|r| r.label.as_str()),
+            bad,
+            self.cfg.dead_letter.include_error_message,
+            &self.txn_label,
+        );
         self.producer.send(
             dlq,
             m.and_then(|m| m.key()),

@@ -136,6 +136,18 @@ impl StateStore {
         Ok(out)
     }
 
+    /// Store keys of the staged changes.
+    pub fn pending_keys(&self) -> Result<Vec<Vec<u8>>, PipelineError> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = tx.open_table(PENDING_ROWS).map_err(store_err)?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(store_err)? {
+            let (k, _) = item.map_err(store_err)?;
+            out.push(k.value().to_vec());
+        }
+        Ok(out)
+    }
+
     pub fn has_pending(&self) -> Result<bool, PipelineError> {
         let tx = self.db.begin_read().map_err(store_err)?;
         let rows = tx.open_table(PENDING_ROWS).map_err(store_err)?;
@@ -154,15 +166,28 @@ impl StateStore {
         self.finish_pending(false)
     }
 
+    /// Applies the staged changes whose store key `keep` accepts and drops the rest (a batch
+    /// that committed to some destinations and not to others).
+    pub fn resolve_pending_where(&self, keep: impl Fn(&[u8]) -> bool) -> Result<(), PipelineError> {
+        self.finish_pending_with(|k| keep(k))
+    }
+
     fn finish_pending(&self, apply: bool) -> Result<(), PipelineError> {
+        self.finish_pending_with(|_| apply)
+    }
+
+    fn finish_pending_with(&self, apply: impl Fn(&[u8]) -> bool) -> Result<(), PipelineError> {
         let mut tx = self.db.begin_write().map_err(store_err)?;
         tx.set_durability(Durability::None).map_err(store_err)?;
         {
             let mut pending = tx.open_table(PENDING_ROWS).map_err(store_err)?;
-            if apply {
+            {
                 let mut rows = tx.open_table(ROWS).map_err(store_err)?;
                 for item in pending.iter().map_err(store_err)? {
                     let (k, v) = item.map_err(store_err)?;
+                    if !apply(k.value()) {
+                        continue;
+                    }
                     let v = v.value();
                     match v.first() {
                         Some(1) => {

@@ -109,6 +109,7 @@ pub const SECTIONS: &[&str] = &[
     "tables",
     "state",
     "observability",
+    "iceberg",
     "log",
 ];
 
@@ -203,6 +204,7 @@ pub fn parse_all(text: &str, env: &BTreeMap<String, String>) -> Result<FileConfi
             tables,
             state: section(table, "state", &mut errors),
             observability: section(table, "observability", &mut errors),
+            iceberg: section(table, "iceberg", &mut errors),
         },
     };
     if let Err(e) = cfg.decode.decoder_config() {

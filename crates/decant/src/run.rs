@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use decant_pipeline::config::SinkKind;
 use decant_pipeline::{Health, Metrics, Runtime};
 
 use crate::config::{self, FileConfig, LogConfig};
@@ -48,10 +49,19 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
                 Some(re) => format!("topics matching {re:?}"),
                 None => format!("{} topic(s)", p.source.topics.len()),
             };
+            let output = match p.output.sink {
+                SinkKind::Kafka => format!("topics {:?}", p.output.topic_template),
+                SinkKind::Iceberg => format!(
+                    "Iceberg tables {}.{} in {} (catalog {})",
+                    p.iceberg.namespace,
+                    p.iceberg.table,
+                    p.iceberg.warehouse,
+                    p.iceberg.catalog_uri
+                ),
+            };
             println!(
-                "{}: OK — {source}, output {:?}, {} table section(s), {:?} delivery",
+                "{}: OK — {source}, output {output}, {} table section(s), {:?} delivery",
                 args.config.display(),
-                p.output.topic_template,
                 p.tables.len(),
                 p.delivery.mode
             );
@@ -122,8 +132,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         health,
         shutdown,
     };
-    let summary = decant_pipeline::run(&kafka, &cfg.pipeline, decoder, &rt)
-        .map_err(|e| anyhow::anyhow!(decant_pipeline::error::chain(&e)))?;
+    let summary = match cfg.pipeline.output.sink {
+        SinkKind::Kafka => decant_pipeline::run(&kafka, &cfg.pipeline, decoder, &rt),
+        SinkKind::Iceberg => decant_pipeline::lake::run(&kafka, &cfg.pipeline, decoder, &rt),
+    }
+    .map_err(|e| anyhow::anyhow!(decant_pipeline::error::chain(&e)))?;
     tracing::info!(
         records_in = summary.records_in,
         records_out = summary.records_out,

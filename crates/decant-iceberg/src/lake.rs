@@ -1,0 +1,550 @@
+//! The catalog connection: one SQL catalog (SQLite or PostgreSQL) over local storage, the
+//! tables of one pipeline, their creation and schema evolution, and writer epochs.
+//!
+//! Every metadata change decant makes (a new schema, a claimed epoch, a row delta) goes through
+//! [`LakeTable::publish`]: write the next metadata file, then swap the catalog pointer only if
+//! it still points at the metadata the change was built on. The SQL catalog's own
+//! `update_table` reloads and re-applies, which would silently rebase a commit over another
+//! writer's; decant needs the conflict to be seen.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use iceberg::io::{FileIO, LocalFsStorageFactory};
+use iceberg::spec::{TableMetadata, TableMetadataBuilder};
+use iceberg::table::Table;
+use iceberg::{
+    Catalog, CatalogBuilder, MetadataLocation, NamespaceIdent, TableCreation, TableIdent,
+    TableUpdate,
+};
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+
+use crate::commit::{PointerSwap, SqlPointerSwap};
+use crate::error::IcebergError;
+use crate::types::TableLayout;
+
+/// Table property naming the pipeline that owns (writes) a table.
+pub const PIPELINE_PROPERTY: &str = "decant.pipeline";
+/// Table property holding the epoch of the writer that last claimed the table.
+pub const EPOCH_PROPERTY: &str = "decant.writer-epoch";
+
+/// Where the tables live and who writes them.
+#[derive(Debug, Clone)]
+pub struct LakeConfig {
+    /// `sqlite:<path>` (created if missing) or `postgres://…`.
+    pub catalog_uri: String,
+    /// Catalog name inside the catalog database (several catalogs can share one database).
+    pub catalog_name: String,
+    /// Warehouse root: a local directory (created if missing).
+    pub warehouse: String,
+    /// This pipeline's id: stored on its tables and in every snapshot it commits.
+    pub pipeline: String,
+    /// Roll data files at this size.
+    pub target_file_size_bytes: usize,
+    /// Extra properties for tables decant creates.
+    pub table_properties: HashMap<String, String>,
+}
+
+pub struct Lake {
+    pub(crate) rt: tokio::runtime::Runtime,
+    /// The same runtime as iceberg wants it for the tables it builds.
+    io_rt: iceberg::Runtime,
+    catalog: SqlCatalog,
+    swap: Arc<dyn PointerSwap>,
+    pub(crate) file_io: FileIO,
+    pub(crate) cfg: LakeConfig,
+    /// This process's writer epoch: newer processes of the same pipeline have larger ones.
+    epoch: i64,
+}
+
+fn warehouse_url(dir: &str) -> Result<String, IcebergError> {
+    let path = dir.strip_prefix("file://").unwrap_or(dir);
+    std::fs::create_dir_all(path).map_err(|e| IcebergError::Iceberg {
+        what: format!("creating the warehouse directory {path}"),
+        source: Box::new(iceberg::Error::new(
+            iceberg::ErrorKind::Unexpected,
+            e.to_string(),
+        )),
+    })?;
+    let abs = std::fs::canonicalize(path).map_err(|e| IcebergError::Iceberg {
+        what: format!("resolving the warehouse directory {path}"),
+        source: Box::new(iceberg::Error::new(
+            iceberg::ErrorKind::Unexpected,
+            e.to_string(),
+        )),
+    })?;
+    Ok(format!("file://{}", abs.display()))
+}
+
+/// sqlx opens SQLite files read-write-create only when asked; the parent directory must exist.
+fn catalog_uri(uri: &str) -> String {
+    let Some(rest) = uri.strip_prefix("sqlite:") else {
+        return uri.to_owned();
+    };
+    let path = rest.trim_start_matches("//");
+    let file = path.split('?').next().unwrap_or(path);
+    if let Some(parent) = Path::new(file).parent()
+        && !parent.as_os_str().is_empty()
+    {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    if rest.contains("mode=") {
+        uri.to_owned()
+    } else if rest.contains('?') {
+        format!("{uri}&mode=rwc")
+    } else {
+        format!("{uri}?mode=rwc")
+    }
+}
+
+impl Lake {
+    /// Connects (creating the catalog tables and the warehouse directory if missing) and picks
+    /// this process's writer epoch.
+    pub fn open(cfg: LakeConfig) -> Result<Lake, IcebergError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("decant-iceberg")
+            .enable_all()
+            .build()
+            .map_err(IcebergError::Runtime)?;
+        let warehouse = warehouse_url(&cfg.warehouse)?;
+        let uri = catalog_uri(&cfg.catalog_uri);
+        let bind = if uri.starts_with("postgres") {
+            SqlBindStyle::DollarNumeric
+        } else {
+            SqlBindStyle::QMark
+        };
+        let (catalog, pool) = rt.block_on(async {
+            let storage = Arc::new(LocalFsStorageFactory);
+            let catalog = SqlCatalogBuilder::default()
+                .uri(uri.clone())
+                .warehouse_location(warehouse.clone())
+                .sql_bind_style(bind)
+                .with_storage_factory(storage)
+                .load(cfg.catalog_name.clone(), HashMap::new())
+                .await
+                .map_err(IcebergError::iceberg(format!(
+                    "opening the SQL catalog at {}",
+                    cfg.catalog_uri
+                )))?;
+            install_default_drivers();
+            let pool: AnyPool = AnyPoolOptions::new()
+                .max_connections(2)
+                .connect(&uri)
+                .await
+                .map_err(IcebergError::sql(format!(
+                    "connecting to {}",
+                    cfg.catalog_uri
+                )))?;
+            Ok::<_, IcebergError>((catalog, pool))
+        })?;
+        let swap: Arc<dyn PointerSwap> = Arc::new(SqlPointerSwap::new(
+            pool,
+            cfg.catalog_name.clone(),
+            uri.starts_with("postgres"),
+        ));
+        let epoch = epoch_now();
+        Ok(Lake {
+            io_rt: iceberg::Runtime::new(&rt),
+            rt,
+            catalog,
+            swap,
+            file_io: FileIO::new_with_fs(),
+            cfg: LakeConfig { warehouse, ..cfg },
+            epoch,
+        })
+    }
+
+    pub fn epoch(&self) -> i64 {
+        self.epoch
+    }
+
+    pub fn pipeline(&self) -> &str {
+        &self.cfg.pipeline
+    }
+
+    /// The tables of this pipeline in `namespaces` (by their pipeline property).
+    pub fn pipeline_tables(&self, namespace: &str) -> Result<Vec<String>, IcebergError> {
+        let ns = namespace_ident(namespace)?;
+        self.rt.block_on(async {
+            if !self
+                .catalog
+                .namespace_exists(&ns)
+                .await
+                .map_err(IcebergError::iceberg("listing namespaces"))?
+            {
+                return Ok(Vec::new());
+            }
+            let idents = self
+                .catalog
+                .list_tables(&ns)
+                .await
+                .map_err(IcebergError::iceberg(format!(
+                    "listing tables of {namespace}"
+                )))?;
+            let mut out = Vec::new();
+            for ident in idents {
+                let t = self
+                    .catalog
+                    .load_table(&ident)
+                    .await
+                    .map_err(IcebergError::iceberg(format!("loading {ident}")))?;
+                if t.metadata().properties().get(PIPELINE_PROPERTY) == Some(&self.cfg.pipeline) {
+                    out.push(ident.name().to_owned());
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every table of this pipeline in the catalog: (namespace, name).
+    pub fn all_pipeline_tables(&self) -> Result<Vec<(String, String)>, IcebergError> {
+        let namespaces = self
+            .rt
+            .block_on(self.catalog.list_namespaces(None))
+            .map_err(IcebergError::iceberg("listing namespaces"))?;
+        let mut out = Vec::new();
+        for ns in namespaces {
+            let name = ns.join(".");
+            for t in self.pipeline_tables(&name)? {
+                out.push((name.clone(), t));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Loads an existing table, or `None`.
+    pub fn load(&self, namespace: &str, name: &str) -> Result<Option<LakeTable>, IcebergError> {
+        let ident = TableIdent::new(namespace_ident(namespace)?, name.to_owned());
+        let exists = self
+            .rt
+            .block_on(self.catalog.table_exists(&ident))
+            .map_err(IcebergError::iceberg(format!("looking up {ident}")))?;
+        if !exists {
+            return Ok(None);
+        }
+        let table = self.reload(&ident)?;
+        Ok(Some(LakeTable {
+            label: format!("{namespace}.{name}"),
+            ident,
+            table,
+            swap: self.swap.clone(),
+        }))
+    }
+
+    pub(crate) fn reload(&self, ident: &TableIdent) -> Result<Table, IcebergError> {
+        self.rt
+            .block_on(self.catalog.load_table(ident))
+            .map_err(IcebergError::iceberg(format!("loading {ident}")))
+    }
+
+    /// Opens the table for writing `layout`: creates it (v2, unpartitioned, key as identifier
+    /// fields) if missing, adds new nullable columns, and claims it with this writer's epoch.
+    pub fn open_for_write(
+        &self,
+        namespace: &str,
+        name: &str,
+        layout: &TableLayout,
+    ) -> Result<LakeTable, IcebergError> {
+        let label = format!("{namespace}.{name}");
+        let mut table = match self.load(namespace, name)? {
+            Some(t) => t,
+            None => self.create(namespace, name, layout)?,
+        };
+        if let Some(owner) = table.table.metadata().properties().get(PIPELINE_PROPERTY)
+            && owner != &self.cfg.pipeline
+        {
+            return Err(IcebergError::Inconsistent {
+                table: label,
+                why: format!(
+                    "the table belongs to pipeline {owner:?}, not {:?}: two pipelines must not write one table",
+                    self.cfg.pipeline
+                ),
+            });
+        }
+        table.claim(self)?;
+        table.evolve(self, layout)?;
+        Ok(table)
+    }
+
+    /// Loads an existing table and claims it with this writer's epoch.
+    pub fn claim(&self, namespace: &str, name: &str) -> Result<LakeTable, IcebergError> {
+        let mut table = self
+            .load(namespace, name)?
+            .ok_or_else(|| IcebergError::Inconsistent {
+                table: format!("{namespace}.{name}"),
+                why: "listed in the catalog but not loadable".into(),
+            })?;
+        table.claim(self)?;
+        Ok(table)
+    }
+
+    fn create(
+        &self,
+        namespace: &str,
+        name: &str,
+        layout: &TableLayout,
+    ) -> Result<LakeTable, IcebergError> {
+        let label = format!("{namespace}.{name}");
+        let schema = layout.fresh_schema(&label)?;
+        let ns = namespace_ident(namespace)?;
+        let mut props = self.cfg.table_properties.clone();
+        props.insert(PIPELINE_PROPERTY.into(), self.cfg.pipeline.clone());
+        props.insert(EPOCH_PROPERTY.into(), self.epoch.to_string());
+        props.insert("write.format.default".into(), "parquet".into());
+        props.insert("write.upsert.enabled".into(), "true".into());
+        props
+            .entry("write.parquet.compression-codec".into())
+            .or_insert_with(|| "zstd".into());
+        let created = self.rt.block_on(async {
+            if !self
+                .catalog
+                .namespace_exists(&ns)
+                .await
+                .map_err(IcebergError::iceberg("checking the namespace"))?
+            {
+                match self.catalog.create_namespace(&ns, HashMap::new()).await {
+                    Ok(_) => {}
+                    // Another process created it meanwhile.
+                    Err(_) if self.catalog.namespace_exists(&ns).await.unwrap_or(false) => {}
+                    Err(e) => {
+                        return Err(IcebergError::Iceberg {
+                            what: format!("creating namespace {namespace}"),
+                            source: Box::new(e),
+                        });
+                    }
+                }
+            }
+            let creation = TableCreation::builder()
+                .name(name.to_owned())
+                .schema(schema)
+                .properties(props)
+                .build();
+            self.catalog
+                .create_table(&ns, creation)
+                .await
+                .map(Some)
+                .or_else(|e| {
+                    if e.kind() == iceberg::ErrorKind::TableAlreadyExists {
+                        Ok(None)
+                    } else {
+                        Err(IcebergError::Iceberg {
+                            what: format!("creating table {label}"),
+                            source: Box::new(e),
+                        })
+                    }
+                })
+        })?;
+        match created {
+            Some(table) => {
+                tracing::info!(table = %label, "created Iceberg table");
+                Ok(LakeTable {
+                    label,
+                    ident: table.identifier().clone(),
+                    table,
+                    swap: self.swap.clone(),
+                })
+            }
+            None => self
+                .load(namespace, name)?
+                .ok_or_else(|| IcebergError::Inconsistent {
+                    table: label,
+                    why: "the table was reported as existing but cannot be loaded".into(),
+                }),
+        }
+    }
+}
+
+fn namespace_ident(namespace: &str) -> Result<NamespaceIdent, IcebergError> {
+    NamespaceIdent::from_strs(namespace.split('.'))
+        .map_err(IcebergError::iceberg(format!("namespace {namespace:?}")))
+}
+
+/// Microseconds since the epoch: a later process start has a larger epoch.
+fn epoch_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+/// One destination table, as last loaded or committed by this process.
+pub struct LakeTable {
+    pub label: String,
+    pub(crate) ident: TableIdent,
+    pub(crate) table: Table,
+    swap: Arc<dyn PointerSwap>,
+}
+
+impl LakeTable {
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    pub fn metadata_location(&self) -> Option<&str> {
+        self.table.metadata_location()
+    }
+
+    /// The epoch that last claimed the table (0 if none did).
+    pub fn claimed_epoch(&self) -> i64 {
+        claimed_epoch(self.table.metadata())
+    }
+
+    pub(crate) fn check_epoch(&self, lake: &Lake) -> Result<(), IcebergError> {
+        let theirs = self.claimed_epoch();
+        if theirs > lake.epoch {
+            return Err(IcebergError::Fenced {
+                table: self.label.clone(),
+                pipeline: lake.cfg.pipeline.clone(),
+                ours: lake.epoch,
+                theirs,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records this writer's epoch on the table (unless a newer writer already did: fenced).
+    fn claim(&mut self, lake: &Lake) -> Result<(), IcebergError> {
+        for _ in 0..20 {
+            self.check_epoch(lake)?;
+            if self.claimed_epoch() == lake.epoch {
+                return Ok(());
+            }
+            let updates = vec![TableUpdate::SetProperties {
+                updates: HashMap::from([(EPOCH_PROPERTY.to_owned(), lake.epoch.to_string())]),
+            }];
+            if self.publish(lake, updates)? {
+                tracing::info!(table = %self.label, epoch = lake.epoch, "claimed the table for this writer");
+                return Ok(());
+            }
+            self.table = lake.reload(&self.ident)?;
+        }
+        Err(IcebergError::Conflict {
+            table: self.label.clone(),
+            attempts: 20,
+        })
+    }
+
+    /// Adds the layout's new columns to the table's schema.
+    pub fn evolve(&mut self, lake: &Lake, layout: &TableLayout) -> Result<bool, IcebergError> {
+        for _ in 0..20 {
+            self.check_epoch(lake)?;
+            let md = self.table.metadata();
+            let Some(schema) =
+                layout.evolve(&self.label, md.current_schema(), md.last_column_id())?
+            else {
+                return Ok(false);
+            };
+            let updates = vec![
+                TableUpdate::AddSchema { schema },
+                TableUpdate::SetCurrentSchema { schema_id: -1 },
+            ];
+            if self.publish(lake, updates)? {
+                tracing::info!(table = %self.label, "added new columns to the Iceberg table");
+                return Ok(true);
+            }
+            self.table = lake.reload(&self.ident)?;
+        }
+        Err(IcebergError::Conflict {
+            table: self.label.clone(),
+            attempts: 20,
+        })
+    }
+
+    /// Applies `updates` to the loaded metadata, writes the next metadata file and swaps the
+    /// catalog pointer to it if nobody moved it meanwhile. `Ok(false)`: somebody did (reload
+    /// and rebuild); the written file is then an orphan nobody references.
+    pub(crate) fn publish(
+        &mut self,
+        lake: &Lake,
+        updates: Vec<TableUpdate>,
+    ) -> Result<bool, IcebergError> {
+        let current = self
+            .table
+            .metadata_location()
+            .ok_or_else(|| IcebergError::Inconsistent {
+                table: self.label.clone(),
+                why: "the loaded table has no metadata location".into(),
+            })?
+            .to_owned();
+        let what = format!("table {}: building the next metadata", self.label);
+        let mut builder: TableMetadataBuilder = self
+            .table
+            .metadata()
+            .clone()
+            .into_builder(Some(current.clone()));
+        for u in updates {
+            builder = u
+                .apply(builder)
+                .map_err(IcebergError::iceberg(what.clone()))?;
+        }
+        let metadata: TableMetadata = builder
+            .build()
+            .map_err(IcebergError::iceberg(what.clone()))?
+            .metadata;
+        let next = MetadataLocation::from_str(&current)
+            .map_err(IcebergError::iceberg(what.clone()))?
+            .with_next_version()
+            .with_new_metadata(&metadata);
+        let next_str = next.to_string();
+        let swapped = lake.rt.block_on(async {
+            metadata
+                .write_to(&lake.file_io, &next)
+                .await
+                .map_err(IcebergError::iceberg(format!(
+                    "table {}: writing {next_str}",
+                    self.label
+                )))?;
+            self.swap.swap(&self.ident, &current, &next_str).await
+        })?;
+        if swapped {
+            self.table = Table::builder()
+                .file_io(self.table.file_io().clone())
+                .identifier(self.ident.clone())
+                .metadata_location(next_str)
+                .metadata(metadata)
+                .runtime(lake.io_rt.clone())
+                .build()
+                .map_err(IcebergError::iceberg(what))?;
+        }
+        Ok(swapped)
+    }
+
+    /// Every live row at the current snapshot, through iceberg's own reader (which applies
+    /// equality and position deletes): what any engine reading the table sees.
+    pub fn scan(&self, lake: &Lake) -> Result<Vec<arrow_array::RecordBatch>, IcebergError> {
+        use futures::TryStreamExt;
+        let what = format!("table {}: scanning", self.label);
+        lake.rt.block_on(async {
+            let stream = self
+                .table
+                .scan()
+                .select_all()
+                .build()
+                .map_err(IcebergError::iceberg(what.clone()))?
+                .to_arrow()
+                .await
+                .map_err(IcebergError::iceberg(what.clone()))?;
+            stream
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(IcebergError::iceberg(what.clone()))
+        })
+    }
+
+    pub(crate) fn reload(&mut self, lake: &Lake) -> Result<(), IcebergError> {
+        self.table = lake.reload(&self.ident)?;
+        Ok(())
+    }
+}
+
+pub(crate) fn claimed_epoch(md: &TableMetadata) -> i64 {
+    md.properties()
+        .get(EPOCH_PROPERTY)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,26 @@
+//! decant's Iceberg edge: decoded tables become Iceberg v2 tables that are upserted with
+//! equality deletes, one row-delta snapshot per batch, with the consumed Kafka offsets in the
+//! same snapshot's summary.
+//!
+//! - [`types`]: decant's logical column types → Iceberg types and the Arrow schema the writers
+//!   take ([`types::TableLayout`]).
+//! - [`lake`]: the catalog connection ([`Lake`]): SQL catalog on SQLite or PostgreSQL, local
+//!   storage, table creation, schema evolution (added nullable columns), writer epochs.
+//! - [`commit`]: Parquet data and equality-delete files, manifests, manifest list, snapshot and
+//!   metadata written with iceberg's public types, then published by one compare-and-swap of
+//!   the metadata pointer ([`commit::PointerSwap`]); progress (offsets, commit id, epoch) read
+//!   back from the newest snapshot of the pipeline ([`commit::Progress`]).
+//! - [`error`]: [`IcebergError`] and its retry class.
+//!
+//! The API is blocking: [`Lake`] owns a small tokio runtime, so the pipeline's loop stays
+//! synchronous like its Kafka half.
+
+pub mod commit;
+pub mod error;
+pub mod lake;
+pub mod types;
+
+pub use commit::{CommitOutcome, Progress, TableDelta};
+pub use error::IcebergError;
+pub use lake::{Lake, LakeConfig, LakeTable};
+pub use types::{TableLayout, iceberg_type};

@@ -1,0 +1,1081 @@
+//! The Iceberg loop: consume → decode → render → reduce per key → commit one snapshot per
+//! table per batch, with the consumed offsets in that snapshot. The tables are the source of
+//! truth for progress: on start every source partition is read from the smallest offset any
+//! table of the pipeline still needs, and a record a table already holds is skipped for that
+//! table. Kafka group offsets are committed afterwards, for lag dashboards only.
+//!
+//! A batch: rows are rendered exactly like the Kafka sink's values (projection, renames, TOAST
+//! fills, `where`, metadata columns) and reduced to the last state per key; at commit each table
+//! gets equality deletes for every key the batch touched plus the final rows. Every table of the
+//! batch is created/evolved/claimed first, then the TOAST state changes are staged with the
+//! batch's commit id, then each table commits; state changes are applied only for tables whose
+//! snapshot holds that commit id (checked again after a crash).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use decant_decode::{ChangeBatch, ControlRecord, Decoder, DecoderConfig, Outcome};
+use decant_iceberg::{
+    CommitOutcome, IcebergError, Lake, LakeConfig, LakeTable, TableDelta, TableLayout,
+};
+use decant_kafka::consumer::{self, SourceConsumer};
+use decant_kafka::rdkafka::consumer::{CommitMode, Consumer};
+use decant_kafka::rdkafka::message::{BorrowedMessage, Message};
+use decant_kafka::rdkafka::{Offset, TopicPartitionList};
+use decant_kafka::{Disposition, KafkaConfig, PartitionLag, SinkProducer, SourceHooks, classify};
+use decant_model::{ChangeKind, ColumnType, ControlEvent, KafkaRecord, TableId};
+use serde_json::{Map, Value};
+
+use crate::arrow_rows::batch_from_rows;
+use crate::config::{BadRecordPolicy, PipelineConfig, ToastPolicy, TruncatePolicy};
+use crate::error::{PipelineError, chain};
+use crate::metrics::Metrics;
+use crate::render::{MetaColumn, push_key, push_row, row_passes};
+use crate::route::{Plan, Route, Router};
+use crate::run::{Bad, Runtime, Summary, dead_letter_headers, kafka_headers};
+use crate::state::{Overlay, StateStore, ToastEntry, row_key};
+
+/// Pseudo topic under which a staged batch's commit id is kept in the state store.
+const COMMIT_TAG: &str = "decant.iceberg-commit/";
+/// How often new topics / partitions of the source are looked for.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Lag callbacks only: partitions are assigned by decant, not by the group.
+struct LagHooks {
+    metrics: Arc<Metrics>,
+}
+
+impl SourceHooks for LagHooks {
+    fn revoking(&self, _partitions: &[(String, i32)]) {}
+    fn assigned(&self, _partitions: &[(String, i32)]) {}
+    fn lag(&self, lags: Vec<PartitionLag>) {
+        for l in lags {
+            if l.lag >= 0 {
+                self.metrics
+                    .consumer_lag
+                    .with_label_values(&[&l.topic, &l.partition.to_string()])
+                    .set(l.lag);
+            }
+        }
+    }
+}
+
+/// A destination table this process writes.
+struct Dest {
+    table: LakeTable,
+    /// Next offset per source partition that the table already holds.
+    progress: BTreeMap<(String, i32), i64>,
+}
+
+/// The batch's changes for one destination.
+struct Pending {
+    ns: String,
+    name: String,
+    /// `None`: only deletes of an existing table (a truncate before any row of this run).
+    layout: Option<TableLayout>,
+    /// Key JSON → final value JSON (`None`: deleted).
+    rows: HashMap<String, Option<String>>,
+}
+
+struct Worker<'c> {
+    cfg: &'c PipelineConfig,
+    consumer: &'c SourceConsumer,
+    lake: Lake,
+    store: StateStore,
+    router: Router,
+    decoder: Decoder,
+    metrics: Arc<Metrics>,
+    meta_columns: Vec<MetaColumn>,
+    dead_letters: Option<SinkProducer>,
+    /// Destination tables by `ns.name`.
+    dests: HashMap<String, Dest>,
+    /// Tables stopped by an incompatible schema change (why); their rows wait for a restart.
+    stopped: HashMap<String, String>,
+    pending: HashMap<String, Pending>,
+    overlay: Overlay,
+    /// Next offset to read per assigned partition.
+    position: BTreeMap<(String, i32), i64>,
+    batch_started: Option<Instant>,
+    batch_rows: u64,
+    batch_bytes: u64,
+    held: Vec<BorrowedMessage<'c>>,
+    quarantine: HashMap<(String, i32), i64>,
+    topic_routes: HashMap<String, Arc<Route>>,
+    key_buf: String,
+    value_buf: String,
+    filter_buf: String,
+    summary: Summary,
+    last_discovery: Instant,
+}
+
+/// Runs the Iceberg sink until `rt.shutdown` is set (returns after a last commit) or a fatal
+/// error (a fenced writer stops with [`PipelineError::Iceberg`]).
+pub fn run(
+    kafka: &KafkaConfig,
+    cfg: &PipelineConfig,
+    decoder: DecoderConfig,
+    rt: &Runtime,
+) -> Result<Summary, PipelineError> {
+    let decoder =
+        Decoder::new(decoder).map_err(|e| PipelineError::Config(format!("decode: {e}")))?;
+    let store = StateStore::open(&cfg.state.dir)?;
+    rt.metrics.state_keys.set(store.len()? as i64);
+    let ic = &cfg.iceberg;
+    let pipeline = ic
+        .pipeline
+        .clone()
+        .unwrap_or_else(|| kafka.group_id.clone());
+    let lake = Lake::open(LakeConfig {
+        catalog_uri: ic.catalog_uri.clone(),
+        catalog_name: ic.catalog_name.clone(),
+        warehouse: ic.warehouse.clone(),
+        pipeline: pipeline.clone(),
+        target_file_size_bytes: ic.target_file_size_bytes as usize,
+        table_properties: ic.table_properties.clone().into_iter().collect(),
+    })
+    .map_err(lake_err)?;
+    let dead_letters = match &cfg.dead_letter.topic {
+        Some(_) => Some(SinkProducer::create(
+            kafka,
+            None,
+            cfg.delivery.transaction_timeout_ms,
+        )?),
+        None => None,
+    };
+    let consumer = consumer::create(
+        kafka,
+        Arc::new(LagHooks {
+            metrics: rt.metrics.clone(),
+        }),
+    )?;
+    let mut w = Worker {
+        cfg,
+        consumer: &consumer,
+        lake,
+        store,
+        router: Router::new(cfg),
+        decoder,
+        metrics: rt.metrics.clone(),
+        meta_columns: cfg
+            .output
+            .metadata_columns
+            .iter()
+            .filter_map(|m| MetaColumn::parse(m))
+            .collect(),
+        dead_letters,
+        dests: HashMap::new(),
+        stopped: HashMap::new(),
+        pending: HashMap::new(),
+        overlay: Overlay::new(),
+        position: BTreeMap::new(),
+        batch_started: None,
+        batch_rows: 0,
+        batch_bytes: 0,
+        held: Vec::new(),
+        quarantine: HashMap::new(),
+        topic_routes: HashMap::new(),
+        key_buf: String::new(),
+        value_buf: String::new(),
+        filter_buf: String::new(),
+        summary: Summary::default(),
+        last_discovery: Instant::now(),
+    };
+    w.load_progress()?;
+    w.resolve_pending()?;
+    w.discover()?;
+    tracing::info!(
+        pipeline = %pipeline,
+        epoch = w.lake.epoch(),
+        tables = w.dests.len(),
+        partitions = w.position.len(),
+        "decant run (iceberg) started"
+    );
+    rt.health.set_ready(true);
+    let result = w.run_loop(rt);
+    rt.health.set_ready(false);
+    if result.is_err() {
+        rt.health.set_failed();
+    }
+    let summary = w.summary.clone();
+    drop(w);
+    result.map(|()| summary)
+}
+
+fn lake_err(e: IcebergError) -> PipelineError {
+    PipelineError::Iceberg(e)
+}
+
+impl<'c> Worker<'c> {
+    /// Claims every table of this pipeline for this writer (an older process still running
+    /// can no longer commit to any of them), then reads their progress.
+    fn load_progress(&mut self) -> Result<(), PipelineError> {
+        for (ns, name) in self.lake.all_pipeline_tables().map_err(lake_err)? {
+            let table = self.lake.claim(&ns, &name).map_err(lake_err)?;
+            let progress = table.progress(&self.lake).map_err(lake_err)?.offsets;
+            self.dests
+                .insert(format!("{ns}.{name}"), Dest { table, progress });
+        }
+        Ok(())
+    }
+
+    /// A batch staged before a crash: apply its state changes for the tables that hold its
+    /// commit, drop them for the others.
+    fn resolve_pending(&mut self) -> Result<(), PipelineError> {
+        let staged = self.store.pending_offsets()?;
+        let Some(commit_id) = staged
+            .iter()
+            .find_map(|(t, _, _)| t.strip_prefix(COMMIT_TAG).map(str::to_owned))
+        else {
+            if self.store.has_pending()? {
+                self.store.discard_pending()?;
+            }
+            return Ok(());
+        };
+        let mut committed: HashSet<String> = HashSet::new();
+        for (ns, name) in self.lake.all_pipeline_tables().map_err(lake_err)? {
+            if let Some(t) = self.lake.load(&ns, &name).map_err(lake_err)?
+                && decant_iceberg::Progress::contains_commit(
+                    t.table().metadata(),
+                    self.lake.pipeline(),
+                    &commit_id,
+                )
+            {
+                committed.insert(format!("{ns}.{name}"));
+            }
+        }
+        // State keys are `source label \0 key`; map each label to its destination.
+        let mut dest_of: HashMap<Vec<u8>, bool> = HashMap::new();
+        let mut labels = Vec::new();
+        for key in self.store.pending_keys()? {
+            if let Some(end) = key.iter().position(|&b| b == 0) {
+                labels.push(key[..end].to_vec());
+            }
+        }
+        for label in labels {
+            let text = String::from_utf8_lossy(&label).into_owned();
+            let (ns, name) = self.destination(&TableId::parse(&text));
+            dest_of.insert(label, committed.contains(&format!("{ns}.{name}")));
+        }
+        self.store.resolve_pending_where(|k| {
+            let end = k.iter().position(|&b| b == 0).unwrap_or(k.len());
+            dest_of.get(&k[..end]).copied().unwrap_or(false)
+        })?;
+        tracing::info!(
+            commit_id,
+            tables = committed.len(),
+            "resolved the state of a batch staged before a restart"
+        );
+        Ok(())
+    }
+
+    /// Destination namespace and table of a source table.
+    fn destination(&self, table: &TableId) -> (String, String) {
+        let fill = |t: &str| {
+            t.replace("{schema}", &table.namespace)
+                .replace("{table}", &table.name)
+                .replace("{prefix}", &self.cfg.output.prefix)
+        };
+        let mut ns = fill(&self.cfg.iceberg.namespace);
+        if ns.is_empty() {
+            ns = "default".into();
+        }
+        (ns, fill(&self.cfg.iceberg.table))
+    }
+
+    /// Assigns every partition of the source topics not assigned yet, at the smallest offset
+    /// any table of the pipeline still needs.
+    fn discover(&mut self) -> Result<(), PipelineError> {
+        self.last_discovery = Instant::now();
+        let md = self
+            .consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map_err(|e| decant_kafka::Error::kafka("listing topics", e))?;
+        let pattern = match &self.cfg.source.topic_pattern {
+            Some(p) => Some(
+                regex::Regex::new(&if p.starts_with('^') {
+                    p.clone()
+                } else {
+                    format!("^{p}")
+                })
+                .map_err(|e| PipelineError::Config(format!("source.topic_pattern: {e}")))?,
+            ),
+            None => None,
+        };
+        let mut tpl = TopicPartitionList::new();
+        for t in md.topics() {
+            let wanted = match &pattern {
+                Some(re) => re.is_match(t.name()),
+                None => self.cfg.source.topics.iter().any(|n| n == t.name()),
+            };
+            if !wanted || t.name().starts_with("__") {
+                continue;
+            }
+            for p in t.partitions() {
+                let tp = (t.name().to_owned(), p.id());
+                if self.position.contains_key(&tp) {
+                    continue;
+                }
+                let start = self.start_offset(&tp);
+                let offset = match start {
+                    Some(o) => Offset::Offset(o),
+                    None => Offset::Beginning,
+                };
+                tpl.add_partition_offset(&tp.0, tp.1, offset)
+                    .map_err(|e| decant_kafka::Error::kafka("assigning", e))?;
+                self.position.insert(tp, start.unwrap_or(0));
+            }
+        }
+        if tpl.count() > 0 {
+            tracing::info!(partitions = tpl.count(), "assigning source partitions");
+            self.consumer
+                .incremental_assign(&tpl)
+                .map_err(|e| decant_kafka::Error::kafka("assigning", e))?;
+            self.metrics
+                .assigned_partitions
+                .set(self.position.len() as i64);
+        }
+        Ok(())
+    }
+
+    /// The smallest next offset of `tp` over the pipeline's tables (`None`: from the start).
+    fn start_offset(&self, tp: &(String, i32)) -> Option<i64> {
+        let all = self.dests.values().map(|d| &d.progress);
+        let mut min: Option<i64> = None;
+        let mut any = false;
+        for progress in all {
+            any = true;
+            let o = progress.get(tp)?;
+            min = Some(min.map_or(*o, |m| m.min(*o)));
+        }
+        if any { min } else { None }
+    }
+
+    fn run_loop(&mut self, rt: &Runtime) -> Result<(), PipelineError> {
+        let ic = &self.cfg.iceberg;
+        let interval = Duration::from_millis(ic.commit_interval_ms);
+        loop {
+            rt.health.turn();
+            if rt.shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            if self.last_discovery.elapsed() >= DISCOVERY_INTERVAL {
+                self.discover()?;
+            }
+            match self.consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Err(e)) => match classify(&e) {
+                    Disposition::Retriable => tracing::debug!(error = %e, "consume: transient"),
+                    _ => return Err(decant_kafka::Error::kafka("consuming", e).into()),
+                },
+                Some(Ok(m)) => self.process(m)?,
+            }
+            let due = self.batch_started.is_some_and(|s| {
+                s.elapsed() >= interval
+                    || self.batch_rows >= ic.commit_max_rows
+                    || self.batch_bytes >= ic.commit_max_bytes
+            });
+            if due {
+                self.commit()?;
+            }
+        }
+        tracing::info!("shutting down: committing the open batch");
+        if self.batch_started.is_some() {
+            self.commit()?;
+        }
+        tracing::info!(
+            records_in = self.summary.records_in,
+            records_out = self.summary.records_out,
+            commits = self.summary.commits,
+            "stopped"
+        );
+        Ok(())
+    }
+
+    fn process(&mut self, m: BorrowedMessage<'c>) -> Result<(), PipelineError> {
+        let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+        let tp = (topic.to_owned(), partition);
+        if self.quarantine.get(&tp).is_some_and(|q| offset >= *q) {
+            return Ok(());
+        }
+        self.position.insert(tp, offset + 1);
+        self.batch_started.get_or_insert_with(Instant::now);
+        self.summary.records_in += 1;
+        let headers = kafka_headers(&m);
+        let rec = KafkaRecord {
+            topic,
+            partition,
+            offset,
+            timestamp_ms: m.timestamp().to_millis(),
+            headers: &headers,
+            key: m.key(),
+            value: m.payload(),
+        };
+        self.batch_bytes +=
+            (m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len)) as u64;
+        match self.decoder.decode(&rec) {
+            Ok(Outcome::Row { table, kind }) => {
+                self.metrics
+                    .input_records
+                    .with_label_values(&[&table.to_string(), kind.as_str()])
+                    .inc();
+                drop(headers);
+                self.held.push(m);
+                self.batch_rows += 1;
+                if self.decoder.pending_rows() >= self.cfg.delivery.flush_max_rows {
+                    self.drain_decoder()?;
+                }
+            }
+            Ok(Outcome::Control(c)) => {
+                let label = c
+                    .table
+                    .as_ref()
+                    .map_or("unknown".to_owned(), TableId::to_string);
+                self.metrics
+                    .input_records
+                    .with_label_values(&[&label, c.event.kind()])
+                    .inc();
+                if c.event == ControlEvent::Truncate {
+                    drop(headers);
+                    self.drain_decoder()?;
+                    self.truncate(&c, &m)?;
+                }
+            }
+            Err(e) => {
+                self.metrics
+                    .decode_errors
+                    .with_label_values(&[e.class()])
+                    .inc();
+                let route = self.topic_routes.get(topic).cloned();
+                let (label, policy) = match &route {
+                    Some(r) => (r.label.clone(), r.on_bad_record),
+                    None => ("unknown".to_owned(), self.cfg.defaults.on_bad_record),
+                };
+                self.metrics
+                    .input_records
+                    .with_label_values(&[&label, "error"])
+                    .inc();
+                let bad = Bad {
+                    class: e.class(),
+                    field: e.field(),
+                    message: e.to_string(),
+                };
+                drop(headers);
+                match policy {
+                    BadRecordPolicy::Skip => {
+                        self.metrics
+                            .skipped_records
+                            .with_label_values(&[&label, bad.class])
+                            .inc();
+                    }
+                    BadRecordPolicy::DeadLetter => self.dead_letter(Some(&m), &label, &bad)?,
+                    BadRecordPolicy::Fail => {
+                        self.quarantine_at(topic, partition, offset, &label, &bad.message)
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops a source partition at `offset` until restart; the batch commits up to it.
+    fn quarantine_at(&mut self, topic: &str, partition: i32, offset: i64, label: &str, why: &str) {
+        tracing::error!(
+            topic,
+            partition,
+            offset,
+            table = label,
+            error = why,
+            "bad record under policy fail: quarantining the source partition; other partitions keep flowing"
+        );
+        let tp = (topic.to_owned(), partition);
+        self.position.insert(tp.clone(), offset);
+        self.quarantine.insert(tp, offset);
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        if let Err(e) = self.consumer.pause(&tpl) {
+            tracing::warn!(error = %e, "pausing the quarantined partition");
+        }
+        self.metrics
+            .quarantined_partitions
+            .set(self.quarantine.len() as i64);
+    }
+
+    fn dead_letter(
+        &mut self,
+        m: Option<&BorrowedMessage<'_>>,
+        label: &str,
+        bad: &Bad<'_>,
+    ) -> Result<(), PipelineError> {
+        let (Some(dlq), Some(producer)) =
+            (self.cfg.dead_letter.topic.as_deref(), &self.dead_letters)
+        else {
+            return Err(PipelineError::Config(
+                "a dead_letter policy applies but dead_letter.topic is not set".into(),
+            ));
+        };
+        let h = dead_letter_headers(
+            m,
+            Some(label),
+            bad,
+            self.cfg.dead_letter.include_error_message,
+            "iceberg",
+        );
+        producer.send(
+            dlq,
+            m.and_then(|m| m.key()),
+            m.and_then(|m| m.payload()),
+            Some(h),
+        )?;
+        self.metrics
+            .dead_letter_records
+            .with_label_values(&[label, bad.class])
+            .inc();
+        self.summary.dead_lettered += 1;
+        Ok(())
+    }
+
+    fn route(&mut self, table: &TableId, topic: &str) -> Arc<Route> {
+        if let Some(r) = self.topic_routes.get(topic)
+            && r.table == *table
+        {
+            return r.clone();
+        }
+        let (route, _) = self.router.route(table, topic);
+        self.topic_routes.insert(topic.to_owned(), route.clone());
+        route
+    }
+
+    /// Renders every decoded row (input order) into the batch.
+    fn drain_decoder(&mut self) -> Result<(), PipelineError> {
+        let batches = self
+            .decoder
+            .take_batches()
+            .map_err(PipelineError::Batches)?;
+        let mut items: Vec<(u64, u32, u32)> = Vec::new();
+        for (b, batch) in batches.iter().enumerate() {
+            for (r, m) in batch.meta.iter().enumerate() {
+                items.push((m.seq, b as u32, r as u32));
+            }
+        }
+        items.sort_unstable_by_key(|i| i.0);
+        for (_, b, r) in items {
+            self.add_row(&batches[b as usize], r as usize)?;
+        }
+        self.held.clear();
+        Ok(())
+    }
+
+    /// A row found bad while rendering: skip, dead-letter its source record, or stop.
+    fn row_bad(
+        &mut self,
+        policy: BadRecordPolicy,
+        route: &Route,
+        batch: &ChangeBatch,
+        row: usize,
+        bad: &Bad<'_>,
+    ) -> Result<(), PipelineError> {
+        let meta = &batch.meta[row];
+        match policy {
+            BadRecordPolicy::Skip => {
+                self.metrics
+                    .skipped_records
+                    .with_label_values(&[&route.label, bad.class])
+                    .inc();
+                Ok(())
+            }
+            BadRecordPolicy::DeadLetter => {
+                let held = std::mem::take(&mut self.held);
+                let idx = held.iter().rposition(|m| {
+                    m.offset() == meta.offset
+                        && m.partition() == meta.partition
+                        && m.topic() == meta.topic.as_ref()
+                });
+                let m = idx.and_then(|i| held.get(i));
+                let res = self.dead_letter(m, &route.label, bad);
+                self.held = held;
+                res
+            }
+            BadRecordPolicy::Fail => Err(PipelineError::Config(format!(
+                "{}/{}@{}: table {}: {} (policy fail: fix the cause or change the policy, then restart)",
+                meta.topic, meta.partition, meta.offset, route.label, bad.message
+            ))),
+        }
+    }
+
+    fn add_row(&mut self, batch: &ChangeBatch, row: usize) -> Result<(), PipelineError> {
+        let meta = &batch.meta[row];
+        let route = self.route(&batch.schema.table, &meta.topic);
+        let (ns, name) = self.destination(&batch.schema.table);
+        let dest_label = format!("{ns}.{name}");
+        let tp = (meta.topic.to_string(), meta.partition);
+        if self.stopped.contains_key(&dest_label) {
+            self.metrics
+                .skipped_records
+                .with_label_values(&[&route.label, "table_stopped"])
+                .inc();
+            return Ok(());
+        }
+        let held_by_table = self
+            .dests
+            .get(&dest_label)
+            .and_then(|d| d.progress.get(&tp).copied());
+        if held_by_table.is_some_and(|next| meta.offset < next) {
+            // Re-read after a restart: this table committed the record already.
+            return Ok(());
+        }
+        let plan = self.router.plan(&route, &batch.schema);
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        if !push_key(batch, row, &plan, &mut key) {
+            self.key_buf = key;
+            let bad = Bad {
+                class: "no_key",
+                field: None,
+                message: format!(
+                    "table {} has no primary key: Iceberg upserts need one",
+                    route.label
+                ),
+            };
+            return self.row_bad(route.on_bad_record, &route, batch, row, &bad);
+        }
+        let store_key = row_key(&route.label, &key);
+        let res = match meta.kind {
+            ChangeKind::Delete => {
+                self.overlay.insert(store_key, None);
+                if route.emit_delete {
+                    self.put(&ns, &name, &plan, batch, &key, None);
+                }
+                Ok(())
+            }
+            ChangeKind::Upsert => {
+                self.add_upsert(batch, row, &route, &plan, &ns, &name, &key, store_key)
+            }
+        };
+        self.key_buf = key;
+        res
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_upsert(
+        &mut self,
+        batch: &ChangeBatch,
+        row: usize,
+        route: &Arc<Route>,
+        plan: &Plan,
+        ns: &str,
+        name: &str,
+        key: &str,
+        store_key: Vec<u8>,
+    ) -> Result<(), PipelineError> {
+        if let Err(e) = &plan.filter {
+            let bad = Bad {
+                class: "filter",
+                field: None,
+                message: e.clone(),
+            };
+            return self.row_bad(route.on_bad_record, route, batch, row, &bad);
+        }
+        let prev = if batch.unchanged(row).is_empty() {
+            None
+        } else {
+            self.lookup(&store_key)?
+        };
+        let mut value = std::mem::take(&mut self.value_buf);
+        value.clear();
+        let rendered = push_row(
+            batch,
+            row,
+            plan,
+            prev.as_ref(),
+            &self.meta_columns,
+            &mut value,
+        );
+        if rendered.fills > 0 {
+            self.metrics
+                .toast_fills
+                .with_label_values(&[&route.label])
+                .inc_by(u64::from(rendered.fills));
+        }
+        if !rendered.missing.is_empty() {
+            let bad = Bad {
+                class: "toast_missing",
+                field: Some(&rendered.missing[0]),
+                message: format!(
+                    "TOAST-unchanged column(s) {} of key {key}: last value never seen",
+                    rendered.missing.join(", ")
+                ),
+            };
+            let res = match route.on_toast_missing {
+                ToastPolicy::EmitWithoutColumn => Ok(()),
+                ToastPolicy::DeadLetter => {
+                    let r = self.row_bad(BadRecordPolicy::DeadLetter, route, batch, row, &bad);
+                    self.value_buf = value;
+                    return r;
+                }
+                ToastPolicy::Fail => self.row_bad(BadRecordPolicy::Fail, route, batch, row, &bad),
+            };
+            res?;
+        }
+        let filtered = matches!(&plan.filter, Ok(f) if !f.is_empty());
+        let seen_before = filtered && (prev.is_some() || self.lookup(&store_key)?.is_some());
+        self.overlay.insert(store_key, Some(rendered.entry));
+        let passes = match &plan.filter {
+            Ok(f) if !f.is_empty() => {
+                let mut scratch = std::mem::take(&mut self.filter_buf);
+                let ok = row_passes(batch, row, f, prev.as_ref(), &mut scratch);
+                self.filter_buf = scratch;
+                ok
+            }
+            _ => true,
+        };
+        if !passes {
+            self.metrics
+                .filtered_records
+                .with_label_values(&[&route.label])
+                .inc();
+            if seen_before && route.emit_delete {
+                self.put(ns, name, plan, batch, key, None);
+            }
+        } else if route.emit_upsert {
+            let v = value.clone();
+            self.put(ns, name, plan, batch, key, Some(v));
+        }
+        self.value_buf = value;
+        Ok(())
+    }
+
+    fn lookup(&self, store_key: &[u8]) -> Result<Option<ToastEntry>, PipelineError> {
+        if let Some(v) = self.overlay.get(store_key) {
+            return Ok(v.as_deref().map(ToastEntry::decode));
+        }
+        Ok(self
+            .store
+            .get(store_key)?
+            .as_deref()
+            .map(ToastEntry::decode))
+    }
+
+    /// Records the latest state of `key` in the batch.
+    fn put(
+        &mut self,
+        ns: &str,
+        name: &str,
+        plan: &Plan,
+        batch: &ChangeBatch,
+        key: &str,
+        value: Option<String>,
+    ) {
+        let label = format!("{ns}.{name}");
+        let layout = layout_of(plan, batch, &self.meta_columns);
+        let p = self.pending.entry(label).or_insert_with(|| Pending {
+            ns: ns.to_owned(),
+            name: name.to_owned(),
+            layout: None,
+            rows: HashMap::new(),
+        });
+        if p.layout.as_ref() != Some(&layout) {
+            p.layout = Some(layout);
+        }
+        self.batch_bytes += (key.len() + value.as_ref().map_or(0, String::len)) as u64;
+        p.rows.insert(key.to_owned(), value);
+    }
+
+    /// Truncate: every key the state knows for the table (and the batch's) becomes a delete.
+    fn truncate(
+        &mut self,
+        c: &ControlRecord,
+        m: &BorrowedMessage<'_>,
+    ) -> Result<(), PipelineError> {
+        let Some(table) = &c.table else { return Ok(()) };
+        let route = self.route(table, m.topic());
+        match route.on_truncate {
+            TruncatePolicy::Skip => {
+                self.metrics
+                    .skipped_records
+                    .with_label_values(&[&route.label, "truncate"])
+                    .inc();
+                return Ok(());
+            }
+            TruncatePolicy::DeadLetter => {
+                let bad = Bad {
+                    class: "truncate",
+                    field: None,
+                    message: format!("truncate of {}", route.label),
+                };
+                return self.dead_letter(Some(m), &route.label.clone(), &bad);
+            }
+            TruncatePolicy::Fail => {
+                let why = format!("truncate of {} under on_truncate = fail", route.label);
+                self.quarantine_at(
+                    m.topic(),
+                    m.partition(),
+                    m.offset(),
+                    &route.label.clone(),
+                    &why,
+                );
+                return Ok(());
+            }
+            TruncatePolicy::TombstoneAll => {}
+        }
+        let (ns, name) = self.destination(table);
+        let prefix_len = route.label.len() + 1;
+        let mut keys: HashSet<String> = HashSet::new();
+        for k in self.store.keys_of(&route.label)? {
+            if !matches!(self.overlay.get(&k), Some(None)) {
+                keys.insert(String::from_utf8_lossy(&k[prefix_len..]).into_owned());
+            }
+        }
+        for (k, v) in &self.overlay {
+            if v.is_some()
+                && k.starts_with(route.label.as_bytes())
+                && k.get(route.label.len()) == Some(&0)
+            {
+                keys.insert(String::from_utf8_lossy(&k[prefix_len..]).into_owned());
+            }
+        }
+        let label = format!("{ns}.{name}");
+        if let Some(p) = self.pending.get(&label) {
+            keys.extend(p.rows.keys().cloned());
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let p = self.pending.entry(label).or_insert_with(|| Pending {
+            ns: ns.clone(),
+            name: name.clone(),
+            layout: None,
+            rows: HashMap::new(),
+        });
+        for k in keys {
+            self.overlay.insert(row_key(&route.label, &k), None);
+            p.rows.insert(k, None);
+        }
+        Ok(())
+    }
+
+    /// Commits the batch: one snapshot per destination table.
+    fn commit(&mut self) -> Result<(), PipelineError> {
+        self.drain_decoder()?;
+        let started = Instant::now();
+        let commit_id = uuid::Uuid::new_v4().to_string();
+        let pending = std::mem::take(&mut self.pending);
+        // Every destination of the batch exists (and is ours) before anything commits.
+        let mut ready: Vec<(String, Pending)> = Vec::new();
+        for (label, p) in pending {
+            match self.open_dest(&label, &p) {
+                Ok(true) => ready.push((label, p)),
+                Ok(false) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !self.overlay.is_empty() {
+            self.store
+                .stage(&self.overlay, &[(format!("{COMMIT_TAG}{commit_id}"), 0, 0)])?;
+        }
+        let mut committed_labels: HashSet<String> = HashSet::new();
+        let offsets = self.position.clone();
+        for (label, p) in ready {
+            match self.commit_table(&label, &p, &commit_id, &offsets) {
+                Ok(()) => {
+                    committed_labels.insert(label);
+                }
+                Err(PipelineError::Iceberg(e)) if e.is_table_scoped() => {
+                    self.stop_table(&label, &e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if !self.overlay.is_empty() {
+            let sources: HashMap<String, bool> = self
+                .overlay
+                .keys()
+                .filter_map(|k| k.iter().position(|&b| b == 0).map(|e| k[..e].to_vec()))
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .map(|l| {
+                    let text = String::from_utf8_lossy(&l).into_owned();
+                    let (ns, name) = self.destination(&TableId::parse(&text));
+                    let label = format!("{ns}.{name}");
+                    // A destination without changes in this batch has nothing to lose.
+                    let ok =
+                        committed_labels.contains(&label) || !self.stopped.contains_key(&label);
+                    (text, ok)
+                })
+                .collect();
+            self.store.resolve_pending_where(|k| {
+                let end = k.iter().position(|&b| b == 0).unwrap_or(k.len());
+                sources
+                    .get(String::from_utf8_lossy(&k[..end]).as_ref())
+                    .copied()
+                    .unwrap_or(false)
+            })?;
+            self.overlay.clear();
+            self.metrics.state_keys.set(self.store.len()? as i64);
+        }
+        self.commit_group_offsets();
+        self.metrics
+            .transactions
+            .with_label_values(&["committed"])
+            .inc();
+        self.summary.commits += 1;
+        self.metrics
+            .commit_duration
+            .observe(started.elapsed().as_secs_f64());
+        self.batch_started = None;
+        self.batch_rows = 0;
+        self.batch_bytes = 0;
+        Ok(())
+    }
+
+    /// Opens (creates, evolves, claims) the destination; `false` when it is stopped.
+    fn open_dest(&mut self, label: &str, p: &Pending) -> Result<bool, PipelineError> {
+        if self.stopped.contains_key(label) {
+            return Ok(false);
+        }
+        let opened = match (self.dests.get_mut(label), &p.layout) {
+            (Some(d), Some(layout)) => d.table.evolve(&self.lake, layout).map(|_| None),
+            (Some(_), None) => Ok(None),
+            (None, Some(layout)) => self.lake.open_for_write(&p.ns, &p.name, layout).map(Some),
+            (None, None) => {
+                tracing::warn!(
+                    table = label,
+                    "deletes for a table that does not exist: nothing to delete"
+                );
+                return Ok(false);
+            }
+        };
+        match opened {
+            Ok(Some(table)) => {
+                let progress = table.progress(&self.lake).map_err(lake_err)?.offsets;
+                self.dests
+                    .insert(label.to_owned(), Dest { table, progress });
+                Ok(true)
+            }
+            Ok(None) => Ok(true),
+            Err(e) if e.is_table_scoped() => {
+                self.stop_table(label, &e);
+                Ok(false)
+            }
+            Err(e) => Err(lake_err(e)),
+        }
+    }
+
+    fn stop_table(&mut self, label: &str, e: &IcebergError) {
+        tracing::error!(table = label, error = %chain(e), "stopping this table until restart; the other tables keep flowing");
+        self.stopped.insert(label.to_owned(), chain(e));
+        self.metrics.stopped_tables.set(self.stopped.len() as i64);
+    }
+
+    fn commit_table(
+        &mut self,
+        label: &str,
+        p: &Pending,
+        commit_id: &str,
+        offsets: &BTreeMap<(String, i32), i64>,
+    ) -> Result<(), PipelineError> {
+        let Some(dest) = self.dests.get_mut(label) else {
+            return Ok(());
+        };
+        let schema = dest.table.arrow_schema().map_err(lake_err)?;
+        let parse = |json: &str| -> Result<Map<String, Value>, PipelineError> {
+            serde_json::from_str(json).map_err(|e| {
+                PipelineError::Config(format!("table {label}: re-reading a rendered row: {e}"))
+            })
+        };
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for (key, value) in &p.rows {
+            deletes.push(parse(key)?);
+            if let Some(v) = value {
+                upserts.push(parse(v)?);
+            }
+        }
+        let to_batch = |rows: &[Map<String, Value>]| {
+            batch_from_rows(&schema, rows).map_err(|why| {
+                PipelineError::Iceberg(IcebergError::IncompatibleSchema {
+                    table: label.to_owned(),
+                    why,
+                })
+            })
+        };
+        let delta = TableDelta {
+            upserts: to_batch(&upserts)?,
+            deletes: to_batch(&deletes)?,
+            commit_id: commit_id.to_owned(),
+            offsets: offsets.clone(),
+        };
+        let outcome = dest.table.commit(&self.lake, &delta).map_err(lake_err)?;
+        for (tp, o) in offsets {
+            let e = dest.progress.entry(tp.clone()).or_insert(*o);
+            *e = (*e).max(*o);
+        }
+        let (ups, dels) = (upserts.len() as u64, (p.rows.len() - upserts.len()) as u64);
+        self.metrics
+            .output_records
+            .with_label_values(&[label, "upsert"])
+            .inc_by(ups);
+        self.metrics
+            .output_records
+            .with_label_values(&[label, "delete"])
+            .inc_by(dels);
+        self.summary.records_out += ups + dels;
+        match outcome {
+            CommitOutcome::Committed {
+                snapshot_id,
+                sequence,
+            } => tracing::info!(
+                table = label,
+                snapshot_id,
+                sequence,
+                upserts = ups,
+                deletes = dels,
+                "committed Iceberg snapshot"
+            ),
+            CommitOutcome::AlreadyCommitted => {
+                tracing::warn!(
+                    table = label,
+                    commit_id,
+                    "the batch was already committed (an earlier attempt landed)"
+                )
+            }
+        }
+        Ok(())
+    }
+
+    /// Group offsets for lag dashboards (the tables hold the real progress).
+    fn commit_group_offsets(&self) {
+        let mut tpl = TopicPartitionList::new();
+        for ((t, p), o) in &self.position {
+            let _ = tpl.add_partition_offset(t, *p, Offset::Offset(*o));
+        }
+        if tpl.count() > 0
+            && let Err(e) = self.consumer.commit(&tpl, CommitMode::Async)
+        {
+            tracing::debug!(error = %e, "committing group offsets (monitoring only)");
+        }
+    }
+}
+
+/// The destination layout of a plan: value columns (output names, decoded types), then the
+/// metadata columns; key columns by output name.
+fn layout_of(plan: &Plan, batch: &ChangeBatch, meta_columns: &[MetaColumn]) -> TableLayout {
+    let cols = &batch.schema.columns;
+    let mut columns: Vec<(String, ColumnType)> = plan
+        .value
+        .iter()
+        .filter_map(|v| cols.get(v.index).map(|c| (v.name.clone(), c.ty.clone())))
+        .collect();
+    for m in meta_columns {
+        columns.push((m.name().to_owned(), m.column_type()));
+    }
+    let key = plan
+        .key
+        .iter()
+        .map(|(_, json_name)| {
+            serde_json::from_str::<String>(json_name).unwrap_or_else(|_| json_name.clone())
+        })
+        .collect();
+    TableLayout::new(columns, key)
+}

@@ -1,0 +1,474 @@
+//! Reading the Iceberg sink's tables back, independently of decant's writer: the catalog
+//! pointer from the SQLite catalog (`lake_tables.py`), the rows through chdb (embedded
+//! ClickHouse, `chdb_read.py`), the schema and snapshot log from the metadata JSON itself.
+//! Rows become the same canonical changes `assert_pg_state` compares with PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value as Json, json};
+
+use std::time::{Duration, Instant};
+
+use crate::bed::{Bed, DecantProcess, bed_dir, run_ok};
+use crate::{PgMode, Run, assert_pg_state};
+
+/// One table as the catalog points at it.
+#[derive(Debug, Clone)]
+pub struct LakeTable {
+    /// `namespace.table`.
+    pub name: String,
+    pub metadata_path: PathBuf,
+    pub metadata: Json,
+}
+
+impl LakeTable {
+    pub fn current_schema(&self) -> &Json {
+        let id = &self.metadata["current-schema-id"];
+        self.metadata["schemas"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| &x["schema-id"] == id))
+            .expect("current schema in metadata")
+    }
+
+    /// Key column names (identifier fields), in id order.
+    pub fn key(&self) -> Vec<String> {
+        let s = self.current_schema();
+        let ids: Vec<&Json> = s["identifier-field-ids"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
+        ids.iter()
+            .filter_map(|id| {
+                s["fields"]
+                    .as_array()?
+                    .iter()
+                    .find(|f| &&f["id"] == id)
+                    .and_then(|f| f["name"].as_str().map(str::to_owned))
+            })
+            .collect()
+    }
+
+    /// Column name → Iceberg type (JSON as in the metadata: "long", {"type":"list",…}).
+    pub fn types(&self) -> BTreeMap<String, Json> {
+        self.current_schema()["fields"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap_or_default().to_owned(),
+                    f["type"].clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Snapshots of the main branch, oldest first (by walking parents from the current one).
+    pub fn main_snapshots(&self) -> Vec<Json> {
+        let all: BTreeMap<i64, &Json> = self.metadata["snapshots"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["snapshot-id"].as_i64().map(|id| (id, s)))
+            .collect();
+        let mut out = Vec::new();
+        let mut cur = self.metadata["current-snapshot-id"].as_i64();
+        while let Some(id) = cur {
+            let Some(s) = all.get(&id) else { break };
+            out.push((*s).clone());
+            cur = s["parent-snapshot-id"].as_i64();
+        }
+        out.reverse();
+        out
+    }
+}
+
+/// Every table of the catalog at `catalog_db` (SQLite).
+pub fn lake_tables(bed: &Bed, catalog_db: &Path) -> Vec<LakeTable> {
+    let out = run_ok(
+        Command::new(bed.get("DECANT_PY"))
+            .arg(bed_dir().join("lake_tables.py"))
+            .arg(catalog_db),
+        "lake_tables.py",
+    );
+    String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| {
+            let j: Json = serde_json::from_str(l).expect("lake_tables line");
+            let loc = j["metadata"].as_str().expect("metadata").to_owned();
+            let path = PathBuf::from(loc.strip_prefix("file://").unwrap_or(&loc));
+            let text = std::fs::read_to_string(&path).expect("metadata file");
+            LakeTable {
+                name: format!(
+                    "{}.{}",
+                    j["namespace"].as_str().unwrap_or_default(),
+                    j["table"].as_str().unwrap_or_default()
+                ),
+                metadata_path: path,
+                metadata: serde_json::from_str(&text).expect("metadata JSON"),
+            }
+        })
+        .collect()
+}
+
+/// The table's rows through chdb, canonicalised by their Iceberg types.
+pub fn chdb_rows(bed: &Bed, t: &LakeTable) -> Vec<serde_json::Map<String, Json>> {
+    let types = t.types();
+    let binary: Vec<&str> = types
+        .iter()
+        .filter(|(_, ty)| ty.as_str() == Some("binary"))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let out = run_ok(
+        Command::new(bed.get("DECANT_PY"))
+            .env("TZ", "UTC")
+            .arg(bed_dir().join("chdb_read.py"))
+            .arg(&t.metadata_path)
+            .arg(format!("--base64={}", binary.join(","))),
+        "chdb_read.py",
+    );
+    String::from_utf8_lossy(&out)
+        .lines()
+        .map(|l| {
+            let row: serde_json::Map<String, Json> = serde_json::from_str(l).expect("chdb row");
+            row.into_iter()
+                .map(|(k, v)| {
+                    let v = match types.get(&k) {
+                        Some(ty) => canonical(v, ty),
+                        None => v,
+                    };
+                    (k, v)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// ClickHouse's text of an Iceberg value → decant's canonical JSON.
+fn canonical(v: Json, ty: &Json) -> Json {
+    if v.is_null() {
+        return v;
+    }
+    match ty {
+        // ClickHouse prints non-finite floats as inf/-inf/nan.
+        Json::String(t) if t == "float" || t == "double" => match v.as_str() {
+            Some("inf") => Json::String("Infinity".into()),
+            Some("-inf") => Json::String("-Infinity".into()),
+            Some("nan" | "-nan") => Json::String("NaN".into()),
+            _ => v,
+        },
+        // ClickHouse reads Iceberg `time` as whole seconds since midnight.
+        Json::String(t) if t == "time" => match v.as_i64() {
+            Some(secs) => Json::String(format!(
+                "{:02}:{:02}:{:02}",
+                secs / 3600,
+                secs / 60 % 60,
+                secs % 60
+            )),
+            None => v,
+        },
+        Json::String(t) if t == "timestamp" || t == "timestamptz" => match v.as_str() {
+            Some(s) => Json::String(ch_timestamp(s, t == "timestamptz")),
+            None => v,
+        },
+        Json::Object(o) if o.get("type").and_then(Json::as_str) == Some("list") => match v {
+            Json::Array(items) => {
+                let elem = o.get("element").cloned().unwrap_or(Json::Null);
+                Json::Array(items.into_iter().map(|x| canonical(x, &elem)).collect())
+            }
+            other => other,
+        },
+        _ => v,
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS.ffffff` → `YYYY-MM-DDTHH:MM:SS[.ffffff][Z]`.
+fn ch_timestamp(s: &str, zoned: bool) -> String {
+    let mut out = s.replacen(' ', "T", 1);
+    if let Some((body, frac)) = out.clone().rsplit_once('.')
+        && frac.bytes().all(|b| b == b'0')
+    {
+        out = body.to_owned();
+    }
+    if zoned {
+        out.push('Z');
+    }
+    out
+}
+
+/// Canonical upsert changes of every row of `tables`, keyed by their identifier fields, as a
+/// [`Run`] for `assert_pg_state` (table = `namespace.table`).
+/// A table read back: `namespace.table`, its key columns, its rows.
+pub type TableRows = (String, Vec<String>, Vec<serde_json::Map<String, Json>>);
+
+pub fn as_run(tables: &[TableRows]) -> Run {
+    let mut changes = Vec::new();
+    for (name, key, rows) in tables {
+        for row in rows {
+            let k: serde_json::Map<String, Json> = key
+                .iter()
+                .map(|c| (c.clone(), row.get(c).cloned().unwrap_or(Json::Null)))
+                .collect();
+            changes.push(
+                json!({"op": "upsert", "table": name, "key": k, "row": row, "unchanged": []}),
+            );
+        }
+    }
+    Run {
+        changes,
+        errors: Vec::new(),
+    }
+}
+
+/// Iceberg has no JSON type: JSON documents (and geometry, structs) are stored as their text.
+/// For `string` columns whose PostgreSQL values are JSON values (not strings), parse that text
+/// back before comparing.
+pub fn parse_json_text(run: &mut Run, expected: &[Json], tables: &[LakeTable]) {
+    let mut json_cols: std::collections::HashSet<(String, String)> = Default::default();
+    let types: BTreeMap<&str, BTreeMap<String, Json>> = tables
+        .iter()
+        .map(|t| (t.name.as_str(), t.types()))
+        .collect();
+    for e in expected {
+        let table = e["table"].as_str().unwrap_or_default();
+        for (col, v) in e["row"].as_object().into_iter().flatten() {
+            let stored_as_text = types
+                .get(table)
+                .and_then(|t| t.get(col))
+                .is_some_and(|ty| ty.as_str() == Some("string"));
+            if stored_as_text && !v.is_null() && !v.is_string() {
+                json_cols.insert((table.to_owned(), col.clone()));
+            }
+        }
+    }
+    for c in &mut run.changes {
+        let table = c["table"].as_str().unwrap_or_default().to_owned();
+        if let Some(row) = c["row"].as_object_mut() {
+            for (col, v) in row.iter_mut() {
+                if json_cols.contains(&(table.clone(), col.clone()))
+                    && let Some(text) = v.as_str()
+                    && let Ok(parsed) = serde_json::from_str::<Json>(text)
+                {
+                    *v = parsed;
+                }
+            }
+        }
+    }
+}
+
+/// Rows of a table through iceberg-rust's own scan, rendered canonically.
+pub fn iceberg_rust_rows(
+    lake: &decant_iceberg::Lake,
+    table: &decant_iceberg::LakeTable,
+) -> Vec<serde_json::Map<String, Json>> {
+    let mut out = Vec::new();
+    for batch in table.scan(lake).expect("iceberg-rust scan") {
+        let schema = batch.schema();
+        for row in 0..batch.num_rows() {
+            let mut m = serde_json::Map::new();
+            for (i, field) in schema.fields().iter().enumerate() {
+                let mut text = String::new();
+                decant_decode::render::push_value(batch.column(i), field, row, &mut text);
+                m.insert(
+                    field.name().clone(),
+                    serde_json::from_str(&text).expect("rendered value is JSON"),
+                );
+            }
+            out.push(m);
+        }
+    }
+    out
+}
+
+/// The lake section of a test configuration (the Kafka-side settings come from the bed).
+pub fn lake_config(work: &Path, extra: &str) -> String {
+    format!(
+        "[iceberg]\ncatalog_uri = \"sqlite:{db}\"\nwarehouse = \"{wh}\"\ncommit_interval_ms = 1000\n{extra}\n",
+        db = work.join("lake/catalog.db").display(),
+        wh = work.join("lake/warehouse").display(),
+    )
+}
+
+/// Waits until the marker table holds its row and the catalog stops moving (two reads 3 s
+/// apart agree); returns the tables.
+pub fn lake_settled(bed: &Bed, db: &Path, decant: &mut DecantProcess) -> Vec<LakeTable> {
+    let start = Instant::now();
+    let mut last: Vec<String> = Vec::new();
+    loop {
+        let tables = if db.exists() {
+            lake_tables(bed, db)
+        } else {
+            Vec::new()
+        };
+        let marker = tables
+            .iter()
+            .find(|t| t.name.ends_with(".marker"))
+            .is_some_and(|t| !chdb_rows(bed, t).is_empty());
+        let now: Vec<String> = tables
+            .iter()
+            .map(|t| t.metadata_path.display().to_string())
+            .collect();
+        if marker && now == last {
+            return tables;
+        }
+        last = now;
+        assert!(
+            decant.is_running(),
+            "decant exited; log:\n{}",
+            decant.log_tail(60)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "the lake did not settle (marker {marker}); decant log:\n{}",
+            decant.log_tail(60)
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// Each table's snapshots (main branch) carry offsets that never go backwards and a commit id
+/// each, never repeated: every offset range was committed once. Returns the snapshot count.
+pub fn assert_snapshot_log(tables: &[LakeTable]) -> usize {
+    let mut count = 0;
+    for t in tables {
+        let mut seen_commits = std::collections::HashSet::new();
+        let mut prev: std::collections::BTreeMap<String, i64> = Default::default();
+        let mut prev_epoch = 0i64;
+        for s in t.main_snapshots() {
+            let summary = &s["summary"];
+            let commit = summary["decant.commit-id"].as_str().unwrap_or_else(|| {
+                panic!(
+                    "{}: snapshot {} has no decant.commit-id: {summary}",
+                    t.name, s["snapshot-id"]
+                )
+            });
+            assert!(
+                seen_commits.insert(commit.to_owned()),
+                "{}: commit {commit} twice",
+                t.name
+            );
+            let epoch: i64 = summary["decant.writer-epoch"]
+                .as_str()
+                .and_then(|e| e.parse().ok())
+                .expect("writer epoch");
+            assert!(
+                epoch >= prev_epoch,
+                "{}: writer epoch went back from {prev_epoch} to {epoch}",
+                t.name
+            );
+            prev_epoch = epoch;
+            let offsets: Json =
+                serde_json::from_str(summary["decant.offsets"].as_str().expect("offsets"))
+                    .expect("offsets JSON");
+            for (topic, parts) in offsets.as_object().into_iter().flatten() {
+                for (p, o) in parts.as_object().into_iter().flatten() {
+                    let key = format!("{topic}/{p}");
+                    let o = o.as_i64().expect("offset");
+                    let before = prev.get(&key).copied().unwrap_or(0);
+                    assert!(
+                        o >= before,
+                        "{}: offset of {key} went back from {before} to {o}",
+                        t.name
+                    );
+                    prev.insert(key, o);
+                }
+            }
+            for k in [
+                "total-records",
+                "total-data-files",
+                "total-delete-files",
+                "total-equality-deletes",
+            ] {
+                assert!(
+                    summary[k].is_string(),
+                    "{}: summary lacks {k}: {summary}",
+                    t.name
+                );
+            }
+            count += 1;
+        }
+    }
+    count
+}
+
+/// What chdb can show of PostgreSQL's values: ClickHouse reads Iceberg `time` as whole
+/// seconds, shows the largest timestamp (decant's +infinity) as its own maximum, and has no
+/// null arrays (a null list reads as `[]`).
+fn as_chdb_sees(expected: &[Json], tables: &[LakeTable]) -> Vec<Json> {
+    let types: BTreeMap<&str, BTreeMap<String, Json>> = tables
+        .iter()
+        .map(|t| (t.name.as_str(), t.types()))
+        .collect();
+    expected
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            let table = e["table"].as_str().unwrap_or_default().to_owned();
+            if let Some(row) = e["row"].as_object_mut() {
+                for (col, v) in row.iter_mut() {
+                    let ty_json = types.get(table.as_str()).and_then(|t| t.get(col));
+                    if v.is_null() && ty_json.is_some_and(|t| t["type"] == "list") {
+                        *v = Json::Array(Vec::new());
+                        continue;
+                    }
+                    match (ty_json.and_then(Json::as_str), v.as_str()) {
+                        (Some("time"), Some(text)) => {
+                            *v = Json::String(text.split('.').next().unwrap_or(text).to_owned());
+                        }
+                        (Some("timestamp"), Some("infinity")) => {
+                            *v = Json::String("9999-12-31T23:59:59.775807".into());
+                        }
+                        (Some("timestamptz"), Some("infinity")) => {
+                            *v = Json::String("9999-12-31T23:59:59.775807Z".into());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            e
+        })
+        .collect()
+}
+
+/// Compares every table (both readers) with PostgreSQL.
+pub fn assert_lake_equals_pg(
+    label: &str,
+    bed: &Bed,
+    tables: &[LakeTable],
+    expected: &[Json],
+    lake: Option<&decant_iceberg::Lake>,
+) {
+    let by_chdb: Vec<_> = tables
+        .iter()
+        .map(|t| (t.name.clone(), t.key(), chdb_rows(bed, t)))
+        .collect();
+    let mut run = as_run(&by_chdb);
+    parse_json_text(&mut run, expected, tables);
+    let chdb_expected = as_chdb_sees(expected, tables);
+    assert_pg_state(
+        &format!("{label} (chdb)"),
+        &run,
+        &chdb_expected,
+        PgMode::Exact,
+    );
+    if let Some(lake) = lake {
+        let by_rust: Vec<_> = tables
+            .iter()
+            .map(|t| {
+                let (ns, name) = t.name.rsplit_once('.').expect("ns.table");
+                let table = lake.load(ns, name).expect("load").expect("table exists");
+                (t.name.clone(), t.key(), iceberg_rust_rows(lake, &table))
+            })
+            .collect();
+        let mut run = as_run(&by_rust);
+        parse_json_text(&mut run, expected, tables);
+        assert_pg_state(
+            &format!("{label} (iceberg-rust scan)"),
+            &run,
+            expected,
+            PgMode::Exact,
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! Two `decant run` processes of the same pipeline (Iceberg sink): the newer one claims every
+//! table at start, so the older one can no longer commit — its next commit attempt finds the
+//! newer writer epoch and it stops with a clear message. The snapshot log never interleaves the
+//! two writers (epochs never go back), and the final tables equal PostgreSQL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use decant_tests::bed::{
+    Bed, Broker, Debezium, DecantProcess, PgSchema, free_port, http_get, random_name, wait_for,
+    write_decant_config,
+};
+use decant_tests::lake::{assert_lake_equals_pg, assert_snapshot_log, lake_config, lake_settled};
+
+fn committed(port: u16) -> u64 {
+    http_get(port, "/metrics")
+        .and_then(|(_, m)| {
+            m.lines()
+                .find(|l| l.starts_with("decant_transactions_total{outcome=\"committed\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_newer_writer_fences_the_older_one() {
+    let started = Instant::now();
+    let bed = Bed::load();
+    let broker = Broker::start_retrying(false);
+    let schema = PgSchema::create(&bed);
+    bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
+    let prefix = random_name("src");
+    let mut dbz = Debezium::start(&bed, &schema, &broker, &prefix, &[]);
+    dbz.wait_snapshot(Duration::from_secs(300));
+
+    let work = std::env::temp_dir().join(random_name("decant-fence"));
+    let (config, port_a) = write_decant_config(
+        &work,
+        &broker.bootstrap(),
+        &prefix,
+        "unused",
+        &lake_config(&work, ""),
+    );
+    let env_a = [("DECANT_OUTPUT__TYPE", "iceberg")];
+    let mut a = DecantProcess::start(&config, &work.join("a.log"), &env_a);
+    wait_for(Duration::from_secs(90), "writer A commits", || {
+        (committed(port_a) > 0).then_some(())
+    });
+
+    // Changes keep coming while the second writer starts.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, bed, name) = (stop.clone(), bed.clone(), schema.name.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                bed.psql(
+                    &format!(
+                        "UPDATE \"{name}\".composite SET qty = qty + 1, val = 'f{i}' WHERE k_int % 3 = {m}",
+                        m = i % 3
+                    ),
+                    &[],
+                );
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let port_b = free_port();
+    let listen_b = format!("127.0.0.1:{port_b}");
+    let state_b = work.join("state-b").display().to_string();
+    let env_b = [
+        ("DECANT_OUTPUT__TYPE", "iceberg"),
+        ("DECANT_OBSERVABILITY__LISTEN", listen_b.as_str()),
+        ("DECANT_STATE__DIR", state_b.as_str()),
+    ];
+    let mut b = DecantProcess::start(&config, &work.join("b.log"), &env_b);
+
+    // A stops on its own: fenced, with a clear message, without committing again.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while a.is_running() {
+        assert!(
+            Instant::now() < deadline,
+            "writer A was not fenced; its log:\n{}",
+            a.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log_a = std::fs::read_to_string(work.join("a.log")).unwrap_or_default();
+    assert!(
+        log_a.contains("fenced: another decant process of pipeline"),
+        "A's log names the fencing:\n{}",
+        a.log_tail(20)
+    );
+    wait_for(Duration::from_secs(90), "writer B commits", || {
+        (committed(port_b) > 0).then_some(())
+    });
+    stop.store(true, Ordering::SeqCst);
+    writer.join().expect("workload");
+    bed.psql(
+        &format!("insert into \"{}\".marker values (1, 'end')", schema.name),
+        &[],
+    );
+    let expected = bed.pg_state(&schema.name);
+    let db = work.join("lake/catalog.db");
+    let tables = lake_settled(&bed, &db, &mut b);
+    assert_lake_equals_pg("after fencing", &bed, &tables, &expected, None);
+    let snapshots = assert_snapshot_log(&tables);
+    let status = b.terminate(Duration::from_secs(60));
+    assert!(status.success(), "B exit status {status}");
+    dbz.stop();
+    eprintln!(
+        "lake_fencing: {snapshots} snapshots, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(&work);
+}
