@@ -394,7 +394,7 @@ pub fn assert_snapshot_log(tables: &[LakeTable]) -> usize {
 }
 
 /// What chdb can show of PostgreSQL's values: ClickHouse reads Iceberg `time` as whole
-/// seconds, shows the largest timestamp (decant's +infinity) as its own maximum, and has no
+/// seconds, shows the extreme timestamps (decant's ±infinity) wrapped into its own range, and has no
 /// null arrays (a null list reads as `[]`).
 fn as_chdb_sees(expected: &[Json], tables: &[LakeTable]) -> Vec<Json> {
     let types: BTreeMap<&str, BTreeMap<String, Json>> = tables
@@ -422,6 +422,12 @@ fn as_chdb_sees(expected: &[Json], tables: &[LakeTable]) -> Vec<Json> {
                         }
                         (Some("timestamptz"), Some("infinity")) => {
                             *v = Json::String("9999-12-31T23:59:59.775807Z".into());
+                        }
+                        (Some("timestamp"), Some("-infinity")) => {
+                            *v = Json::String("0000-01-01T00:00:00.224192".into());
+                        }
+                        (Some("timestamptz"), Some("-infinity")) => {
+                            *v = Json::String("0000-01-01T00:00:00.224192Z".into());
                         }
                         _ => {}
                     }

@@ -223,3 +223,145 @@ fn end_to_end_throughput() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&work);
 }
+
+/// Ids alive after the workload (creates minus deletes), for the Iceberg harness's row count.
+fn live_ids(n: u64) -> usize {
+    let mut live = std::collections::HashSet::new();
+    let mut next_id = 1u64;
+    for i in 0..n {
+        match i % 20 {
+            0..=15 => {
+                live.insert(next_id);
+                next_id += 1;
+            }
+            16..=18 => {
+                live.insert(1 + (i * 31) % next_id);
+            }
+            _ => {
+                live.remove(&(1 + (i * 17) % next_id));
+            }
+        }
+    }
+    live.len()
+}
+
+/// The Iceberg sink under the same load: changes/s into Iceberg at a 10 s commit interval,
+/// from the first record read until the snapshot holding the last offset is committed, with
+/// decant's CPU share and peak RSS. The table is read back with chdb and its rows counted.
+///
+/// ```text
+/// nice cargo build --release -p decant
+/// DECANT_BIN=target/release/decant DECANT_BENCH_RECORDS=500000 \
+///   cargo test -p decant-tests --test run_throughput lake -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "throughput harness: run explicitly (see the module docs)"]
+fn lake_throughput() {
+    let n: u64 = std::env::var("DECANT_BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let bed = decant_tests::bed::Bed::load();
+    let broker = Broker::start_retrying(false);
+    let bootstrap = broker.bootstrap();
+    let prefix = random_name("bench");
+    let topic = format!("{prefix}.public.orders");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let (records, _) = workload(n, now_ms);
+    let bytes: usize = records
+        .iter()
+        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
+        .sum();
+    for chunk in records.chunks(20_000) {
+        let refs: Vec<KeyValue<'_>> = chunk
+            .iter()
+            .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
+            .collect();
+        produce(&bootstrap, &topic, &refs);
+    }
+    eprintln!(
+        "lake throughput: loaded {} source records ({:.1} MB)",
+        records.len(),
+        bytes as f64 / 1e6
+    );
+    let work = std::env::temp_dir().join(random_name("decant-lake-bench"));
+    let lake = format!(
+        "[iceberg]\ncatalog_uri = \"sqlite:{db}\"\nwarehouse = \"{wh}\"\ncommit_interval_ms = 10000\n\n[decode]\ntombstones = \"delete\"\n\n[log]\nlevel = \"warn\"\n",
+        db = work.join("lake/catalog.db").display(),
+        wh = work.join("lake/warehouse").display(),
+    );
+    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, "unused", &lake);
+    let decant = DecantProcess::start(
+        &config,
+        &work.join("decant.log"),
+        &[("DECANT_OUTPUT__TYPE", "iceberg")],
+    );
+    let pid = decant.pid();
+    let total = records.len() as i64;
+    let db = work.join("lake/catalog.db");
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let (mut t0, mut cpu0) = (None, 0.0);
+    let mut peak_rss = 0;
+    let committed_to = |bed: &decant_tests::bed::Bed| -> i64 {
+        if !db.exists() {
+            return 0;
+        }
+        decant_tests::lake::lake_tables(bed, &db)
+            .iter()
+            .filter_map(|t| t.main_snapshots().last().cloned())
+            .filter_map(|s| {
+                let o: serde_json::Value =
+                    serde_json::from_str(s["summary"]["decant.offsets"].as_str()?).ok()?;
+                o[&topic]["0"].as_i64()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "timed out:\n{}",
+            decant.log_tail(40)
+        );
+        let read = metric_sum(port, "decant_input_records_total");
+        if t0.is_none() && read > 0 {
+            t0 = Some((Instant::now(), read));
+            cpu0 = proc_cpu_seconds(pid);
+        }
+        peak_rss = peak_rss.max(proc_status_kb(pid, "VmRSS:"));
+        if read as i64 >= total && committed_to(&bed) >= total {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (start, read_at_start) = t0.expect("started");
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = proc_cpu_seconds(pid) - cpu0;
+    let hwm = proc_status_kb(pid, "VmHWM:");
+    let counted = total as u64 - read_at_start;
+    let tables = decant_tests::lake::lake_tables(&bed, &db);
+    let orders = tables
+        .iter()
+        .find(|t| t.name == "public.orders")
+        .expect("orders table");
+    let rows = decant_tests::lake::chdb_rows(&bed, orders).len();
+    assert_eq!(rows, live_ids(n), "live rows in the Iceberg table");
+    let snapshots = orders.main_snapshots().len();
+    eprintln!(
+        "lake throughput: {counted} source records in {wall:.2} s = {:.0} changes/s into Iceberg \
+         (read → decoded → reduced → Parquet + equality deletes → committed, 10 s commits, \
+         {snapshots} snapshots); decant CPU {cpu:.2} s = {:.0} % of one core, {:.0} changes per \
+         CPU-second; peak RSS {:.1} MB (sampled {:.1} MB); {rows} live rows read back by chdb",
+        counted as f64 / wall,
+        100.0 * cpu / wall,
+        counted as f64 / cpu.max(1e-9),
+        hwm as f64 / 1024.0,
+        peak_rss as f64 / 1024.0,
+    );
+    let status = decant.terminate(Duration::from_secs(60));
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(&work);
+}
