@@ -85,12 +85,66 @@ impl LakeTable {
     }
 }
 
-/// Every table of the catalog at `catalog_db` (SQLite).
-pub fn lake_tables(bed: &Bed, catalog_db: &Path) -> Vec<LakeTable> {
+/// The SQL catalog a test's decant writes to.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// A SQLite file or a `postgres://` URL.
+    pub location: String,
+    /// The catalog name (tables of other names in the same database are not ours).
+    pub name: String,
+    /// The warehouse directory.
+    pub warehouse: PathBuf,
+}
+
+impl Catalog {
+    /// SQLite in `work/lake/catalog.db`, the embedded default.
+    pub fn sqlite(work: &Path) -> Catalog {
+        Catalog {
+            location: work.join("lake/catalog.db").display().to_string(),
+            name: "decant".into(),
+            warehouse: work.join("lake/warehouse"),
+        }
+    }
+
+    /// The bed's PostgreSQL, under a catalog name of its own.
+    pub fn postgres(bed: &Bed, work: &Path) -> Catalog {
+        Catalog {
+            location: bed.pg_url(),
+            name: crate::bed::random_name("cat"),
+            warehouse: work.join("lake/warehouse"),
+        }
+    }
+
+    pub fn uri(&self) -> String {
+        if self.location.starts_with("postgres") {
+            self.location.clone()
+        } else {
+            format!("sqlite:{}", self.location)
+        }
+    }
+
+    /// The `[iceberg]` section of a test configuration (Kafka settings come from the bed).
+    pub fn config(&self, extra: &str) -> String {
+        format!(
+            "[iceberg]\ncatalog_uri = \"{}\"\ncatalog_name = \"{}\"\nwarehouse = \"{}\"\ncommit_interval_ms = 1000\n{extra}\n",
+            self.uri(),
+            self.name,
+            self.warehouse.display(),
+        )
+    }
+
+    fn exists(&self) -> bool {
+        self.location.starts_with("postgres") || Path::new(&self.location).exists()
+    }
+}
+
+/// Every table of `catalog`, as its database points at it.
+pub fn lake_tables(bed: &Bed, catalog: &Catalog) -> Vec<LakeTable> {
     let out = run_ok(
         Command::new(bed.get("DECANT_PY"))
             .arg(bed_dir().join("lake_tables.py"))
-            .arg(catalog_db),
+            .arg(&catalog.location)
+            .args(["--catalog", &catalog.name]),
         "lake_tables.py",
     );
     String::from_utf8_lossy(&out)
@@ -282,23 +336,14 @@ pub fn iceberg_rust_rows(
     out
 }
 
-/// The lake section of a test configuration (the Kafka-side settings come from the bed).
-pub fn lake_config(work: &Path, extra: &str) -> String {
-    format!(
-        "[iceberg]\ncatalog_uri = \"sqlite:{db}\"\nwarehouse = \"{wh}\"\ncommit_interval_ms = 1000\n{extra}\n",
-        db = work.join("lake/catalog.db").display(),
-        wh = work.join("lake/warehouse").display(),
-    )
-}
-
 /// Waits until the marker table holds its row and the catalog stops moving (two reads 3 s
 /// apart agree); returns the tables.
-pub fn lake_settled(bed: &Bed, db: &Path, decant: &mut DecantProcess) -> Vec<LakeTable> {
+pub fn lake_settled(bed: &Bed, catalog: &Catalog, decant: &mut DecantProcess) -> Vec<LakeTable> {
     let start = Instant::now();
     let mut last: Vec<String> = Vec::new();
     loop {
-        let tables = if db.exists() {
-            lake_tables(bed, db)
+        let tables = if catalog.exists() {
+            lake_tables(bed, catalog)
         } else {
             Vec::new()
         };

@@ -15,7 +15,7 @@ use decant_tests::bed::{
     Bed, Broker, Debezium, DecantProcess, PgSchema, consume, http_get, random_name,
     topics_with_prefix, write_decant_config,
 };
-use decant_tests::lake::{assert_lake_equals_pg, assert_snapshot_log, lake_config, lake_settled};
+use decant_tests::lake::{Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled};
 
 const KILLS: usize = 22;
 
@@ -89,13 +89,13 @@ fn kill_9_at_random_moments_commits_every_change_once() {
     bed.psql_files(&["workload_stream.sql"], &[("schema", &schema.name)]);
 
     let work = std::env::temp_dir().join(random_name("decant-lake-crash"));
+    let catalog = Catalog::sqlite(&work);
     let (config, port) = write_decant_config(
         &work,
         &broker.bootstrap(),
         &prefix,
         "unused",
-        &lake_config(
-            &work,
+        &catalog.config(
             "[defaults]\non_toast_missing = \"fail\"\n\n[log]\nlevel = \"info,decant_iceberg=debug\"\n",
         ),
     );
@@ -162,8 +162,7 @@ fn kill_9_at_random_moments_commits_every_change_once() {
 
     let mut decant = DecantProcess::start(&config, &log, &env);
     let expected = bed.pg_state(&schema.name);
-    let db = work.join("lake/catalog.db");
-    let tables = lake_settled(&bed, &db, &mut decant);
+    let tables = lake_settled(&bed, &catalog, &mut decant);
     assert_lake_equals_pg("after kill -9 (iceberg)", &bed, &tables, &expected, None);
     let snapshots = assert_snapshot_log(&tables);
     assert!(

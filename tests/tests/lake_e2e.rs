@@ -12,7 +12,7 @@ use decant_tests::bed::{
     write_decant_config,
 };
 use decant_tests::lake::{
-    assert_lake_equals_pg, assert_snapshot_log, lake_config, lake_settled, lake_tables,
+    Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled, lake_tables,
 };
 
 #[test]
@@ -27,12 +27,13 @@ fn debezium_to_iceberg_equals_postgres() {
     dbz.wait_snapshot(Duration::from_secs(300));
 
     let work = std::env::temp_dir().join(random_name("decant-lake"));
+    let catalog = Catalog::sqlite(&work);
     let (config, port) = write_decant_config(
         &work,
         &broker.bootstrap(),
         &prefix,
         "unused",
-        &lake_config(&work, ""),
+        &catalog.config(""),
     );
     let env = [("DECANT_OUTPUT__TYPE", "iceberg")];
     let log = work.join("decant.log");
@@ -46,13 +47,12 @@ fn debezium_to_iceberg_equals_postgres() {
         &[],
     );
     let expected = bed.pg_state(&schema.name);
-    let db = work.join("lake/catalog.db");
-    let tables = lake_settled(&bed, &db, &mut decant);
+    let tables = lake_settled(&bed, &catalog, &mut decant);
 
     let lake = decant_iceberg::Lake::open(decant_iceberg::LakeConfig {
-        catalog_uri: format!("sqlite:{}", db.display()),
-        catalog_name: "decant".into(),
-        warehouse: work.join("lake/warehouse").display().to_string(),
+        catalog_uri: catalog.uri(),
+        catalog_name: catalog.name.clone(),
+        warehouse: catalog.warehouse.display().to_string(),
         pipeline: "reader".into(),
         target_file_size_bytes: 1 << 20,
         table_properties: Default::default(),
@@ -90,7 +90,7 @@ fn debezium_to_iceberg_equals_postgres() {
         "decant exit status {status}; log:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    let before: Vec<String> = lake_tables(&bed, &db)
+    let before: Vec<String> = lake_tables(&bed, &catalog)
         .iter()
         .map(|t| t.metadata_path.display().to_string())
         .collect();
@@ -101,7 +101,7 @@ fn debezium_to_iceberg_equals_postgres() {
         || http_get(port, "/ready").filter(|(s, _)| *s == 200),
     );
     std::thread::sleep(Duration::from_secs(8));
-    let tables_after = lake_tables(&bed, &db);
+    let tables_after = lake_tables(&bed, &catalog);
     let after: Vec<String> = tables_after
         .iter()
         .map(|t| t.metadata_path.display().to_string())

@@ -1,7 +1,8 @@
 //! Two `decant run` processes of the same pipeline (Iceberg sink): the newer one claims every
 //! table at start, so the older one can no longer commit — its next commit attempt finds the
 //! newer writer epoch and it stops with a clear message. The snapshot log never interleaves the
-//! two writers (epochs never go back), and the final tables equal PostgreSQL.
+//! two writers (epochs never go back), and the final tables equal PostgreSQL. The catalog is the
+//! SQL catalog on PostgreSQL (the other lake tests use SQLite), so the compare-and-swap runs there.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,7 @@ use decant_tests::bed::{
     Bed, Broker, Debezium, DecantProcess, PgSchema, free_port, http_get, random_name, wait_for,
     write_decant_config,
 };
-use decant_tests::lake::{assert_lake_equals_pg, assert_snapshot_log, lake_config, lake_settled};
+use decant_tests::lake::{Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled};
 
 fn committed(port: u16) -> u64 {
     http_get(port, "/metrics")
@@ -35,12 +36,13 @@ fn a_newer_writer_fences_the_older_one() {
     dbz.wait_snapshot(Duration::from_secs(300));
 
     let work = std::env::temp_dir().join(random_name("decant-fence"));
+    let catalog = Catalog::postgres(&bed, &work);
     let (config, port_a) = write_decant_config(
         &work,
         &broker.bootstrap(),
         &prefix,
         "unused",
-        &lake_config(&work, ""),
+        &catalog.config(""),
     );
     let env_a = [("DECANT_OUTPUT__TYPE", "iceberg")];
     let mut a = DecantProcess::start(&config, &work.join("a.log"), &env_a);
@@ -104,8 +106,7 @@ fn a_newer_writer_fences_the_older_one() {
         &[],
     );
     let expected = bed.pg_state(&schema.name);
-    let db = work.join("lake/catalog.db");
-    let tables = lake_settled(&bed, &db, &mut b);
+    let tables = lake_settled(&bed, &catalog, &mut b);
     assert_lake_equals_pg("after fencing", &bed, &tables, &expected, None);
     let snapshots = assert_snapshot_log(&tables);
     let status = b.terminate(Duration::from_secs(60));

@@ -8,7 +8,7 @@ use decant_tests::bed::{
     Bed, Broker, Debezium, DecantProcess, PgSchema, http_get, random_name, wait_for,
     write_decant_config,
 };
-use decant_tests::lake::{assert_lake_equals_pg, lake_config, lake_settled};
+use decant_tests::lake::{Catalog, assert_lake_equals_pg, lake_settled};
 
 fn metric(port: u16, name: &str) -> Option<f64> {
     http_get(port, "/metrics").and_then(|(_, m)| {
@@ -30,12 +30,13 @@ fn added_columns_flow_and_type_changes_stop_only_their_table() {
     dbz.wait_snapshot(Duration::from_secs(300));
 
     let work = std::env::temp_dir().join(random_name("decant-lake-schema"));
+    let catalog = Catalog::sqlite(&work);
     let (config, port) = write_decant_config(
         &work,
         &broker.bootstrap(),
         &prefix,
         "unused",
-        &lake_config(&work, ""),
+        &catalog.config(""),
     );
     let env = [("DECANT_OUTPUT__TYPE", "iceberg")];
     let mut decant = DecantProcess::start(&config, &work.join("decant.log"), &env);
@@ -71,8 +72,7 @@ fn added_columns_flow_and_type_changes_stop_only_their_table() {
         .into_iter()
         .filter(|e| e["table"] != format!("{s}.toasty").as_str())
         .collect();
-    let db = work.join("lake/catalog.db");
-    let tables: Vec<_> = lake_settled(&bed, &db, &mut decant)
+    let tables: Vec<_> = lake_settled(&bed, &catalog, &mut decant)
         .into_iter()
         .filter(|t| !t.name.ends_with(".toasty"))
         .collect();

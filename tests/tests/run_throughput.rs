@@ -288,11 +288,13 @@ fn lake_throughput() {
         bytes as f64 / 1e6
     );
     let work = std::env::temp_dir().join(random_name("decant-lake-bench"));
-    let lake = format!(
-        "[iceberg]\ncatalog_uri = \"sqlite:{db}\"\nwarehouse = \"{wh}\"\ncommit_interval_ms = 10000\n\n[decode]\ntombstones = \"delete\"\n\n[log]\nlevel = \"warn\"\n",
-        db = work.join("lake/catalog.db").display(),
-        wh = work.join("lake/warehouse").display(),
-    );
+    let catalog = decant_tests::lake::Catalog::sqlite(&work);
+    let lake = catalog
+        .config("[decode]\ntombstones = \"delete\"\n\n[log]\nlevel = \"warn\"\n")
+        .replace(
+            "commit_interval_ms = 1000\n",
+            "commit_interval_ms = 10000\n",
+        );
     let (config, port) = write_decant_config(&work, &bootstrap, &prefix, "unused", &lake);
     let decant = DecantProcess::start(
         &config,
@@ -301,15 +303,14 @@ fn lake_throughput() {
     );
     let pid = decant.pid();
     let total = records.len() as i64;
-    let db = work.join("lake/catalog.db");
     let deadline = Instant::now() + Duration::from_secs(1800);
     let (mut t0, mut cpu0) = (None, 0.0);
     let mut peak_rss = 0;
     let committed_to = |bed: &decant_tests::bed::Bed| -> i64 {
-        if !db.exists() {
+        if !work.join("lake/catalog.db").exists() {
             return 0;
         }
-        decant_tests::lake::lake_tables(bed, &db)
+        decant_tests::lake::lake_tables(bed, &catalog)
             .iter()
             .filter_map(|t| t.main_snapshots().last().cloned())
             .filter_map(|s| {
@@ -342,7 +343,7 @@ fn lake_throughput() {
     let cpu = proc_cpu_seconds(pid) - cpu0;
     let hwm = proc_status_kb(pid, "VmHWM:");
     let counted = total as u64 - read_at_start;
-    let tables = decant_tests::lake::lake_tables(&bed, &db);
+    let tables = decant_tests::lake::lake_tables(&bed, &catalog);
     let orders = tables
         .iter()
         .find(|t| t.name == "public.orders")
