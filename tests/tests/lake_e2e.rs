@@ -56,6 +56,7 @@ fn debezium_to_iceberg_equals_postgres() {
         pipeline: "reader".into(),
         target_file_size_bytes: 1 << 20,
         table_properties: Default::default(),
+        storage_properties: Default::default(),
     })
     .expect("open the lake");
     assert_lake_equals_pg(

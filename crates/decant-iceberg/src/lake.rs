@@ -12,7 +12,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use iceberg::io::{FileIO, LocalFsStorageFactory};
+use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory, StorageFactory};
 use iceberg::spec::{TableMetadata, TableMetadataBuilder};
 use iceberg::table::Table;
 use iceberg::{
@@ -20,6 +20,7 @@ use iceberg::{
     TableUpdate,
 };
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use iceberg_storage_opendal::OpenDalStorageFactory;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
@@ -47,6 +48,9 @@ pub struct LakeConfig {
     pub target_file_size_bytes: usize,
     /// Extra properties for tables decant creates.
     pub table_properties: HashMap<String, String>,
+    /// Storage properties (`s3.endpoint`, `s3.access-key-id`, `s3.secret-access-key`,
+    /// `s3.region`, `s3.path-style-access`, …) for an `s3://` warehouse.
+    pub storage_properties: HashMap<String, String>,
 }
 
 pub struct Lake {
@@ -111,7 +115,20 @@ impl Lake {
             .enable_all()
             .build()
             .map_err(IcebergError::Runtime)?;
-        let warehouse = warehouse_url(&cfg.warehouse)?;
+        let on_s3 = cfg.warehouse.starts_with("s3://") || cfg.warehouse.starts_with("s3a://");
+        let warehouse = if on_s3 {
+            cfg.warehouse.trim_end_matches('/').to_owned()
+        } else {
+            warehouse_url(&cfg.warehouse)?
+        };
+        let storage: Arc<dyn StorageFactory> = if on_s3 {
+            Arc::new(OpenDalStorageFactory::S3 {
+                customized_credential_load: None,
+            })
+        } else {
+            Arc::new(LocalFsStorageFactory)
+        };
+        let storage_props = cfg.storage_properties.clone();
         let uri = catalog_uri(&cfg.catalog_uri);
         let bind = if uri.starts_with("postgres") {
             SqlBindStyle::DollarNumeric
@@ -119,13 +136,12 @@ impl Lake {
             SqlBindStyle::QMark
         };
         let (catalog, pool) = rt.block_on(async {
-            let storage = Arc::new(LocalFsStorageFactory);
             let catalog = SqlCatalogBuilder::default()
                 .uri(uri.clone())
                 .warehouse_location(warehouse.clone())
                 .sql_bind_style(bind)
-                .with_storage_factory(storage)
-                .load(cfg.catalog_name.clone(), HashMap::new())
+                .with_storage_factory(storage.clone())
+                .load(cfg.catalog_name.clone(), storage_props.clone())
                 .await
                 .map_err(IcebergError::iceberg(format!(
                     "opening the SQL catalog at {}",
@@ -153,7 +169,9 @@ impl Lake {
             rt,
             catalog,
             swap,
-            file_io: FileIO::new_with_fs(),
+            file_io: FileIOBuilder::new(storage)
+                .with_props(storage_props)
+                .build(),
             cfg: LakeConfig { warehouse, ..cfg },
             epoch,
         })

@@ -20,6 +20,7 @@ fn lake(dir: &std::path::Path) -> Lake {
         pipeline: "p1".into(),
         target_file_size_bytes: 1 << 20,
         table_properties: HashMap::new(),
+        storage_properties: HashMap::new(),
     })
     .expect("open lake")
 }

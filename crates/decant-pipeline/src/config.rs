@@ -396,7 +396,7 @@ pub struct IcebergSinkConfig {
     /// Catalog name inside that database.
     #[serde(default = "default_catalog_name")]
     pub catalog_name: String,
-    /// Warehouse root directory (created if missing).
+    /// Warehouse root: a local directory (created if missing) or `s3://bucket/prefix`.
     #[serde(default = "default_warehouse")]
     pub warehouse: String,
     /// Namespace template; variables `{schema}`, `{table}`, `{prefix}` (= output.prefix).
@@ -424,6 +424,10 @@ pub struct IcebergSinkConfig {
     /// Extra properties of tables decant creates.
     #[serde(default)]
     pub table_properties: BTreeMap<String, String>,
+    /// Storage properties for an `s3://` warehouse: `s3.endpoint`, `s3.access-key-id`,
+    /// `s3.secret-access-key`, `s3.region`, `s3.path-style-access` (`true` for MinIO-style).
+    #[serde(default)]
+    pub storage: BTreeMap<String, String>,
 }
 
 impl Default for IcebergSinkConfig {
@@ -440,6 +444,7 @@ impl Default for IcebergSinkConfig {
             commit_max_bytes: default_iceberg_max_bytes(),
             target_file_size_bytes: default_target_file_size(),
             table_properties: BTreeMap::new(),
+            storage: BTreeMap::new(),
         }
     }
 }

@@ -134,6 +134,7 @@ pub fn run(
         pipeline: pipeline.clone(),
         target_file_size_bytes: ic.target_file_size_bytes as usize,
         table_properties: ic.table_properties.clone().into_iter().collect(),
+        storage_properties: ic.storage.clone().into_iter().collect(),
     })
     .map_err(lake_err)?;
     let dead_letters = match &cfg.dead_letter.topic {
@@ -412,8 +413,6 @@ impl<'c> Worker<'c> {
             key: m.key(),
             value: m.payload(),
         };
-        self.batch_bytes +=
-            (m.payload().map_or(0, <[u8]>::len) + m.key().map_or(0, <[u8]>::len)) as u64;
         match self.decoder.decode(&rec) {
             Ok(Outcome::Row { table, kind }) => {
                 self.metrics
@@ -597,10 +596,14 @@ impl<'c> Worker<'c> {
                 self.held = held;
                 res
             }
-            BadRecordPolicy::Fail => Err(PipelineError::Config(format!(
-                "{}/{}@{}: table {}: {} (policy fail: fix the cause or change the policy, then restart)",
-                meta.topic, meta.partition, meta.offset, route.label, bad.message
-            ))),
+            BadRecordPolicy::Fail => {
+                // Rows are added in input order: nothing of this partition from here on is
+                // in the batch, and nothing after it will be.
+                let (topic, partition, offset) =
+                    (meta.topic.to_string(), meta.partition, meta.offset);
+                self.quarantine_at(&topic, partition, offset, &route.label, &bad.message);
+                Ok(())
+            }
         }
     }
 
@@ -610,6 +613,9 @@ impl<'c> Worker<'c> {
         let (ns, name) = self.destination(&batch.schema.table);
         let dest_label = format!("{ns}.{name}");
         let tp = (meta.topic.to_string(), meta.partition);
+        if self.quarantine.get(&tp).is_some_and(|q| meta.offset >= *q) {
+            return Ok(());
+        }
         if self.stopped.contains_key(&dest_label) {
             self.metrics
                 .skipped_records
@@ -778,6 +784,7 @@ impl<'c> Worker<'c> {
         if p.layout.as_ref() != Some(&layout) {
             p.layout = Some(layout);
         }
+        // What the batch holds: a replaced value is still counted (an over-estimate is safe).
         self.batch_bytes += (key.len() + value.as_ref().map_or(0, String::len)) as u64;
         p.rows.insert(key.to_owned(), value);
     }
