@@ -316,7 +316,14 @@ fn lake_throughput() {
             .filter_map(|s| {
                 let o: serde_json::Value =
                     serde_json::from_str(s["summary"]["decant.offsets"].as_str()?).ok()?;
-                o[&topic]["0"].as_i64()
+                // Records consumed: next offsets summed over the topic's partitions.
+                Some(
+                    o[&topic]
+                        .as_object()?
+                        .values()
+                        .filter_map(|v| v.as_i64())
+                        .sum::<i64>(),
+                )
             })
             .max()
             .unwrap_or(0)

@@ -197,10 +197,10 @@ pub fn parse_offsets(json: &str) -> Result<BTreeMap<(String, i32), i64>, String>
 
 /// One batch for one table.
 pub struct TableDelta {
-    /// The final row of every key upserted by the batch (the table's Arrow schema).
-    pub upserts: RecordBatch,
+    /// The final row of every key upserted by the batch (the table's Arrow schema), in chunks.
+    pub upserts: Vec<RecordBatch>,
     /// Every key the batch touched (upserted or deleted); only key columns need values.
-    pub deletes: RecordBatch,
+    pub deletes: Vec<RecordBatch>,
     /// Unique per batch; a retry after an unknown outcome finds it in the table.
     pub commit_id: String,
     /// Next offset per source partition after this batch (merged into the table's progress).
@@ -330,7 +330,7 @@ impl LakeTable {
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
         let mut files = Vec::new();
-        if delta.upserts.num_rows() > 0 {
+        if delta.upserts.iter().any(|b| b.num_rows() > 0) {
             let rolling = RollingFileWriterBuilder::new(
                 ParquetWriterBuilder::new(props.clone(), schema.clone()),
                 lake.cfg.target_file_size_bytes,
@@ -346,16 +346,18 @@ impl LakeTable {
                 .build(None)
                 .await
                 .map_err(IcebergError::iceberg(what("data")))?;
-            w.write(delta.upserts.clone())
-                .await
-                .map_err(IcebergError::iceberg(what("data")))?;
+            for b in &delta.upserts {
+                w.write(b.clone())
+                    .await
+                    .map_err(IcebergError::iceberg(what("data")))?;
+            }
             files.extend(
                 w.close()
                     .await
                     .map_err(IcebergError::iceberg(what("data")))?,
             );
         }
-        if delta.deletes.num_rows() > 0 {
+        if delta.deletes.iter().any(|b| b.num_rows() > 0) {
             let key_ids: Vec<i32> = schema.identifier_field_ids().collect();
             let config = EqualityDeleteWriterConfig::new(key_ids, schema.clone())
                 .map_err(IcebergError::iceberg(what("equality deletes")))?;
@@ -377,9 +379,11 @@ impl LakeTable {
                 .build(None)
                 .await
                 .map_err(IcebergError::iceberg(what("equality deletes")))?;
-            w.write(delta.deletes.clone())
-                .await
-                .map_err(IcebergError::iceberg(what("equality deletes")))?;
+            for b in &delta.deletes {
+                w.write(b.clone())
+                    .await
+                    .map_err(IcebergError::iceberg(what("equality deletes")))?;
+            }
             files.extend(
                 w.close()
                     .await

@@ -57,8 +57,8 @@ fn delta(
 ) -> TableDelta {
     let keys: Vec<(i64, Option<&str>)> = touched.iter().map(|k| (*k, None)).collect();
     TableDelta {
-        upserts: batch(schema, upserts),
-        deletes: batch(schema, &keys),
+        upserts: vec![batch(schema, upserts)],
+        deletes: vec![batch(schema, &keys)],
         commit_id: id.into(),
         offsets: BTreeMap::from([(("src.t".to_owned(), 0), offset)]),
     }

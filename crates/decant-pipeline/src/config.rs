@@ -471,7 +471,7 @@ fn default_iceberg_max_rows() -> u64 {
     500_000
 }
 fn default_iceberg_max_bytes() -> u64 {
-    256 << 20
+    128 << 20
 }
 fn default_target_file_size() -> u64 {
     512 << 20

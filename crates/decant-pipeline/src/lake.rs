@@ -991,14 +991,6 @@ impl<'c> Worker<'c> {
                 PipelineError::Config(format!("table {label}: re-reading a rendered row: {e}"))
             })
         };
-        let mut upserts = Vec::new();
-        let mut deletes = Vec::new();
-        for (key, value) in &p.rows {
-            deletes.push(parse(key)?);
-            if let Some(v) = value {
-                upserts.push(parse(v)?);
-            }
-        }
         let to_batch = |rows: &[Map<String, Value>]| {
             batch_from_rows(&schema, rows).map_err(|why| {
                 PipelineError::Iceberg(IcebergError::IncompatibleSchema {
@@ -1007,9 +999,36 @@ impl<'c> Worker<'c> {
                 })
             })
         };
+        // Converted a chunk at a time: the parsed rows of one chunk are the only copy of the
+        // batch besides its rendered text and its Arrow form.
+        const CHUNK: usize = 8192;
+        let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+        let (mut up_rows, mut del_rows) = (Vec::new(), Vec::new());
+        let mut ups = 0u64;
+        for (key, value) in &p.rows {
+            del_rows.push(parse(key)?);
+            if let Some(v) = value {
+                up_rows.push(parse(v)?);
+                ups += 1;
+            }
+            if del_rows.len() >= CHUNK {
+                deletes.push(to_batch(&del_rows)?);
+                del_rows.clear();
+            }
+            if up_rows.len() >= CHUNK {
+                upserts.push(to_batch(&up_rows)?);
+                up_rows.clear();
+            }
+        }
+        if !del_rows.is_empty() {
+            deletes.push(to_batch(&del_rows)?);
+        }
+        if !up_rows.is_empty() {
+            upserts.push(to_batch(&up_rows)?);
+        }
         let delta = TableDelta {
-            upserts: to_batch(&upserts)?,
-            deletes: to_batch(&deletes)?,
+            upserts,
+            deletes,
             commit_id: commit_id.to_owned(),
             offsets: offsets.clone(),
         };
@@ -1018,7 +1037,7 @@ impl<'c> Worker<'c> {
             let e = dest.progress.entry(tp.clone()).or_insert(*o);
             *e = (*e).max(*o);
         }
-        let (ups, dels) = (upserts.len() as u64, (p.rows.len() - upserts.len()) as u64);
+        let dels = p.rows.len() as u64 - ups;
         self.metrics
             .output_records
             .with_label_values(&[label, "upsert"])
