@@ -118,7 +118,13 @@ echo "decant committed these Iceberg tables (catalog $work/lake/catalog.db, ware
 "$DECANT_PY" tests/bed/lake_tables.py "$work/lake/catalog.db" | while read -r line; do
     meta=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["metadata"])' "$line")
     name=$(python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(j["namespace"] + "." + j["table"])' "$line")
-    TZ=UTC "$DECANT_PY" tests/bed/chdb_read.py "$meta" >"$work/lake-rows.jsonl"
+    # Binary columns are printed base64-encoded.
+    binary=$(python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1].removeprefix("file://")))
+s = [x for x in m["schemas"] if x["schema-id"] == m["current-schema-id"]][0]
+print(",".join(f["name"] for f in s["fields"] if f["type"] == "binary"))' "$meta")
+    TZ=UTC "$DECANT_PY" tests/bed/chdb_read.py "$meta" --base64="$binary" >"$work/lake-rows.jsonl"
     python3 - "$name" "$meta" "$work/lake-rows.jsonl" <<'PY'
 import json, sys
 name, meta, path = sys.argv[1:4]
