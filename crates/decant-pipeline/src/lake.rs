@@ -234,34 +234,22 @@ impl<'c> Worker<'c> {
             }
             return Ok(());
         };
-        let mut committed: HashSet<String> = HashSet::new();
-        for (ns, name) in self.lake.all_pipeline_tables().map_err(lake_err)? {
-            if let Some(t) = self.lake.load(&ns, &name).map_err(lake_err)?
-                && decant_iceberg::Progress::contains_commit(
-                    t.table().metadata(),
+        // Every table of the pipeline was claimed and loaded by `load_progress`.
+        let committed: HashSet<String> = self
+            .dests
+            .iter()
+            .filter(|(_, d)| {
+                decant_iceberg::Progress::contains_commit(
+                    d.table.table().metadata(),
                     self.lake.pipeline(),
                     &commit_id,
                 )
-            {
-                committed.insert(format!("{ns}.{name}"));
-            }
-        }
-        // State keys are `source label \0 key`; map each label to its destination.
-        let mut dest_of: HashMap<Vec<u8>, bool> = HashMap::new();
-        let mut labels = Vec::new();
-        for key in self.store.pending_keys()? {
-            if let Some(end) = key.iter().position(|&b| b == 0) {
-                labels.push(key[..end].to_vec());
-            }
-        }
-        for label in labels {
-            let text = String::from_utf8_lossy(&label).into_owned();
-            let (ns, name) = self.destination(&TableId::parse(&text));
-            dest_of.insert(label, committed.contains(&format!("{ns}.{name}")));
-        }
-        self.store.resolve_pending_where(|k| {
-            let end = k.iter().position(|&b| b == 0).unwrap_or(k.len());
-            dest_of.get(&k[..end]).copied().unwrap_or(false)
+            })
+            .map(|(label, _)| label.clone())
+            .collect();
+        let keys = self.store.pending_keys()?;
+        self.resolve_staged(keys.iter().map(Vec::as_slice), |dest| {
+            committed.contains(dest)
         })?;
         tracing::info!(
             commit_id,
@@ -269,6 +257,27 @@ impl<'c> Worker<'c> {
             "resolved the state of a batch staged before a restart"
         );
         Ok(())
+    }
+
+    /// Applies the staged state changes of the source tables whose destination `committed`
+    /// accepts (`ns.name`) and drops the others. State keys are `source label \0 key`.
+    fn resolve_staged<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k [u8]>,
+        committed: impl Fn(&str) -> bool,
+    ) -> Result<(), PipelineError> {
+        let label_of = |k: &[u8]| k.iter().position(|&b| b == 0).unwrap_or(k.len());
+        let mut apply: HashMap<Vec<u8>, bool> = HashMap::new();
+        for k in keys {
+            let label = &k[..label_of(k)];
+            if !apply.contains_key(label) {
+                let source = TableId::parse(&String::from_utf8_lossy(label));
+                let (ns, name) = self.destination(&source);
+                apply.insert(label.to_vec(), committed(&format!("{ns}.{name}")));
+            }
+        }
+        self.store
+            .resolve_pending_where(|k| apply.get(&k[..label_of(k)]).copied().unwrap_or(false))
     }
 
     /// Destination namespace and table of a source table.
@@ -895,28 +904,9 @@ impl<'c> Worker<'c> {
             }
         }
         if !self.overlay.is_empty() {
-            let sources: HashMap<String, bool> = self
-                .overlay
-                .keys()
-                .filter_map(|k| k.iter().position(|&b| b == 0).map(|e| k[..e].to_vec()))
-                .collect::<HashSet<_>>()
-                .into_iter()
-                .map(|l| {
-                    let text = String::from_utf8_lossy(&l).into_owned();
-                    let (ns, name) = self.destination(&TableId::parse(&text));
-                    let label = format!("{ns}.{name}");
-                    // A destination without changes in this batch has nothing to lose.
-                    let ok =
-                        committed_labels.contains(&label) || !self.stopped.contains_key(&label);
-                    (text, ok)
-                })
-                .collect();
-            self.store.resolve_pending_where(|k| {
-                let end = k.iter().position(|&b| b == 0).unwrap_or(k.len());
-                sources
-                    .get(String::from_utf8_lossy(&k[..end]).as_ref())
-                    .copied()
-                    .unwrap_or(false)
+            // A destination without changes in this batch has nothing to lose.
+            self.resolve_staged(self.overlay.keys().map(Vec::as_slice), |dest| {
+                committed_labels.contains(dest) || !self.stopped.contains_key(dest)
             })?;
             self.overlay.clear();
             self.metrics.state_keys.set(self.store.len()? as i64);
