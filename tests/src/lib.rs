@@ -10,6 +10,7 @@
 pub mod avro_json;
 pub mod bed;
 pub mod lake;
+pub mod workload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

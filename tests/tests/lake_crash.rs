@@ -12,69 +12,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, PgSchema, consume, http_get, random_name,
-    topics_with_prefix, write_decant_config,
+    Bed, Broker, Debezium, DecantProcess, PgSchema, consume, random_name, topics_with_prefix,
+    write_decant_config,
 };
 use decant_tests::lake::{Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled};
+use decant_tests::workload::{Rng, committed, round_sql};
 
 const KILLS: usize = 22;
-
-fn round_sql(schema: &str, i: u64) -> String {
-    format!(
-        r#"SET search_path TO "{schema}";
-BEGIN;
-INSERT INTO toasty SELECT g, g, 'l' || g, big_text('t' || g || ':{i}', 100)
-  FROM generate_series({lo}, {hi}) g ON CONFLICT (id) DO UPDATE SET small = toasty.small + 1;
-UPDATE toasty SET small = small + 1 WHERE id % 7 = {m7};
-COMMIT;
-BEGIN;
-UPDATE toasty SET big = big_text('u{i}', 90), label = 'x{i}' WHERE id % 11 = {m11};
-DELETE FROM toasty WHERE id % 13 = {m13} AND id > 100;
-INSERT INTO composite VALUES ({i}, 'k{i}', 'v{i}', {i}) ON CONFLICT DO NOTHING;
-UPDATE composite SET qty = qty + 1, val = 'w{i}' WHERE k_int % 5 = {m5};
-COMMIT;
-UPDATE composite SET k_text = k_text || 'x' WHERE k_int = {prev};
-DELETE FROM composite WHERE k_int = {old};
-INSERT INTO typezoo (id, c_int, c_text, c_big) VALUES ({zid}, {i}, 'r{i}', big_text('z{i}', 80))
-  ON CONFLICT (id) DO UPDATE SET c_int = excluded.c_int, c_text = excluded.c_text;
-UPDATE typezoo SET c_jsonb = jsonb_build_object('i', {i}) WHERE id = {zid2};
-"#,
-        lo = 100 + (i % 40) * 5,
-        hi = 104 + (i % 40) * 5,
-        m7 = i % 7,
-        m11 = i % 11,
-        m13 = i % 13,
-        m5 = i % 5,
-        prev = i.saturating_sub(3),
-        old = i.saturating_sub(30),
-        zid = 1000 + i % 25,
-        zid2 = 1000 + (i * 7) % 25,
-    )
-}
-
-fn committed(port: u16) -> u64 {
-    http_get(port, "/metrics")
-        .and_then(|(_, m)| {
-            m.lines()
-                .find(|l| l.starts_with("decant_transactions_total{outcome=\"committed\"}"))
-                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// xorshift64*: reproducible kill moments from a seed printed by the test.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo))
-    }
-}
 
 #[test]
 fn kill_9_at_random_moments_commits_every_change_once() {

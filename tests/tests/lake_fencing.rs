@@ -9,20 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, PgSchema, free_port, http_get, random_name, wait_for,
+    Bed, Broker, Debezium, DecantProcess, PgSchema, free_port, random_name, wait_for,
     write_decant_config,
 };
 use decant_tests::lake::{Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled};
-
-fn committed(port: u16) -> u64 {
-    http_get(port, "/metrics")
-        .and_then(|(_, m)| {
-            m.lines()
-                .find(|l| l.starts_with("decant_transactions_total{outcome=\"committed\"}"))
-                .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        })
-        .unwrap_or(0)
-}
+use decant_tests::workload::committed;
 
 #[test]
 fn a_newer_writer_fences_the_older_one() {

@@ -5,18 +5,10 @@
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, PgSchema, http_get, random_name, wait_for,
-    write_decant_config,
+    Bed, Broker, Debezium, DecantProcess, PgSchema, random_name, wait_for, write_decant_config,
 };
 use decant_tests::lake::{Catalog, assert_lake_equals_pg, lake_settled};
-
-fn metric(port: u16, name: &str) -> Option<f64> {
-    http_get(port, "/metrics").and_then(|(_, m)| {
-        m.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-    })
-}
+use decant_tests::workload::metric;
 
 #[test]
 fn added_columns_flow_and_type_changes_stop_only_their_table() {

@@ -124,15 +124,22 @@ fn metric_sum(port: u16, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-#[test]
-#[ignore = "throughput harness: run explicitly (see the module docs)"]
-fn end_to_end_throughput() {
+/// A source topic loaded with the workload.
+struct Loaded {
+    prefix: String,
+    /// Workload changes (`DECANT_BENCH_RECORDS`, default 200k; deletes add a tombstone each).
+    changes: u64,
+    records: Vec<Owned>,
+    /// How many output records they make.
+    outputs: u64,
+}
+
+/// Loads the workload into a fresh source topic.
+fn preload(bootstrap: &str, label: &str) -> Loaded {
     let n: u64 = std::env::var("DECANT_BENCH_RECORDS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(200_000);
-    let broker = Broker::start_retrying(false);
-    let bootstrap = broker.bootstrap();
     let prefix = random_name("bench");
     let topic = format!("{prefix}.public.orders");
     let now_ms = std::time::SystemTime::now()
@@ -150,14 +157,33 @@ fn end_to_end_throughput() {
             .iter()
             .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
             .collect();
-        produce(&bootstrap, &topic, &refs);
+        produce(bootstrap, &topic, &refs);
     }
     eprintln!(
-        "throughput: loaded {} source records ({:.1} MB) in {:.1} s",
+        "{label}: loaded {} source records ({:.1} MB) in {:.1} s",
         records.len(),
         bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
+    Loaded {
+        prefix,
+        changes: n,
+        records,
+        outputs,
+    }
+}
+
+#[test]
+#[ignore = "throughput harness: run explicitly (see the module docs)"]
+fn end_to_end_throughput() {
+    let broker = Broker::start_retrying(false);
+    let bootstrap = broker.bootstrap();
+    let Loaded {
+        prefix,
+        records,
+        outputs,
+        ..
+    } = preload(&bootstrap, "throughput");
 
     let work = std::env::temp_dir().join(random_name("decant-bench"));
     let out_prefix = random_name("out");
@@ -257,36 +283,16 @@ fn live_ids(n: u64) -> usize {
 #[test]
 #[ignore = "throughput harness: run explicitly (see the module docs)"]
 fn lake_throughput() {
-    let n: u64 = std::env::var("DECANT_BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
     let bed = decant_tests::bed::Bed::load();
     let broker = Broker::start_retrying(false);
     let bootstrap = broker.bootstrap();
-    let prefix = random_name("bench");
+    let Loaded {
+        prefix,
+        changes,
+        records,
+        ..
+    } = preload(&bootstrap, "lake throughput");
     let topic = format!("{prefix}.public.orders");
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    let (records, _) = workload(n, now_ms);
-    let bytes: usize = records
-        .iter()
-        .map(|(k, v)| k.len() + v.as_ref().map_or(0, Vec::len))
-        .sum();
-    for chunk in records.chunks(20_000) {
-        let refs: Vec<KeyValue<'_>> = chunk
-            .iter()
-            .map(|(k, v)| (Some(k.as_slice()), v.as_deref()))
-            .collect();
-        produce(&bootstrap, &topic, &refs);
-    }
-    eprintln!(
-        "lake throughput: loaded {} source records ({:.1} MB)",
-        records.len(),
-        bytes as f64 / 1e6
-    );
     let work = std::env::temp_dir().join(random_name("decant-lake-bench"));
     let catalog = decant_tests::lake::Catalog::sqlite(&work);
     let lake = catalog
@@ -356,7 +362,7 @@ fn lake_throughput() {
         .find(|t| t.name == "public.orders")
         .expect("orders table");
     let rows = decant_tests::lake::chdb_rows(&bed, orders).len();
-    assert_eq!(rows, live_ids(n), "live rows in the Iceberg table");
+    assert_eq!(rows, live_ids(changes), "live rows in the Iceberg table");
     let snapshots = orders.main_snapshots().len();
     eprintln!(
         "lake throughput: {counted} source records in {wall:.2} s = {:.0} changes/s into Iceberg \
