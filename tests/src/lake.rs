@@ -85,15 +85,37 @@ impl LakeTable {
     }
 }
 
-/// The SQL catalog a test's decant writes to.
+/// The catalog a test's decant writes to.
 #[derive(Debug, Clone)]
 pub struct Catalog {
-    /// A SQLite file or a `postgres://` URL.
+    /// A SQLite file or a `postgres://` URL (for a REST catalog: its server's SQLite file).
     pub location: String,
     /// The catalog name (tables of other names in the same database are not ours).
     pub name: String,
     /// The warehouse directory.
     pub warehouse: PathBuf,
+    /// Set for a REST catalog: what decant is pointed at instead of the database.
+    pub rest: Option<RestEndpoint>,
+}
+
+/// The test bed's REST catalog server (`rest_catalog.py`: pyiceberg's SQL catalog served over
+/// the REST protocol), with a path prefix and OAuth2 client credentials that every request of
+/// decant's must honour. The server stops when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct RestEndpoint {
+    pub uri: String,
+    pub credential: String,
+    _server: std::sync::Arc<ServerProcess>,
+}
+
+#[derive(Debug)]
+struct ServerProcess(std::process::Child);
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Catalog {
@@ -103,6 +125,7 @@ impl Catalog {
             location: work.join("lake/catalog.db").display().to_string(),
             name: "decant".into(),
             warehouse: work.join("lake/warehouse"),
+            rest: None,
         }
     }
 
@@ -112,11 +135,75 @@ impl Catalog {
             location: bed.pg_url(),
             name: crate::bed::random_name("cat"),
             warehouse: work.join("lake/warehouse"),
+            rest: None,
         }
     }
 
+    /// A REST catalog server of its own, keeping its catalog in `work/lake/rest.db`.
+    pub fn rest(bed: &Bed, work: &Path) -> Catalog {
+        use std::io::BufRead;
+        let db = work.join("lake/rest.db");
+        let warehouse = work.join("lake/warehouse");
+        std::fs::create_dir_all(&warehouse).expect("warehouse dir");
+        let credential = "decant:s3cret".to_owned();
+        let mut child = Command::new(bed.get("DECANT_PY"))
+            .arg(bed_dir().join("rest_catalog.py"))
+            .arg("--catalog-db")
+            .arg(&db)
+            .arg("--warehouse")
+            .arg(&warehouse)
+            .args(["--prefix", "lake", "--credential", &credential])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(work.join("rest-catalog.log")).expect("log"))
+            .spawn()
+            .expect("start rest_catalog.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("rest_catalog.py starts");
+        let port = line
+            .trim()
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("rest_catalog.py printed {line:?}"))
+            .to_owned();
+        Catalog {
+            location: db.display().to_string(),
+            // pyiceberg's SqlCatalog keeps the server's tables under its own catalog name.
+            name: "rest".into(),
+            warehouse,
+            rest: Some(RestEndpoint {
+                uri: format!("http://127.0.0.1:{port}"),
+                credential,
+                _server: std::sync::Arc::new(ServerProcess(child)),
+            }),
+        }
+    }
+
+    /// A reader of the same catalog (pipeline `reader`, which never writes).
+    pub fn lake(&self) -> decant_iceberg::Lake {
+        let rest = self.rest.as_ref();
+        decant_iceberg::Lake::open(decant_iceberg::LakeConfig {
+            catalog_uri: self.uri(),
+            catalog_name: self.name.clone(),
+            warehouse: match rest {
+                Some(_) => String::new(),
+                None => self.warehouse.display().to_string(),
+            },
+            pipeline: "reader".into(),
+            target_file_size_bytes: 1 << 20,
+            table_properties: Default::default(),
+            storage_properties: Default::default(),
+            catalog_properties: rest
+                .map(|r| [("credential".to_owned(), r.credential.clone())].into())
+                .unwrap_or_default(),
+        })
+        .expect("open the lake")
+    }
+
     pub fn uri(&self) -> String {
-        if self.location.starts_with("postgres") {
+        if let Some(rest) = &self.rest {
+            rest.uri.clone()
+        } else if self.location.starts_with("postgres") {
             self.location.clone()
         } else {
             format!("sqlite:{}", self.location)
@@ -125,6 +212,12 @@ impl Catalog {
 
     /// The `[iceberg]` section of a test configuration (Kafka settings come from the bed).
     pub fn config(&self, extra: &str) -> String {
+        if let Some(rest) = &self.rest {
+            return format!(
+                "[iceberg]\ncatalog_uri = \"{}\"\ncatalog_name = \"{}\"\nwarehouse = \"\"\ncatalog_properties = {{ credential = \"{}\" }}\ncommit_interval_ms = 1000\n{extra}\n",
+                rest.uri, self.name, rest.credential,
+            );
+        }
         format!(
             "[iceberg]\ncatalog_uri = \"{}\"\ncatalog_name = \"{}\"\nwarehouse = \"{}\"\ncommit_interval_ms = 1000\n{extra}\n",
             self.uri(),
@@ -371,6 +464,24 @@ pub fn lake_settled(bed: &Bed, catalog: &Catalog, decant: &mut DecantProcess) ->
         );
         std::thread::sleep(Duration::from_secs(3));
     }
+}
+
+/// The offsets (`topic/partition` → next) in the table's newest snapshot.
+pub fn newest_offsets(t: &LakeTable) -> BTreeMap<String, i64> {
+    let Some(s) = t.main_snapshots().pop() else {
+        return BTreeMap::new();
+    };
+    let offsets: Json = s["summary"]["decant.offsets"]
+        .as_str()
+        .and_then(|o| serde_json::from_str(o).ok())
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    for (topic, parts) in offsets.as_object().into_iter().flatten() {
+        for (p, o) in parts.as_object().into_iter().flatten() {
+            out.insert(format!("{topic}/{p}"), o.as_i64().unwrap_or(-1));
+        }
+    }
+    out
 }
 
 /// Each table's snapshots (main branch) carry offsets that never go backwards and a commit id

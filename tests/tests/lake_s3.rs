@@ -168,6 +168,7 @@ fn debezium_to_iceberg_on_s3_equals_postgres() {
         target_file_size_bytes: 1 << 20,
         table_properties: HashMap::new(),
         storage_properties: storage,
+        catalog_properties: Default::default(),
     })
     .expect("open the lake over S3");
     eprintln!(

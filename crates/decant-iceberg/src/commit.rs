@@ -16,8 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
-use futures::future::BoxFuture;
-use iceberg::TableIdent;
 use iceberg::TableUpdate;
 use iceberg::arrow::arrow_schema_to_schema;
 use iceberg::spec::{
@@ -37,7 +35,6 @@ use iceberg::writer::file_writer::rolling_writer::RollingFileWriterBuilder;
 use iceberg::writer::{IcebergWriter, IcebergWriterBuilder};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use sqlx::AnyPool;
 
 use crate::error::IcebergError;
 use crate::lake::{Lake, LakeTable};
@@ -49,69 +46,6 @@ pub const SUMMARY_EPOCH: &str = "decant.writer-epoch";
 /// JSON `{"topic": {"partition": next_offset}}`: every record of those partitions below the
 /// offset that belongs to this table is in this snapshot or an earlier one.
 pub const SUMMARY_OFFSETS: &str = "decant.offsets";
-
-/// Swaps a table's metadata pointer from `expected` to `next` atomically; `false` when the
-/// pointer no longer is `expected` (someone else committed). The only catalog-specific step.
-pub trait PointerSwap: Send + Sync {
-    fn swap<'a>(
-        &'a self,
-        ident: &'a TableIdent,
-        expected: &'a str,
-        next: &'a str,
-    ) -> BoxFuture<'a, Result<bool, IcebergError>>;
-}
-
-/// The SQL catalog's pointer swap: the same conditional UPDATE the catalog itself issues,
-/// against the location this writer built on rather than a freshly reloaded one.
-pub struct SqlPointerSwap {
-    pool: AnyPool,
-    catalog: String,
-    dollar_params: bool,
-}
-
-impl SqlPointerSwap {
-    pub fn new(pool: AnyPool, catalog: String, dollar_params: bool) -> Self {
-        SqlPointerSwap {
-            pool,
-            catalog,
-            dollar_params,
-        }
-    }
-}
-
-impl PointerSwap for SqlPointerSwap {
-    fn swap<'a>(
-        &'a self,
-        ident: &'a TableIdent,
-        expected: &'a str,
-        next: &'a str,
-    ) -> BoxFuture<'a, Result<bool, IcebergError>> {
-        Box::pin(async move {
-            let sql = if self.dollar_params {
-                "UPDATE iceberg_tables SET metadata_location = $1, previous_metadata_location = $2 \
-                 WHERE catalog_name = $3 AND table_namespace = $4 AND table_name = $5 \
-                 AND metadata_location = $6"
-            } else {
-                "UPDATE iceberg_tables SET metadata_location = ?, previous_metadata_location = ? \
-                 WHERE catalog_name = ? AND table_namespace = ? AND table_name = ? \
-                 AND metadata_location = ?"
-            };
-            let done = sqlx::query(sql)
-                .bind(next)
-                .bind(expected)
-                .bind(self.catalog.as_str())
-                .bind(ident.namespace().join("."))
-                .bind(ident.name())
-                .bind(expected)
-                .execute(&self.pool)
-                .await
-                .map_err(IcebergError::sql(format!(
-                    "swapping the metadata pointer of {ident}"
-                )))?;
-            Ok(done.rows_affected() == 1)
-        })
-    }
-}
 
 /// What the newest snapshot of this pipeline on a table says.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -394,7 +328,7 @@ impl LakeTable {
     }
 
     /// Manifests, manifest list and the snapshot for `files` on top of the loaded metadata.
-    async fn build_snapshot(
+    pub(crate) async fn build_snapshot(
         &self,
         lake: &Lake,
         files: &[DataFile],

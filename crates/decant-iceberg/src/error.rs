@@ -22,6 +22,13 @@ pub enum IcebergError {
         #[source]
         source: arrow_schema::ArrowError,
     },
+    /// A REST catalog request failed; `status` is `None` when no response came back.
+    #[error("REST catalog: {what}: {}{message}", .status.map(|s| format!("HTTP {s}: ")).unwrap_or_default())]
+    Rest {
+        what: String,
+        status: Option<u16>,
+        message: String,
+    },
     #[error("starting the Iceberg I/O runtime")]
     Runtime(#[source] std::io::Error),
     /// Another decant process claimed the table with a newer writer epoch.
@@ -54,6 +61,14 @@ impl IcebergError {
         }
     }
 
+    pub(crate) fn rest(what: &str, status: Option<u16>, message: String) -> Self {
+        IcebergError::Rest {
+            what: what.to_owned(),
+            status,
+            message,
+        }
+    }
+
     pub(crate) fn sql(what: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Self {
         let what = what.into();
         move |source| IcebergError::Sql { what, source }
@@ -74,6 +89,12 @@ impl IcebergError {
                 }
             }
             IcebergError::Sql { .. } | IcebergError::Conflict { .. } => RetryClass::Retriable,
+            // No answer, throttling or a server-side failure: the commit state is unknown and
+            // the next attempt looks for it; other statuses are refusals.
+            IcebergError::Rest { status, .. } => match status {
+                None | Some(408 | 429 | 500..) => RetryClass::Retriable,
+                Some(_) => RetryClass::Fatal,
+            },
             IcebergError::IncompatibleSchema { .. } => RetryClass::BadRecord,
             IcebergError::Arrow { .. }
             | IcebergError::Runtime(_)

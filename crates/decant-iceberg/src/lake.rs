@@ -1,30 +1,26 @@
-//! The catalog connection: one SQL catalog (SQLite or PostgreSQL) over local storage, the
-//! tables of one pipeline, their creation and schema evolution, and writer epochs.
+//! The catalog connection: a SQL catalog (SQLite or PostgreSQL) or a REST catalog, over local
+//! or S3 storage; the tables of one pipeline, their creation and schema evolution, and writer
+//! epochs.
 //!
 //! Every metadata change decant makes (a new schema, a claimed epoch, a row delta) goes through
-//! [`LakeTable::publish`]: write the next metadata file, then swap the catalog pointer only if
-//! it still points at the metadata the change was built on. The SQL catalog's own
-//! `update_table` reloads and re-applies, which would silently rebase a commit over another
-//! writer's; decant needs the conflict to be seen.
+//! [`LakeTable::publish`], which publishes it only if the table is still what the change was
+//! built on ([`crate::catalog`]); a conflict is seen, never silently rebased.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 
-use iceberg::io::{FileIO, FileIOBuilder, LocalFsStorageFactory, StorageFactory};
-use iceberg::spec::{TableMetadata, TableMetadataBuilder};
+use iceberg::io::{LocalFsStorageFactory, StorageFactory};
+use iceberg::spec::{MAIN_BRANCH, SnapshotReference, SnapshotRetention, TableMetadata};
 use iceberg::table::Table;
-use iceberg::{
-    Catalog, CatalogBuilder, MetadataLocation, NamespaceIdent, TableCreation, TableIdent,
-    TableUpdate,
-};
-use iceberg_catalog_sql::{SqlBindStyle, SqlCatalog, SqlCatalogBuilder};
+use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent, TableUpdate};
+use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalStorageFactory;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
-use crate::commit::{PointerSwap, SqlPointerSwap};
+use crate::catalog::{CatalogCommit, RestCommit, RestSettings, SqlCommit};
 use crate::error::IcebergError;
 use crate::types::TableLayout;
 
@@ -36,12 +32,18 @@ pub const EPOCH_PROPERTY: &str = "decant.writer-epoch";
 /// Where the tables live and who writes them.
 #[derive(Debug, Clone)]
 pub struct LakeConfig {
-    /// `sqlite:<path>` (created if missing) or `postgres://…`.
+    /// `sqlite:<path>` (created if missing) or `postgres://…` (SQL catalog), or
+    /// `http(s)://host[:port][/path]` (REST catalog; the base URI without `/v1`).
     pub catalog_uri: String,
     /// Catalog name inside the catalog database (several catalogs can share one database).
     pub catalog_name: String,
-    /// Warehouse root: a local directory (created if missing).
+    /// SQL catalog: the warehouse root, a local directory (created if missing) or `s3://…`.
+    /// REST catalog: the `warehouse` sent to the server (its meaning is the server's: a path,
+    /// a warehouse or catalog name); empty sends none.
     pub warehouse: String,
+    /// REST catalog settings as iceberg's REST client names them: `token`, `credential`
+    /// (`client_id:secret`), `oauth2-server-uri`, `scope`, `prefix`, `header.<name>`, ….
+    pub catalog_properties: HashMap<String, String>,
     /// This pipeline's id: stored on its tables and in every snapshot it commits.
     pub pipeline: String,
     /// Roll data files at this size.
@@ -57,9 +59,8 @@ pub struct Lake {
     pub(crate) rt: tokio::runtime::Runtime,
     /// The same runtime as iceberg wants it for the tables it builds.
     io_rt: iceberg::Runtime,
-    catalog: SqlCatalog,
-    swap: Arc<dyn PointerSwap>,
-    pub(crate) file_io: FileIO,
+    catalog: Arc<dyn Catalog>,
+    committer: Arc<dyn CatalogCommit>,
     pub(crate) cfg: LakeConfig,
     /// This process's writer epoch: newer processes of the same pipeline have larger ones.
     epoch: i64,
@@ -115,8 +116,11 @@ impl Lake {
             .enable_all()
             .build()
             .map_err(IcebergError::Runtime)?;
-        let on_s3 = cfg.warehouse.starts_with("s3://") || cfg.warehouse.starts_with("s3a://");
-        let warehouse = if on_s3 {
+        let rest = is_rest_uri(&cfg.catalog_uri);
+        let on_s3 = cfg.warehouse.starts_with("s3://")
+            || cfg.warehouse.starts_with("s3a://")
+            || cfg.storage_properties.keys().any(|k| k.starts_with("s3."));
+        let warehouse = if rest || on_s3 {
             cfg.warehouse.trim_end_matches('/').to_owned()
         } else {
             warehouse_url(&cfg.warehouse)?
@@ -128,50 +132,23 @@ impl Lake {
         } else {
             Arc::new(LocalFsStorageFactory)
         };
-        let storage_props = cfg.storage_properties.clone();
-        let uri = catalog_uri(&cfg.catalog_uri);
-        let bind = if uri.starts_with("postgres") {
-            SqlBindStyle::DollarNumeric
+        let io_rt = iceberg::Runtime::new(&rt);
+        let (catalog, committer) = if rest {
+            rt.block_on(open_rest(&cfg, &warehouse, storage.clone(), io_rt.clone()))?
         } else {
-            SqlBindStyle::QMark
+            rt.block_on(open_sql(
+                &cfg,
+                &warehouse,
+                storage.clone(),
+                &cfg.storage_properties,
+            ))?
         };
-        let (catalog, pool) = rt.block_on(async {
-            let catalog = SqlCatalogBuilder::default()
-                .uri(uri.clone())
-                .warehouse_location(warehouse.clone())
-                .sql_bind_style(bind)
-                .with_storage_factory(storage.clone())
-                .load(cfg.catalog_name.clone(), storage_props.clone())
-                .await
-                .map_err(IcebergError::iceberg(format!(
-                    "opening the SQL catalog at {}",
-                    cfg.catalog_uri
-                )))?;
-            install_default_drivers();
-            let pool: AnyPool = AnyPoolOptions::new()
-                .max_connections(2)
-                .connect(&uri)
-                .await
-                .map_err(IcebergError::sql(format!(
-                    "connecting to {}",
-                    cfg.catalog_uri
-                )))?;
-            Ok::<_, IcebergError>((catalog, pool))
-        })?;
-        let swap: Arc<dyn PointerSwap> = Arc::new(SqlPointerSwap::new(
-            pool,
-            cfg.catalog_name.clone(),
-            uri.starts_with("postgres"),
-        ));
         let epoch = epoch_now();
         Ok(Lake {
-            io_rt: iceberg::Runtime::new(&rt),
+            io_rt,
             rt,
             catalog,
-            swap,
-            file_io: FileIOBuilder::new(storage)
-                .with_props(storage_props)
-                .build(),
+            committer,
             cfg: LakeConfig { warehouse, ..cfg },
             epoch,
         })
@@ -250,7 +227,7 @@ impl Lake {
             label: format!("{namespace}.{name}"),
             ident,
             table,
-            swap: self.swap.clone(),
+            committer: self.committer.clone(),
         }))
     }
 
@@ -364,7 +341,7 @@ impl Lake {
                     label,
                     ident: table.identifier().clone(),
                     table,
-                    swap: self.swap.clone(),
+                    committer: self.committer.clone(),
                 })
             }
             None => self
@@ -375,6 +352,84 @@ impl Lake {
                 }),
         }
     }
+}
+
+pub(crate) fn is_rest_uri(uri: &str) -> bool {
+    uri.starts_with("http://") || uri.starts_with("https://")
+}
+
+type Connected = (Arc<dyn Catalog>, Arc<dyn CatalogCommit>);
+
+async fn open_sql(
+    cfg: &LakeConfig,
+    warehouse: &str,
+    storage: Arc<dyn StorageFactory>,
+    storage_props: &HashMap<String, String>,
+) -> Result<Connected, IcebergError> {
+    let uri = catalog_uri(&cfg.catalog_uri);
+    let postgres = uri.starts_with("postgres");
+    let bind = if postgres {
+        SqlBindStyle::DollarNumeric
+    } else {
+        SqlBindStyle::QMark
+    };
+    let catalog = SqlCatalogBuilder::default()
+        .uri(uri.clone())
+        .warehouse_location(warehouse.to_owned())
+        .sql_bind_style(bind)
+        .with_storage_factory(storage)
+        .load(cfg.catalog_name.clone(), storage_props.clone())
+        .await
+        .map_err(IcebergError::iceberg(format!(
+            "opening the SQL catalog at {}",
+            cfg.catalog_uri
+        )))?;
+    install_default_drivers();
+    let pool: AnyPool = AnyPoolOptions::new()
+        .max_connections(2)
+        .connect(&uri)
+        .await
+        .map_err(IcebergError::sql(format!(
+            "connecting to {}",
+            cfg.catalog_uri
+        )))?;
+    Ok((
+        Arc::new(catalog),
+        Arc::new(SqlCommit::new(pool, cfg.catalog_name.clone(), postgres)),
+    ))
+}
+
+async fn open_rest(
+    cfg: &LakeConfig,
+    warehouse: &str,
+    storage: Arc<dyn StorageFactory>,
+    io_rt: iceberg::Runtime,
+) -> Result<Connected, IcebergError> {
+    let settings = RestSettings {
+        uri: cfg.catalog_uri.trim_end_matches('/').to_owned(),
+        warehouse: (!warehouse.is_empty()).then(|| warehouse.to_owned()),
+        props: cfg.catalog_properties.clone(),
+    };
+    // The server's configuration (prefix, overridden URI) is read once here and handed to the
+    // catalog client as explicit settings, so both talk to the same endpoints.
+    let (committer, merged) = RestCommit::connect(settings).await?;
+    let mut props = merged.props;
+    // Storage settings reach the tables' file I/O through the catalog's properties.
+    props.extend(cfg.storage_properties.clone());
+    props.insert("uri".into(), merged.uri.clone());
+    if let Some(w) = merged.warehouse {
+        props.insert("warehouse".into(), w);
+    }
+    let catalog = RestCatalogBuilder::default()
+        .with_storage_factory(storage)
+        .with_runtime(io_rt)
+        .load(cfg.catalog_name.clone(), props)
+        .await
+        .map_err(IcebergError::iceberg(format!(
+            "opening the REST catalog at {}",
+            cfg.catalog_uri
+        )))?;
+    Ok((Arc::new(catalog), Arc::new(committer)))
 }
 
 fn namespace_ident(namespace: &str) -> Result<NamespaceIdent, IcebergError> {
@@ -395,7 +450,7 @@ pub struct LakeTable {
     pub label: String,
     pub(crate) ident: TableIdent,
     pub(crate) table: Table,
-    swap: Arc<dyn PointerSwap>,
+    committer: Arc<dyn CatalogCommit>,
 }
 
 impl LakeTable {
@@ -432,9 +487,12 @@ impl LakeTable {
             if self.claimed_epoch() == lake.epoch {
                 return Ok(());
             }
-            let updates = vec![TableUpdate::SetProperties {
+            let mut updates = vec![TableUpdate::SetProperties {
                 updates: HashMap::from([(EPOCH_PROPERTY.to_owned(), lake.epoch.to_string())]),
             }];
+            if !self.committer.sees_property_changes() {
+                updates.extend(self.claim_snapshot(lake)?);
+            }
             if self.publish(lake, updates)? {
                 tracing::info!(table = %self.label, epoch = lake.epoch, "claimed the table for this writer");
                 return Ok(());
@@ -473,63 +531,53 @@ impl LakeTable {
         })
     }
 
-    /// Applies `updates` to the loaded metadata, writes the next metadata file and swaps the
-    /// catalog pointer to it if nobody moved it meanwhile. `Ok(false)`: somebody did (reload
-    /// and rebuild); the written file is then an orphan nobody references.
+    /// Publishes `updates` on top of the loaded metadata if nobody changed the table meanwhile.
+    /// `Ok(false)`: somebody did (reload and rebuild).
     pub(crate) fn publish(
         &mut self,
         lake: &Lake,
         updates: Vec<TableUpdate>,
     ) -> Result<bool, IcebergError> {
-        let current = self
-            .table
-            .metadata_location()
-            .ok_or_else(|| IcebergError::Inconsistent {
-                table: self.label.clone(),
-                why: "the loaded table has no metadata location".into(),
-            })?
-            .to_owned();
-        let what = format!("table {}: building the next metadata", self.label);
-        let mut builder: TableMetadataBuilder = self
-            .table
-            .metadata()
-            .clone()
-            .into_builder(Some(current.clone()));
-        for u in updates {
-            builder = u
-                .apply(builder)
-                .map_err(IcebergError::iceberg(what.clone()))?;
-        }
-        let metadata: TableMetadata = builder
+        let Some((location, metadata)) = lake
+            .rt
+            .block_on(self.committer.commit(&self.table, updates))?
+        else {
+            return Ok(false);
+        };
+        self.table = Table::builder()
+            .file_io(self.table.file_io().clone())
+            .identifier(self.ident.clone())
+            .metadata_location(location)
+            .metadata(metadata)
+            .runtime(lake.io_rt.clone())
             .build()
-            .map_err(IcebergError::iceberg(what.clone()))?
-            .metadata;
-        let next = MetadataLocation::from_str(&current)
-            .map_err(IcebergError::iceberg(what.clone()))?
-            .with_next_version()
-            .with_new_metadata(&metadata);
-        let next_str = next.to_string();
-        let swapped = lake.rt.block_on(async {
-            metadata
-                .write_to(&lake.file_io, &next)
-                .await
-                .map_err(IcebergError::iceberg(format!(
-                    "table {}: writing {next_str}",
-                    self.label
-                )))?;
-            self.swap.swap(&self.ident, &current, &next_str).await
-        })?;
-        if swapped {
-            self.table = Table::builder()
-                .file_io(self.table.file_io().clone())
-                .identifier(self.ident.clone())
-                .metadata_location(next_str)
-                .metadata(metadata)
-                .runtime(lake.io_rt.clone())
-                .build()
-                .map_err(IcebergError::iceberg(what))?;
-        }
-        Ok(swapped)
+            .map_err(IcebergError::iceberg(format!(
+                "table {}: loading the committed metadata",
+                self.label
+            )))?;
+        Ok(true)
+    }
+
+    /// A snapshot that changes no data and carries this writer's epoch with the table's
+    /// progress unchanged: on a REST catalog, a claim must move the main branch, because only
+    /// that makes an older writer's next commit (which requires the branch it built on) fail.
+    fn claim_snapshot(&self, lake: &Lake) -> Result<Vec<TableUpdate>, IcebergError> {
+        let progress = self.progress(lake)?;
+        let claim_id = format!("claim-{}", lake.epoch);
+        let (snapshot, _) =
+            lake.rt
+                .block_on(self.build_snapshot(lake, &[], &claim_id, &progress.offsets))?;
+        let snapshot_id = snapshot.snapshot_id();
+        Ok(vec![
+            TableUpdate::AddSnapshot { snapshot },
+            TableUpdate::SetSnapshotRef {
+                ref_name: MAIN_BRANCH.to_owned(),
+                reference: SnapshotReference::new(
+                    snapshot_id,
+                    SnapshotRetention::branch(None, None, None),
+                ),
+            },
+        ])
     }
 
     /// Every live row at the current snapshot, through iceberg's own reader (which applies

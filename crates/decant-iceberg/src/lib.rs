@@ -4,17 +4,22 @@
 //!
 //! - [`types`]: decant's logical column types → Iceberg types and the Arrow schema the writers
 //!   take ([`types::TableLayout`]).
-//! - [`lake`]: the catalog connection ([`Lake`]): SQL catalog on SQLite or PostgreSQL, local
-//!   storage, table creation, schema evolution (added nullable columns), writer epochs.
+//! - [`lake`]: the catalog connection ([`Lake`]): SQL catalog on SQLite or PostgreSQL, or a REST
+//!   catalog; local or S3 storage; table creation, schema evolution (added nullable columns),
+//!   writer epochs.
+//! - [`catalog`]: the one catalog-specific step, publishing a change only if the table is still
+//!   what it was built on ([`catalog::CatalogCommit`]: the SQL pointer swap, the REST commit
+//!   endpoint with requirements).
 //! - [`commit`]: Parquet data and equality-delete files, manifests, manifest list, snapshot and
-//!   metadata written with iceberg's public types, then published by one compare-and-swap of
-//!   the metadata pointer ([`commit::PointerSwap`]); progress (offsets, commit id, epoch) read
+//!   metadata written with iceberg's public types, then published through the catalog's
+//!   conditional commit; progress (offsets, commit id, epoch) read
 //!   back from the newest snapshot of the pipeline ([`commit::Progress`]).
 //! - [`error`]: [`IcebergError`] and its retry class.
 //!
 //! The API is blocking: [`Lake`] owns a small tokio runtime, so the pipeline's loop stays
 //! synchronous like its Kafka half.
 
+pub mod catalog;
 pub mod commit;
 pub mod error;
 pub mod lake;

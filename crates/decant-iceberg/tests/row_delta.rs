@@ -1,9 +1,14 @@
-//! The commit protocol against a real SQL catalog (SQLite) and local warehouse, read back with
-//! iceberg's own scan (which applies equality deletes): upserts and deletes, one snapshot per
-//! batch, a retried batch found already committed, progress in the summary, added columns,
-//! refused type changes, and fencing of an older writer by a newer one.
+//! The commit protocol against real catalogs and a local warehouse, read back with iceberg's
+//! own scan (which applies equality deletes): upserts and deletes, one snapshot per batch, a
+//! retried batch found already committed, progress in the summary, added columns, refused type
+//! changes, and fencing of an older writer by a newer one. Once on the SQL catalog (SQLite),
+//! once on a REST catalog: the test bed's `rest_catalog.py`, pyiceberg's SQL catalog served
+//! over the REST protocol, so the requirement checks and metadata updates are pyiceberg's.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
@@ -12,7 +17,7 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use decant_iceberg::{CommitOutcome, IcebergError, Lake, LakeConfig, TableDelta, TableLayout};
 use decant_model::ColumnType;
 
-fn lake(dir: &std::path::Path) -> Lake {
+fn sql_lake(dir: &Path) -> Lake {
     Lake::open(LakeConfig {
         catalog_uri: format!("sqlite:{}", dir.join("catalog.db").display()),
         catalog_name: "decant".into(),
@@ -21,8 +26,89 @@ fn lake(dir: &std::path::Path) -> Lake {
         target_file_size_bytes: 1 << 20,
         table_properties: HashMap::new(),
         storage_properties: HashMap::new(),
+        catalog_properties: HashMap::new(),
     })
     .expect("open lake")
+}
+
+/// The test bed's REST catalog server, stopped on drop.
+struct RestServer {
+    child: Child,
+    uri: String,
+}
+
+impl Drop for RestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test bed's python (`DECANT_PY`, exported by `tests/run.sh`, or read from the bed's
+/// `bed.env`): `bash tests/bed/setup.sh` provides it.
+fn bed_python() -> PathBuf {
+    if let Ok(py) = std::env::var("DECANT_PY") {
+        return py.into();
+    }
+    let cache = std::env::var("DECANT_CACHE").map_or_else(
+        |_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/decant"),
+        PathBuf::from,
+    );
+    let env = std::fs::read_to_string(cache.join("bed.env")).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: run `bash tests/bed/setup.sh` first",
+            cache.join("bed.env").display()
+        )
+    });
+    env.lines()
+        .find_map(|l| l.strip_prefix("DECANT_PY="))
+        .map(|v| PathBuf::from(v.trim_matches(|c| c == '"' || c == '\'')))
+        .expect("DECANT_PY in bed.env")
+}
+
+/// Starts the server with a path prefix and OAuth2 client credentials, so the prefix from
+/// `/v1/config` and the token must both be honoured by every request decant makes.
+fn rest_server(dir: &Path) -> RestServer {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/bed/rest_catalog.py");
+    let mut child = Command::new(bed_python())
+        .arg(script)
+        .arg("--catalog-db")
+        .arg(dir.join("rest.db"))
+        .arg("--warehouse")
+        .arg(dir.join("wh"))
+        .args(["--prefix", "wh1", "--credential", "decant:s3cret"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start rest_catalog.py");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("rest_catalog.py says ready");
+    let port = line
+        .trim()
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("rest_catalog.py printed {line:?}"));
+    RestServer {
+        child,
+        uri: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn rest_lake(server: &RestServer) -> Lake {
+    Lake::open(rest_config(server)).expect("open lake")
+}
+
+fn rest_config(server: &RestServer) -> LakeConfig {
+    LakeConfig {
+        catalog_uri: server.uri.clone(),
+        catalog_name: "rest".into(),
+        warehouse: String::new(),
+        pipeline: "p1".into(),
+        target_file_size_bytes: 1 << 20,
+        table_properties: HashMap::new(),
+        storage_properties: HashMap::new(),
+        catalog_properties: HashMap::from([("credential".into(), "decant:s3cret".into())]),
+    }
 }
 
 fn layout(extra: Option<(&str, ColumnType)>) -> TableLayout {
@@ -82,9 +168,29 @@ fn rows(lake: &Lake, ns: &str, name: &str) -> Vec<(i64, Option<String>)> {
 }
 
 #[test]
-fn upserts_deletes_retries_evolution_and_fencing() {
+fn sql_catalog_upserts_deletes_retries_evolution_and_fencing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let a = lake(dir.path());
+    commit_protocol(|| sql_lake(dir.path()));
+}
+
+#[test]
+fn rest_catalog_upserts_deletes_retries_evolution_and_fencing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = rest_server(dir.path());
+    commit_protocol(|| rest_lake(&server));
+    // A wrong secret is refused with the server's message, not retried forever.
+    let e = Lake::open(LakeConfig {
+        catalog_properties: HashMap::from([("credential".into(), "decant:wrong".into())]),
+        ..rest_config(&server)
+    })
+    .err()
+    .expect("bad credentials");
+    assert!(e.to_string().contains("HTTP 401"), "{e}");
+}
+
+/// `open` gives a new writer (a newer epoch) of pipeline `p1` each time it is called.
+fn commit_protocol(open: impl Fn() -> Lake) {
+    let a = open();
     let mut t = a
         .open_for_write("shop", "items", &layout(None))
         .expect("create");
@@ -166,7 +272,7 @@ fn upserts_deletes_retries_evolution_and_fencing() {
 
     // A newer writer of the same pipeline claims the table: the older one is fenced.
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let b = lake(dir.path());
+    let b = open();
     let mut tb = b.claim("shop", "items").expect("claim");
     let d4 = delta(&s2, &[(6, Some("zombie"))], &[6], "c4", 40);
     let e = t.commit(&a, &d4).expect_err("fenced");

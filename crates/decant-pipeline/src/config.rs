@@ -390,15 +390,23 @@ pub enum SinkKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IcebergSinkConfig {
-    /// SQL catalog database: `sqlite:<path>` (created if missing) or `postgres://…`.
+    /// SQL catalog database: `sqlite:<path>` (created if missing) or `postgres://…`; or a REST
+    /// catalog's base URI `http(s)://host[:port][/path]` (without `/v1`).
     #[serde(default = "default_catalog_uri")]
     pub catalog_uri: String,
-    /// Catalog name inside that database.
+    /// Catalog name inside that database (for a REST catalog only a label).
     #[serde(default = "default_catalog_name")]
     pub catalog_name: String,
-    /// Warehouse root: a local directory (created if missing) or `s3://bucket/prefix`.
+    /// SQL catalog: the warehouse root, a local directory (created if missing) or
+    /// `s3://bucket/prefix`. REST catalog: the `warehouse` sent to the server (a path, a
+    /// warehouse or catalog name, as the server defines it); empty sends none.
     #[serde(default = "default_warehouse")]
     pub warehouse: String,
+    /// REST catalog settings, named as Iceberg's REST clients name them: `token`, `credential`
+    /// (`client_id:client_secret`, OAuth2 client credentials), `oauth2-server-uri`, `scope`,
+    /// `prefix`, `header.<name>`.
+    #[serde(default)]
+    pub catalog_properties: BTreeMap<String, String>,
     /// Namespace template; variables `{schema}`, `{table}`, `{prefix}` (= output.prefix).
     #[serde(default = "default_ns_template")]
     pub namespace: String,
@@ -418,6 +426,11 @@ pub struct IcebergSinkConfig {
     /// … or when the pending rows' rendered size reaches this (memory bound).
     #[serde(default = "default_iceberg_max_bytes")]
     pub commit_max_bytes: u64,
+    /// A table without changes still gets a snapshot that only moves its offsets, at most this
+    /// often: otherwise a quiet table pins the restart position of every partition at its
+    /// last change, and a restart re-reads everything since.
+    #[serde(default = "default_idle_commit_interval_ms")]
+    pub idle_commit_interval_ms: u64,
     /// Roll Parquet data files at this size.
     #[serde(default = "default_target_file_size")]
     pub target_file_size_bytes: u64,
@@ -442,8 +455,10 @@ impl Default for IcebergSinkConfig {
             commit_interval_ms: default_iceberg_interval_ms(),
             commit_max_rows: default_iceberg_max_rows(),
             commit_max_bytes: default_iceberg_max_bytes(),
+            idle_commit_interval_ms: default_idle_commit_interval_ms(),
             target_file_size_bytes: default_target_file_size(),
             table_properties: BTreeMap::new(),
+            catalog_properties: BTreeMap::new(),
             storage: BTreeMap::new(),
         }
     }
@@ -451,6 +466,9 @@ impl Default for IcebergSinkConfig {
 
 fn default_catalog_uri() -> String {
     "sqlite:decant-lake/catalog.db".into()
+}
+fn default_idle_commit_interval_ms() -> u64 {
+    600_000
 }
 fn default_catalog_name() -> String {
     "decant".into()
@@ -622,14 +640,34 @@ impl PipelineConfig {
                     }
                 }
             }
-            if !(i.catalog_uri.starts_with("sqlite:") || i.catalog_uri.starts_with("postgres")) {
+            let rest =
+                i.catalog_uri.starts_with("http://") || i.catalog_uri.starts_with("https://");
+            if !(rest
+                || i.catalog_uri.starts_with("sqlite:")
+                || i.catalog_uri.starts_with("postgres"))
+            {
                 out.push(format!(
-                    "iceberg.catalog_uri: {:?}: expected sqlite:<path> or postgres://… (the SQL catalog)",
+                    "iceberg.catalog_uri: {:?}: expected sqlite:<path> or postgres://… (SQL catalog) or http(s)://… (REST catalog)",
                     i.catalog_uri
                 ));
             }
-            if i.commit_interval_ms == 0 || i.commit_max_rows == 0 || i.commit_max_bytes == 0 {
-                out.push("iceberg.commit_interval_ms / commit_max_rows / commit_max_bytes: must be positive".into());
+            if !rest && !i.catalog_properties.is_empty() {
+                out.push(
+                    "iceberg.catalog_properties: only a REST catalog (catalog_uri = \"http(s)://…\") takes them".into(),
+                );
+            }
+            if rest && i.catalog_uri.trim_end_matches('/').ends_with("/v1") {
+                out.push(format!(
+                    "iceberg.catalog_uri: {:?}: give the base URI without /v1 (decant adds it)",
+                    i.catalog_uri
+                ));
+            }
+            if i.commit_interval_ms == 0
+                || i.commit_max_rows == 0
+                || i.commit_max_bytes == 0
+                || i.idle_commit_interval_ms == 0
+            {
+                out.push("iceberg.commit_interval_ms / commit_max_rows / commit_max_bytes / idle_commit_interval_ms: must be positive".into());
             }
         }
         let d = &self.delivery;
@@ -810,6 +848,33 @@ mod tests {
         let mut cfg = PipelineConfig::default();
         cfg.source.topics = vec!["a".into()];
         assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+    }
+
+    #[test]
+    fn iceberg_catalog_uris_are_checked() {
+        let problems = |uri: &str, props: &[(&str, &str)]| {
+            let mut cfg = PipelineConfig::default();
+            cfg.source.topics = vec!["a".into()];
+            cfg.output.sink = SinkKind::Iceberg;
+            cfg.iceberg.catalog_uri = uri.into();
+            cfg.iceberg.catalog_properties = props
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            cfg.problems()
+        };
+        assert!(problems("sqlite:lake/c.db", &[]).is_empty());
+        assert!(problems("https://polaris:8181/api/catalog", &[("credential", "a:b")]).is_empty());
+        let p = problems("thrift://hms:9083", &[]);
+        assert!(p.iter().any(|x| x.contains("REST catalog")), "{p:?}");
+        let p = problems("postgres://db/cat", &[("token", "t")]);
+        assert!(
+            p.iter()
+                .any(|x| x.starts_with("iceberg.catalog_properties")),
+            "{p:?}"
+        );
+        let p = problems("http://lakekeeper:8181/catalog/v1", &[]);
+        assert!(p.iter().any(|x| x.contains("without /v1")), "{p:?}");
     }
 
     #[test]

@@ -67,6 +67,8 @@ struct Dest {
     table: LakeTable,
     /// Next offset per source partition that the table already holds.
     progress: BTreeMap<(String, i32), i64>,
+    /// When this process last committed to the table (or loaded it).
+    last_commit: Instant,
 }
 
 /// The batch's changes for one destination.
@@ -108,6 +110,7 @@ struct Worker<'c> {
     filter_buf: String,
     summary: Summary,
     last_discovery: Instant,
+    last_quiet_check: Instant,
 }
 
 /// Runs the Iceberg sink until `rt.shutdown` is set (returns after a last commit) or a fatal
@@ -135,6 +138,7 @@ pub fn run(
         target_file_size_bytes: ic.target_file_size_bytes as usize,
         table_properties: ic.table_properties.clone().into_iter().collect(),
         storage_properties: ic.storage.clone().into_iter().collect(),
+        catalog_properties: ic.catalog_properties.clone().into_iter().collect(),
     })
     .map_err(lake_err)?;
     let dead_letters = match &cfg.dead_letter.topic {
@@ -182,6 +186,7 @@ pub fn run(
         filter_buf: String::new(),
         summary: Summary::default(),
         last_discovery: Instant::now(),
+        last_quiet_check: Instant::now(),
     };
     w.load_progress()?;
     w.resolve_pending()?;
@@ -215,8 +220,14 @@ impl<'c> Worker<'c> {
         for (ns, name) in self.lake.all_pipeline_tables().map_err(lake_err)? {
             let table = self.lake.claim(&ns, &name).map_err(lake_err)?;
             let progress = table.progress(&self.lake).map_err(lake_err)?.offsets;
-            self.dests
-                .insert(format!("{ns}.{name}"), Dest { table, progress });
+            self.dests.insert(
+                format!("{ns}.{name}"),
+                Dest {
+                    table,
+                    progress,
+                    last_commit: Instant::now(),
+                },
+            );
         }
         Ok(())
     }
@@ -388,6 +399,15 @@ impl<'c> Worker<'c> {
             });
             if due {
                 self.commit()?;
+            } else if self.batch_started.is_none()
+                && self.last_quiet_check.elapsed() >= Duration::from_secs(1)
+            {
+                // Nothing consumed since the last commit: the position is all committed, and
+                // quiet tables can catch up without waiting for the next batch.
+                self.last_quiet_check = Instant::now();
+                let offsets = self.position.clone();
+                let id = uuid::Uuid::new_v4().to_string();
+                self.advance_quiet_tables(&id, &offsets, &HashSet::new())?;
             }
         }
         tracing::info!("shutting down: committing the open batch");
@@ -903,6 +923,7 @@ impl<'c> Worker<'c> {
                 Err(e) => return Err(e),
             }
         }
+        self.advance_quiet_tables(&commit_id, &offsets, &committed_labels)?;
         if !self.overlay.is_empty() {
             // A destination without changes in this batch has nothing to lose.
             self.resolve_staged(self.overlay.keys().map(Vec::as_slice), |dest| {
@@ -926,6 +947,51 @@ impl<'c> Worker<'c> {
         Ok(())
     }
 
+    /// Gives each table that had no changes for `idle_commit_interval_ms` but lags the consumed
+    /// position a snapshot without files that moves its offsets: every record of those
+    /// partitions below `offsets` that belongs to the table is already committed (a record of
+    /// it would have been in a batch and committed there), so nothing is skipped; and a restart
+    /// no longer re-reads from the quiet table's last change.
+    fn advance_quiet_tables(
+        &mut self,
+        commit_id: &str,
+        offsets: &BTreeMap<(String, i32), i64>,
+        committed: &HashSet<String>,
+    ) -> Result<(), PipelineError> {
+        let idle = Duration::from_millis(self.cfg.iceberg.idle_commit_interval_ms);
+        for (label, dest) in &mut self.dests {
+            if committed.contains(label)
+                || self.stopped.contains_key(label)
+                || dest.last_commit.elapsed() < idle
+            {
+                continue;
+            }
+            let lags = offsets
+                .iter()
+                .any(|(tp, o)| dest.progress.get(tp).is_none_or(|held| held < o));
+            if !lags {
+                continue;
+            }
+            let delta = TableDelta {
+                upserts: Vec::new(),
+                deletes: Vec::new(),
+                commit_id: commit_id.to_owned(),
+                offsets: offsets.clone(),
+            };
+            dest.table.commit(&self.lake, &delta).map_err(lake_err)?;
+            for (tp, o) in offsets {
+                let e = dest.progress.entry(tp.clone()).or_insert(*o);
+                *e = (*e).max(*o);
+            }
+            dest.last_commit = Instant::now();
+            tracing::info!(
+                table = label.as_str(),
+                "committed the consumed offsets of a table without changes"
+            );
+        }
+        Ok(())
+    }
+
     /// Opens (creates, evolves, claims) the destination; `false` when it is stopped.
     fn open_dest(&mut self, label: &str, p: &Pending) -> Result<bool, PipelineError> {
         if self.stopped.contains_key(label) {
@@ -946,8 +1012,14 @@ impl<'c> Worker<'c> {
         match opened {
             Ok(Some(table)) => {
                 let progress = table.progress(&self.lake).map_err(lake_err)?.offsets;
-                self.dests
-                    .insert(label.to_owned(), Dest { table, progress });
+                self.dests.insert(
+                    label.to_owned(),
+                    Dest {
+                        table,
+                        progress,
+                        last_commit: Instant::now(),
+                    },
+                );
                 Ok(true)
             }
             Ok(None) => Ok(true),
@@ -1027,6 +1099,7 @@ impl<'c> Worker<'c> {
             let e = dest.progress.entry(tp.clone()).or_insert(*o);
             *e = (*e).max(*o);
         }
+        dest.last_commit = Instant::now();
         let dels = p.rows.len() as u64 - ups;
         self.metrics
             .output_records
