@@ -9,10 +9,11 @@ applying the updates, writing the next metadata file and the compare-and-swap of
 This file only routes HTTP to it, one request at a time.
 
     python rest_catalog.py --port 8181 --catalog-db /tmp/rest.db --warehouse /tmp/wh \
-        [--prefix p] [--token T] [--credential id:secret]
+        [--prefix p] [--token T] [--credential id:secret [--token-ttl S]]
 
 `--token` makes every request need `Authorization: Bearer T`; `--credential` additionally serves
-the OAuth2 client-credentials endpoint (`/v1/oauth/tokens`) that hands out T for that client.
+the OAuth2 client-credentials endpoint (`/v1/oauth/tokens`) that hands out T for that client, or
+with `--token-ttl` a fresh token per request that expires after S seconds (401 afterwards).
 `--prefix` is advertised through `/v1/config` overrides, so clients must use it in their paths.
 Prints `ready <port>` on stdout once it listens.
 """
@@ -22,6 +23,7 @@ import json
 import os
 import sys
 import threading
+import time
 import traceback
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -72,6 +74,8 @@ class Catalog:
         self.prefix = args.prefix
         self.token = args.token
         self.credential = args.credential
+        self.token_ttl = args.token_ttl
+        self.issued = {}  # token -> expiry (monotonic seconds)
         self.lock = threading.Lock()
         self.commits = 0
         self.conflicts = 0
@@ -164,9 +168,21 @@ class Catalog:
         given = f"{form.get('client_id', [''])[0]}:{form.get('client_secret', [''])[0]}"
         if not self.credential or form.get("grant_type") != ["client_credentials"] or given != self.credential:
             raise HttpError(401, "NotAuthorizedException", "bad client credentials")
-        return 200, json.dumps(
-            {"access_token": self.token, "token_type": "bearer", "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"}
-        )
+        token = self.token
+        reply = {"token_type": "bearer", "issued_token_type": "urn:ietf:params:oauth:token-type:access_token"}
+        if self.token_ttl:
+            token = uuid.uuid4().hex
+            self.issued[token] = time.monotonic() + self.token_ttl
+            reply["expires_in"] = self.token_ttl
+        return 200, json.dumps({"access_token": token, **reply})
+
+    def authorized(self, header):
+        token = (header or "").removeprefix("Bearer ")
+        if not self.token:
+            return True
+        if token == self.token and not self.token_ttl:
+            return True
+        return self.issued.get(token, 0) > time.monotonic()
 
 
 def handler_for(catalog):
@@ -182,9 +198,9 @@ def handler_for(catalog):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
                 is_token = url.path.rstrip("/").endswith("/oauth/tokens")
-                if catalog.token and not is_token and self.headers.get("Authorization") != f"Bearer {catalog.token}":
-                    raise HttpError(401, "NotAuthorizedException", "missing or wrong bearer token")
                 with catalog.lock:
+                    if not is_token and not catalog.authorized(self.headers.get("Authorization")):
+                        raise HttpError(401, "NotAuthorizedException", "missing, wrong or expired bearer token")
                     status, payload = catalog.route(self.command, url.path, parse_qs(url.query), body)
             except HttpError as e:
                 status, payload = e.status, error_body(e.status, e.kind, e.message)
@@ -224,6 +240,7 @@ def main():
     ap.add_argument("--prefix", default="")
     ap.add_argument("--token", default="")
     ap.add_argument("--credential", default="")
+    ap.add_argument("--token-ttl", type=int, default=0)
     args = ap.parse_args()
     if args.credential and not args.token:
         args.token = uuid.uuid4().hex

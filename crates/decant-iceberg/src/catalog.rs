@@ -1,4 +1,4 @@
-//! The one catalog-specific step of every metadata change decant makes: publishing updates on top
+//! The catalog-specific step of every metadata change decant makes: publishing updates on top
 //! of the metadata they were built on, and failing (not rebasing) when the table moved meanwhile.
 //!
 //! - [`SqlCommit`]: decant applies the updates and writes the next metadata file itself, then
@@ -172,6 +172,8 @@ pub struct RestCommit {
     base: String,
     /// The bearer token (static, or fetched with the client credentials and refreshed on 401).
     token: Mutex<Option<String>>,
+    /// The fetched token's lifetime (`expires_in`), when the server says.
+    token_lifetime: Mutex<Option<Duration>>,
 }
 
 #[derive(serde::Deserialize, Default)]
@@ -185,6 +187,8 @@ struct ConfigResponse {
 #[derive(serde::Deserialize)]
 struct TokenResponse {
     access_token: String,
+    #[serde(default)]
+    expires_in: Option<u64>,
 }
 
 #[derive(serde::Deserialize)]
@@ -210,12 +214,16 @@ impl RestCommit {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
+            // A redirected POST would arrive as a GET of the table, whose 200 reads like a
+            // successful commit; and a redirect elsewhere would carry the client secret along.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| IcebergError::rest("building the HTTP client", None, e.to_string()))?;
         let mut commit = RestCommit {
             http,
             base: String::new(),
             token: Mutex::new(settings.props.get("token").cloned()),
+            token_lifetime: Mutex::new(None),
             settings,
         };
         if commit.current_token().is_none() && commit.settings.props.contains_key("credential") {
@@ -229,12 +237,15 @@ impl RestCommit {
             .send(|http| http.get(&url), "reading the catalog configuration")
             .await?;
         let config: ConfigResponse = read_json(resp, "reading the catalog configuration").await?;
-        let mut props = config.defaults;
-        props.extend(commit.settings.props.clone());
-        props.extend(config.overrides);
-        if let Some(uri) = props.remove("uri") {
+        let mut overrides = config.overrides;
+        // Only the server's overrides may move the URI (as iceberg's REST client does).
+        if let Some(uri) = overrides.remove("uri") {
             commit.settings.uri = uri.trim_end_matches('/').to_owned();
         }
+        let mut props = config.defaults;
+        props.remove("uri");
+        props.extend(commit.settings.props.clone());
+        props.extend(overrides);
         commit.settings.props = props;
         commit.base = match commit.settings.props.get("prefix") {
             Some(p) if !p.is_empty() => format!("{}/v1/{p}", commit.settings.uri),
@@ -287,7 +298,21 @@ impl RestCommit {
         if let Ok(mut t) = self.token.lock() {
             *t = Some(token.access_token);
         }
+        if let Ok(mut l) = self.token_lifetime.lock() {
+            *l = token.expires_in.map(Duration::from_secs);
+        }
         Ok(())
+    }
+
+    /// How often a client holding a token fetched with the client credentials should get a new
+    /// one: half its lifetime, at most every 15 minutes. `None` without client credentials.
+    pub fn token_refresh_interval(&self) -> Option<Duration> {
+        if !self.settings.props.contains_key("credential") {
+            return None;
+        }
+        let lifetime = self.token_lifetime.lock().ok().and_then(|l| *l);
+        let cap = Duration::from_secs(15 * 60);
+        Some(lifetime.map_or(cap, |l| (l / 2).clamp(Duration::from_secs(5), cap)))
     }
 
     /// Sends a request with the catalog's headers and token; on 401 with client credentials,

@@ -229,6 +229,15 @@ impl LakeTable {
                 },
             ];
             match self.publish(lake, updates) {
+                Ok(true) if self.table.metadata().current_snapshot_id() != Some(snapshot_id) => {
+                    return Err(IcebergError::Inconsistent {
+                        table: self.label.clone(),
+                        why: format!(
+                            "the catalog accepted snapshot {snapshot_id} but its main branch is at {:?}",
+                            self.table.metadata().current_snapshot_id()
+                        ),
+                    });
+                }
                 Ok(true) => {
                     return Ok(CommitOutcome::Committed {
                         snapshot_id,

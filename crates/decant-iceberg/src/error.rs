@@ -89,10 +89,10 @@ impl IcebergError {
                 }
             }
             IcebergError::Sql { .. } | IcebergError::Conflict { .. } => RetryClass::Retriable,
-            // No answer, throttling or a server-side failure: the commit state is unknown and
-            // the next attempt looks for it; other statuses are refusals.
+            // No answer, an unreadable answer, throttling or a server-side failure: the commit
+            // state is unknown and the next attempt looks for it; other statuses are refusals.
             IcebergError::Rest { status, .. } => match status {
-                None | Some(408 | 429 | 500..) => RetryClass::Retriable,
+                None | Some(200..=299 | 408 | 429 | 500..) => RetryClass::Retriable,
                 Some(_) => RetryClass::Fatal,
             },
             IcebergError::IncompatibleSchema { .. } => RetryClass::BadRecord,

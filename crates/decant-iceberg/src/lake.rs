@@ -14,7 +14,7 @@ use iceberg::io::{LocalFsStorageFactory, StorageFactory};
 use iceberg::spec::{MAIN_BRANCH, SnapshotReference, SnapshotRetention, TableMetadata};
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent, TableUpdate};
-use iceberg_catalog_rest::RestCatalogBuilder;
+use iceberg_catalog_rest::{RestCatalog, RestCatalogBuilder};
 use iceberg_catalog_sql::{SqlBindStyle, SqlCatalogBuilder};
 use iceberg_storage_opendal::OpenDalStorageFactory;
 use sqlx::AnyPool;
@@ -55,12 +55,31 @@ pub struct LakeConfig {
     pub storage_properties: HashMap<String, String>,
 }
 
+/// What listing tables and keeping credentials fresh need beyond the `Catalog` trait.
+enum Backend {
+    /// The catalog database itself: `list_namespaces` of iceberg's SQL catalog only returns
+    /// first levels, so tables are listed by one query.
+    Sql {
+        pool: AnyPool,
+        catalog: String,
+        postgres: bool,
+    },
+    /// iceberg's REST client never refreshes a token it fetched with client credentials; it is
+    /// told to get a new one every `refresh`.
+    Rest {
+        client: Arc<RestCatalog>,
+        refresh: Option<std::time::Duration>,
+        refreshed: std::sync::Mutex<std::time::Instant>,
+    },
+}
+
 pub struct Lake {
     pub(crate) rt: tokio::runtime::Runtime,
     /// The same runtime as iceberg wants it for the tables it builds.
     io_rt: iceberg::Runtime,
     catalog: Arc<dyn Catalog>,
     committer: Arc<dyn CatalogCommit>,
+    backend: Backend,
     pub(crate) cfg: LakeConfig,
     /// This process's writer epoch: newer processes of the same pipeline have larger ones.
     epoch: i64,
@@ -133,7 +152,7 @@ impl Lake {
             Arc::new(LocalFsStorageFactory)
         };
         let io_rt = iceberg::Runtime::new(&rt);
-        let (catalog, committer) = if rest {
+        let (catalog, committer, backend) = if rest {
             rt.block_on(open_rest(&cfg, &warehouse, storage.clone(), io_rt.clone()))?
         } else {
             rt.block_on(open_sql(
@@ -149,6 +168,7 @@ impl Lake {
             rt,
             catalog,
             committer,
+            backend,
             cfg: LakeConfig { warehouse, ..cfg },
             epoch,
         })
@@ -162,58 +182,109 @@ impl Lake {
         &self.cfg.pipeline
     }
 
-    /// The tables of this pipeline in `namespaces` (by their pipeline property).
-    pub fn pipeline_tables(&self, namespace: &str) -> Result<Vec<String>, IcebergError> {
-        let ns = namespace_ident(namespace)?;
-        self.rt.block_on(async {
-            if !self
-                .catalog
-                .namespace_exists(&ns)
-                .await
-                .map_err(IcebergError::iceberg("listing namespaces"))?
-            {
-                return Ok(Vec::new());
-            }
-            let idents = self
-                .catalog
-                .list_tables(&ns)
-                .await
-                .map_err(IcebergError::iceberg(format!(
-                    "listing tables of {namespace}"
-                )))?;
-            let mut out = Vec::new();
-            for ident in idents {
-                let t = self
-                    .catalog
-                    .load_table(&ident)
-                    .await
-                    .map_err(IcebergError::iceberg(format!("loading {ident}")))?;
-                if t.metadata().properties().get(PIPELINE_PROPERTY) == Some(&self.cfg.pipeline) {
-                    out.push(ident.name().to_owned());
-                }
-            }
-            Ok(out)
-        })
-    }
-
-    /// Every table of this pipeline in the catalog: (namespace, name).
+    /// Every table of this pipeline in the catalog, at any namespace depth: (namespace, name).
     pub fn all_pipeline_tables(&self) -> Result<Vec<(String, String)>, IcebergError> {
-        let namespaces = self
-            .rt
-            .block_on(self.catalog.list_namespaces(None))
-            .map_err(IcebergError::iceberg("listing namespaces"))?;
+        self.keep_token_fresh();
+        let idents = self.rt.block_on(self.all_tables())?;
         let mut out = Vec::new();
-        for ns in namespaces {
-            let name = ns.join(".");
-            for t in self.pipeline_tables(&name)? {
-                out.push((name.clone(), t));
+        for ident in idents {
+            let t = self.reload(&ident)?;
+            if t.metadata().properties().get(PIPELINE_PROPERTY) == Some(&self.cfg.pipeline) {
+                out.push((ident.namespace().join("."), ident.name().to_owned()));
             }
         }
+        out.sort();
         Ok(out)
+    }
+
+    async fn all_tables(&self) -> Result<Vec<TableIdent>, IcebergError> {
+        match &self.backend {
+            Backend::Sql {
+                pool,
+                catalog,
+                postgres,
+            } => {
+                let sql = if *postgres {
+                    "SELECT table_namespace, table_name FROM iceberg_tables WHERE catalog_name = $1"
+                } else {
+                    "SELECT table_namespace, table_name FROM iceberg_tables WHERE catalog_name = ?"
+                };
+                let rows: Vec<(String, String)> = sqlx::query_as(sql)
+                    .bind(catalog.as_str())
+                    .fetch_all(pool)
+                    .await
+                    .map_err(IcebergError::sql("listing the catalog's tables"))?;
+                rows.into_iter()
+                    .map(|(ns, name)| Ok(TableIdent::new(namespace_ident(&ns)?, name)))
+                    .collect()
+            }
+            Backend::Rest { .. } => {
+                let mut out = Vec::new();
+                let mut queue = self
+                    .catalog
+                    .list_namespaces(None)
+                    .await
+                    .map_err(IcebergError::iceberg("listing namespaces"))?;
+                let mut seen = std::collections::HashSet::new();
+                while let Some(ns) = queue.pop() {
+                    if !seen.insert(ns.clone()) {
+                        continue;
+                    }
+                    out.extend(self.catalog.list_tables(&ns).await.map_err(
+                        IcebergError::iceberg(format!("listing tables of {}", ns.join("."))),
+                    )?);
+                    match self.catalog.list_namespaces(Some(&ns)).await {
+                        Ok(children) => queue.extend(
+                            children
+                                .into_iter()
+                                .filter(|c| c.len() > ns.len() && c.starts_with(&ns[..])),
+                        ),
+                        // A server without nested namespaces.
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                iceberg::ErrorKind::NamespaceNotFound
+                                    | iceberg::ErrorKind::FeatureUnsupported
+                            ) => {}
+                        Err(e) => {
+                            return Err(IcebergError::Iceberg {
+                                what: format!("listing namespaces under {}", ns.join(".")),
+                                source: Box::new(e),
+                            });
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Gives iceberg's REST client a new token when the last one is due (see [`Backend::Rest`]).
+    fn keep_token_fresh(&self) {
+        let Backend::Rest {
+            client,
+            refresh: Some(every),
+            refreshed,
+        } = &self.backend
+        else {
+            return;
+        };
+        let Ok(mut last) = refreshed.lock() else {
+            return;
+        };
+        if last.elapsed() < *every {
+            return;
+        }
+        // On failure the old token stays; the next call tries again.
+        match self.rt.block_on(client.regenerate_token()) {
+            Ok(()) => *last = std::time::Instant::now(),
+            Err(e) => tracing::warn!(error = %e, "refreshing the REST catalog token"),
+        }
     }
 
     /// Loads an existing table, or `None`.
     pub fn load(&self, namespace: &str, name: &str) -> Result<Option<LakeTable>, IcebergError> {
+        self.keep_token_fresh();
         let ident = TableIdent::new(namespace_ident(namespace)?, name.to_owned());
         let exists = self
             .rt
@@ -232,6 +303,7 @@ impl Lake {
     }
 
     pub(crate) fn reload(&self, ident: &TableIdent) -> Result<Table, IcebergError> {
+        self.keep_token_fresh();
         self.rt
             .block_on(self.catalog.load_table(ident))
             .map_err(IcebergError::iceberg(format!("loading {ident}")))
@@ -286,6 +358,7 @@ impl Lake {
     ) -> Result<LakeTable, IcebergError> {
         let label = format!("{namespace}.{name}");
         let schema = layout.fresh_schema(&label)?;
+        self.keep_token_fresh();
         let ns = namespace_ident(namespace)?;
         let mut props = self.cfg.table_properties.clone();
         props.insert(PIPELINE_PROPERTY.into(), self.cfg.pipeline.clone());
@@ -358,7 +431,7 @@ pub(crate) fn is_rest_uri(uri: &str) -> bool {
     uri.starts_with("http://") || uri.starts_with("https://")
 }
 
-type Connected = (Arc<dyn Catalog>, Arc<dyn CatalogCommit>);
+type Connected = (Arc<dyn Catalog>, Arc<dyn CatalogCommit>, Backend);
 
 async fn open_sql(
     cfg: &LakeConfig,
@@ -395,7 +468,16 @@ async fn open_sql(
         )))?;
     Ok((
         Arc::new(catalog),
-        Arc::new(SqlCommit::new(pool, cfg.catalog_name.clone(), postgres)),
+        Arc::new(SqlCommit::new(
+            pool.clone(),
+            cfg.catalog_name.clone(),
+            postgres,
+        )),
+        Backend::Sql {
+            pool,
+            catalog: cfg.catalog_name.clone(),
+            postgres,
+        },
     ))
 }
 
@@ -429,7 +511,13 @@ async fn open_rest(
             "opening the REST catalog at {}",
             cfg.catalog_uri
         )))?;
-    Ok((Arc::new(catalog), Arc::new(committer)))
+    let client = Arc::new(catalog);
+    let backend = Backend::Rest {
+        client: client.clone(),
+        refresh: committer.token_refresh_interval(),
+        refreshed: std::sync::Mutex::new(std::time::Instant::now()),
+    };
+    Ok((client, Arc::new(committer), backend))
 }
 
 fn namespace_ident(namespace: &str) -> Result<NamespaceIdent, IcebergError> {
@@ -497,7 +585,7 @@ impl LakeTable {
                 tracing::info!(table = %self.label, epoch = lake.epoch, "claimed the table for this writer");
                 return Ok(());
             }
-            self.table = lake.reload(&self.ident)?;
+            self.reload(lake)?;
         }
         Err(IcebergError::Conflict {
             table: self.label.clone(),
@@ -523,7 +611,7 @@ impl LakeTable {
                 tracing::info!(table = %self.label, "added new columns to the Iceberg table");
                 return Ok(true);
             }
-            self.table = lake.reload(&self.ident)?;
+            self.reload(lake)?;
         }
         Err(IcebergError::Conflict {
             table: self.label.clone(),
@@ -603,7 +691,19 @@ impl LakeTable {
     }
 
     pub(crate) fn reload(&mut self, lake: &Lake) -> Result<(), IcebergError> {
-        self.table = lake.reload(&self.ident)?;
+        let table = lake.reload(&self.ident)?;
+        let (was, is) = (self.table.metadata().uuid(), table.metadata().uuid());
+        if was != is {
+            // Files written for the old table must not land in a new one with offsets that
+            // claim its history.
+            return Err(IcebergError::Inconsistent {
+                table: self.label.clone(),
+                why: format!(
+                    "the table was dropped and re-created while this process wrote to it (uuid {was} is now {is})"
+                ),
+            });
+        }
+        self.table = table;
         Ok(())
     }
 }

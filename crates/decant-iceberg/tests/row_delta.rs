@@ -66,8 +66,9 @@ fn bed_python() -> PathBuf {
         .expect("DECANT_PY in bed.env")
 }
 
-/// Starts the server with a path prefix and OAuth2 client credentials, so the prefix from
-/// `/v1/config` and the token must both be honoured by every request decant makes.
+/// Starts the server with a path prefix and OAuth2 client credentials whose tokens expire after
+/// 12 s, so the prefix from `/v1/config` and a current token must be honoured by every request
+/// decant makes.
 fn rest_server(dir: &Path) -> RestServer {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/bed/rest_catalog.py");
     let mut child = Command::new(bed_python())
@@ -77,6 +78,7 @@ fn rest_server(dir: &Path) -> RestServer {
         .arg("--warehouse")
         .arg(dir.join("wh"))
         .args(["--prefix", "wh1", "--credential", "decant:s3cret"])
+        .args(["--token-ttl", &TOKEN_TTL.as_secs().to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .expect("start rest_catalog.py");
@@ -93,6 +95,8 @@ fn rest_server(dir: &Path) -> RestServer {
         uri: format!("http://127.0.0.1:{port}"),
     }
 }
+
+const TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(12);
 
 fn rest_lake(server: &RestServer) -> Lake {
     Lake::open(rest_config(server)).expect("open lake")
@@ -170,14 +174,14 @@ fn rows(lake: &Lake, ns: &str, name: &str) -> Vec<(i64, Option<String>)> {
 #[test]
 fn sql_catalog_upserts_deletes_retries_evolution_and_fencing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    commit_protocol(|| sql_lake(dir.path()));
+    commit_protocol(|| sql_lake(dir.path()), None);
 }
 
 #[test]
 fn rest_catalog_upserts_deletes_retries_evolution_and_fencing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = rest_server(dir.path());
-    commit_protocol(|| rest_lake(&server));
+    commit_protocol(|| rest_lake(&server), Some(TOKEN_TTL));
     // A wrong secret is refused with the server's message, not retried forever.
     let e = Lake::open(LakeConfig {
         catalog_properties: HashMap::from([("credential".into(), "decant:wrong".into())]),
@@ -188,8 +192,9 @@ fn rest_catalog_upserts_deletes_retries_evolution_and_fencing() {
     assert!(e.to_string().contains("HTTP 401"), "{e}");
 }
 
-/// `open` gives a new writer (a newer epoch) of pipeline `p1` each time it is called.
-fn commit_protocol(open: impl Fn() -> Lake) {
+/// `open` gives a new writer (a newer epoch) of pipeline `p1` each time it is called. With
+/// `outlive`, the first writer pauses that long before its retry, so its tokens expire.
+fn commit_protocol(open: impl Fn() -> Lake, outlive: Option<std::time::Duration>) {
     let a = open();
     let mut t = a
         .open_for_write("shop", "items", &layout(None))
@@ -221,6 +226,9 @@ fn commit_protocol(open: impl Fn() -> Lake) {
     ];
     assert_eq!(rows(&a, "shop", "items"), want);
 
+    if let Some(pause) = outlive {
+        std::thread::sleep(pause + std::time::Duration::from_secs(1));
+    }
     // The same batch again (a retry after an unknown outcome) is recognised, not re-applied.
     assert_eq!(
         t.commit(&a, &d2).expect("retry"),
@@ -268,6 +276,17 @@ fn commit_protocol(open: impl Fn() -> Lake) {
         matches!(e, IcebergError::IncompatibleSchema { .. })
             && e.to_string().contains("column v changed type"),
         "{e}"
+    );
+
+    // Tables at any namespace depth belong to the pipeline (a restart must find them all).
+    a.open_for_write("lake.shop", "nested", &layout(None))
+        .expect("create nested");
+    assert_eq!(
+        a.all_pipeline_tables().expect("list"),
+        vec![
+            ("lake.shop".to_owned(), "nested".to_owned()),
+            ("shop".to_owned(), "items".to_owned())
+        ]
     );
 
     // A newer writer of the same pipeline claims the table: the older one is fenced.

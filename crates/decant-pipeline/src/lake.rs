@@ -407,6 +407,7 @@ impl<'c> Worker<'c> {
                 self.last_quiet_check = Instant::now();
                 let offsets = self.position.clone();
                 let id = uuid::Uuid::new_v4().to_string();
+                self.flush_dead_letters()?;
                 self.advance_quiet_tables(&id, &offsets, &HashSet::new())?;
             }
         }
@@ -742,16 +743,17 @@ impl<'c> Worker<'c> {
                     rendered.missing.join(", ")
                 ),
             };
-            let res = match route.on_toast_missing {
-                ToastPolicy::EmitWithoutColumn => Ok(()),
-                ToastPolicy::DeadLetter => {
-                    let r = self.row_bad(BadRecordPolicy::DeadLetter, route, batch, row, &bad);
-                    self.value_buf = value;
-                    return r;
-                }
-                ToastPolicy::Fail => self.row_bad(BadRecordPolicy::Fail, route, batch, row, &bad),
+            let policy = match route.on_toast_missing {
+                ToastPolicy::EmitWithoutColumn => None,
+                ToastPolicy::DeadLetter => Some(BadRecordPolicy::DeadLetter),
+                // The partition stops before this record: the row must not reach the batch.
+                ToastPolicy::Fail => Some(BadRecordPolicy::Fail),
             };
-            res?;
+            if let Some(policy) = policy {
+                let r = self.row_bad(policy, route, batch, row, &bad);
+                self.value_buf = value;
+                return r;
+            }
         }
         let filtered = matches!(&plan.filter, Ok(f) if !f.is_empty());
         let seen_before = filtered && (prev.is_some() || self.lookup(&store_key)?.is_some());
@@ -894,6 +896,7 @@ impl<'c> Worker<'c> {
     /// Commits the batch: one snapshot per destination table.
     fn commit(&mut self) -> Result<(), PipelineError> {
         self.drain_decoder()?;
+        self.flush_dead_letters()?;
         let started = Instant::now();
         let commit_id = uuid::Uuid::new_v4().to_string();
         let pending = std::mem::take(&mut self.pending);
@@ -947,6 +950,15 @@ impl<'c> Worker<'c> {
         Ok(())
     }
 
+    /// Waits until every dead letter of the batch is acknowledged: the offsets about to be
+    /// committed move past their source records, so they must not exist only in a queue.
+    fn flush_dead_letters(&self) -> Result<(), PipelineError> {
+        if let Some(p) = &self.dead_letters {
+            p.flush()?;
+        }
+        Ok(())
+    }
+
     /// Gives each table that had no changes for `idle_commit_interval_ms` but lags the consumed
     /// position a snapshot without files that moves its offsets: every record of those
     /// partitions below `offsets` that belongs to the table is already committed (a record of
@@ -978,7 +990,17 @@ impl<'c> Worker<'c> {
                 commit_id: commit_id.to_owned(),
                 offsets: offsets.clone(),
             };
-            dest.table.commit(&self.lake, &delta).map_err(lake_err)?;
+            match dest.table.commit(&self.lake, &delta) {
+                Ok(_) => {}
+                // Only progress bookkeeping failed: the table keeps its older offsets (a restart
+                // re-reads a little more) and the next interval tries again.
+                Err(e) if e.retry_class() != decant_model::RetryClass::Fatal => {
+                    tracing::warn!(table = label.as_str(), error = %chain(&e), "committing the offsets of a table without changes failed; retrying later");
+                    dest.last_commit = Instant::now();
+                    continue;
+                }
+                Err(e) => return Err(lake_err(e)),
+            }
             for (tp, o) in offsets {
                 let e = dest.progress.entry(tp.clone()).or_insert(*o);
                 *e = (*e).max(*o);
