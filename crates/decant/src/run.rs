@@ -51,6 +51,10 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
             };
             let output = match p.output.sink {
                 SinkKind::Kafka => format!("topics {:?}", p.output.topic_template),
+                SinkKind::Iceberg if p.iceberg.warehouse.is_empty() => format!(
+                    "Iceberg tables {}.{} (catalog {})",
+                    p.iceberg.namespace, p.iceberg.table, p.iceberg.catalog_uri
+                ),
                 SinkKind::Iceberg => format!(
                     "Iceberg tables {}.{} in {} (catalog {})",
                     p.iceberg.namespace,
