@@ -267,6 +267,43 @@ impl Drop for PgSchema {
     }
 }
 
+/// A live capture, the starting point of every end-to-end test: a broker, a fresh PostgreSQL
+/// schema holding the snapshot workload, and Debezium streaming it into
+/// `<prefix>.<schema>.<table>` topics, its snapshot done.
+pub struct LiveSource {
+    pub bed: Bed,
+    pub broker: Broker,
+    pub schema: PgSchema,
+    pub prefix: String,
+    pub dbz: Debezium,
+}
+
+impl LiveSource {
+    pub fn start() -> LiveSource {
+        LiveSource::start_with(|_| Vec::new())
+    }
+
+    /// With connector properties that may name the schema (`extra` as in [`Debezium::start`]).
+    pub fn start_with(extra: impl FnOnce(&PgSchema) -> Vec<(String, String)>) -> LiveSource {
+        let bed = Bed::load();
+        let broker = Broker::start_retrying(false);
+        let schema = PgSchema::create(&bed);
+        bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
+        let prefix = random_name("src");
+        let extra = extra(&schema);
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (&**k, &**v)).collect();
+        let mut dbz = Debezium::start(&bed, &schema, &broker, &prefix, &extra);
+        dbz.wait_snapshot(Duration::from_secs(300));
+        LiveSource {
+            bed,
+            broker,
+            schema,
+            prefix,
+            dbz,
+        }
+    }
+}
+
 /// Debezium's embedded engine feeding the broker (`tests/bed/java/DbzToKafka.java`).
 pub struct Debezium {
     child: Child,

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, PgSchema, consume, random_name, topics_with_prefix,
-    write_decant_config,
+    DecantProcess, LiveSource, consume, random_name, topics_with_prefix, write_decant_config,
 };
 use decant_tests::lake::{Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled};
 use decant_tests::workload::{Rng, committed, round_sql};
@@ -23,13 +22,13 @@ const KILLS: usize = 22;
 #[test]
 fn kill_9_at_random_moments_commits_every_change_once() {
     let started = Instant::now();
-    let bed = Bed::load();
-    let broker = Broker::start_retrying(false);
-    let schema = PgSchema::create(&bed);
-    bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
-    let prefix = random_name("src");
-    let mut dbz = Debezium::start(&bed, &schema, &broker, &prefix, &[]);
-    dbz.wait_snapshot(Duration::from_secs(300));
+    let LiveSource {
+        bed,
+        broker,
+        schema,
+        prefix,
+        dbz,
+    } = LiveSource::start();
     bed.psql_files(&["workload_stream.sql"], &[("schema", &schema.name)]);
 
     let work = std::env::temp_dir().join(random_name("decant-lake-crash"));

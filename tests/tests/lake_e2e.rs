@@ -10,8 +10,7 @@
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, PgSchema, http_get, random_name, wait_for,
-    write_decant_config,
+    DecantProcess, LiveSource, http_get, random_name, wait_for, write_decant_config,
 };
 use decant_tests::lake::{
     Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled, lake_tables, newest_offsets,
@@ -20,13 +19,13 @@ use decant_tests::lake::{
 #[test]
 fn debezium_to_iceberg_equals_postgres() {
     let started = Instant::now();
-    let bed = Bed::load();
-    let broker = Broker::start_retrying(false);
-    let schema = PgSchema::create(&bed);
-    bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
-    let prefix = random_name("src");
-    let mut dbz = Debezium::start(&bed, &schema, &broker, &prefix, &[]);
-    dbz.wait_snapshot(Duration::from_secs(300));
+    let LiveSource {
+        bed,
+        broker,
+        schema,
+        prefix,
+        dbz,
+    } = LiveSource::start();
 
     let work = std::env::temp_dir().join(random_name("decant-lake"));
     let catalog = Catalog::sqlite(&work);

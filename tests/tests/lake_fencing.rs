@@ -16,8 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, PgSchema, free_port, random_name, wait_for,
-    write_decant_config,
+    Bed, DecantProcess, LiveSource, free_port, random_name, wait_for, write_decant_config,
 };
 use decant_tests::lake::{Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled};
 use decant_tests::workload::committed;
@@ -34,13 +33,13 @@ fn a_newer_writer_fences_the_older_one_on_a_rest_catalog() {
 
 fn fencing(label: &str, catalog_for: impl Fn(&Bed, &Path) -> Catalog) {
     let started = Instant::now();
-    let bed = Bed::load();
-    let broker = Broker::start_retrying(false);
-    let schema = PgSchema::create(&bed);
-    bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
-    let prefix = random_name("src");
-    let mut dbz = Debezium::start(&bed, &schema, &broker, &prefix, &[]);
-    dbz.wait_snapshot(Duration::from_secs(300));
+    let LiveSource {
+        bed,
+        broker,
+        schema,
+        prefix,
+        dbz,
+    } = LiveSource::start();
 
     let work = std::env::temp_dir().join(random_name("decant-fence"));
     let catalog = catalog_for(&bed, &work);

@@ -9,8 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, PgSchema, free_port, http_get, random_name, wait_for,
-    write_decant_config,
+    Bed, DecantProcess, LiveSource, free_port, http_get, random_name, wait_for, write_decant_config,
 };
 use decant_tests::lake::{LakeTable, as_run, iceberg_rust_rows, parse_json_text};
 use decant_tests::{PgMode, assert_pg_state};
@@ -96,12 +95,13 @@ fn debezium_to_iceberg_on_s3_equals_postgres() {
         &format!("{}; s3.create_bucket(Bucket='{bucket}')", boto(&endpoint)),
     );
 
-    let broker = Broker::start_retrying(false);
-    let schema = PgSchema::create(&bed);
-    bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
-    let prefix = random_name("src");
-    let mut dbz = Debezium::start(&bed, &schema, &broker, &prefix, &[]);
-    dbz.wait_snapshot(Duration::from_secs(300));
+    let LiveSource {
+        broker,
+        schema,
+        prefix,
+        dbz,
+        ..
+    } = LiveSource::start();
 
     eprintln!(
         "lake_s3: Debezium snapshot done after {:.1} s",

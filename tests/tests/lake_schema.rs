@@ -4,22 +4,20 @@
 
 use std::time::{Duration, Instant};
 
-use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, PgSchema, random_name, wait_for, write_decant_config,
-};
+use decant_tests::bed::{DecantProcess, LiveSource, random_name, wait_for, write_decant_config};
 use decant_tests::lake::{Catalog, assert_lake_equals_pg, lake_settled};
 use decant_tests::workload::metric;
 
 #[test]
 fn added_columns_flow_and_type_changes_stop_only_their_table() {
     let started = Instant::now();
-    let bed = Bed::load();
-    let broker = Broker::start_retrying(false);
-    let schema = PgSchema::create(&bed);
-    bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
-    let prefix = random_name("src");
-    let mut dbz = Debezium::start(&bed, &schema, &broker, &prefix, &[]);
-    dbz.wait_snapshot(Duration::from_secs(300));
+    let LiveSource {
+        bed,
+        broker,
+        schema,
+        prefix,
+        dbz,
+    } = LiveSource::start();
 
     let work = std::env::temp_dir().join(random_name("decant-lake-schema"));
     let catalog = Catalog::sqlite(&work);

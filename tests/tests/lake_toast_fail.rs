@@ -6,8 +6,7 @@
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, PgSchema, http_get, random_name, wait_for,
-    write_decant_config,
+    DecantProcess, LiveSource, http_get, random_name, wait_for, write_decant_config,
 };
 use decant_tests::lake::{Catalog, chdb_rows, lake_settled};
 use decant_tests::workload::metric;
@@ -15,25 +14,23 @@ use decant_tests::workload::metric;
 #[test]
 fn a_toast_miss_under_fail_quarantines_its_partition_and_writes_nothing_of_it() {
     let started = Instant::now();
-    let bed = Bed::load();
-    let broker = Broker::start_retrying(false);
-    let schema = PgSchema::create(&bed);
-    bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
-    let prefix = random_name("src");
+    let LiveSource {
+        bed,
+        broker,
+        schema,
+        prefix,
+        dbz,
+    } = LiveSource::start_with(|schema| {
+        let toasty = format!("{}.toasty", schema.name);
+        vec![
+            (
+                format!("snapshot.select.statement.overrides.{toasty}"),
+                format!("SELECT * FROM \"{}\".toasty WHERE id > 1000", schema.name),
+            ),
+            ("snapshot.select.statement.overrides".into(), toasty),
+        ]
+    });
     let toasty = format!("{}.toasty", schema.name);
-    let select = format!("SELECT * FROM \"{}\".toasty WHERE id > 1000", schema.name);
-    let override_key = format!("snapshot.select.statement.overrides.{toasty}");
-    let mut dbz = Debezium::start(
-        &bed,
-        &schema,
-        &broker,
-        &prefix,
-        &[
-            ("snapshot.select.statement.overrides", toasty.as_str()),
-            (override_key.as_str(), select.as_str()),
-        ],
-    );
-    dbz.wait_snapshot(Duration::from_secs(300));
 
     let work = std::env::temp_dir().join(random_name("decant-toastfail"));
     let catalog = Catalog::sqlite(&work);

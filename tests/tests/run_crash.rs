@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, PgSchema, consume, header, http_get, random_name,
-    topics_with_prefix, upsert_changes, write_decant_config,
+    DecantProcess, LiveSource, consume, header, http_get, random_name, topics_with_prefix,
+    upsert_changes, write_decant_config,
 };
 use decant_tests::workload::{Rng, committed, round_sql};
 use decant_tests::{Input, PgMode, assert_pg_state};
@@ -115,14 +115,14 @@ fn committed_only(records: &[Input], log: &std::path::Path) -> Vec<Input> {
 #[test]
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let started = Instant::now();
-    let bed = Bed::load();
-    let broker = Broker::start_retrying(false);
-    let schema = PgSchema::create(&bed);
-    bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
-    let prefix = random_name("src");
+    let LiveSource {
+        bed,
+        broker,
+        schema,
+        prefix,
+        dbz,
+    } = LiveSource::start();
     let out_prefix = random_name("out");
-    let mut dbz = Debezium::start(&bed, &schema, &broker, &prefix, &[]);
-    dbz.wait_snapshot(Duration::from_secs(300));
     bed.psql_files(&["workload_stream.sql"], &[("schema", &schema.name)]);
 
     let work = std::env::temp_dir().join(random_name("decant-crash"));

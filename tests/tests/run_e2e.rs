@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, PgSchema, consume, header, http_get, random_name,
-    topics_with_prefix, upsert_changes, wait_for, write_decant_config,
+    DecantProcess, LiveSource, consume, header, http_get, random_name, topics_with_prefix,
+    upsert_changes, wait_for, write_decant_config,
 };
 use decant_tests::{PgMode, Run, assert_pg_state};
 
@@ -78,14 +78,14 @@ pub fn assert_no_duplicates(records: &[decant_tests::Input]) {
 #[test]
 fn debezium_to_upsert_topics_equals_postgres() {
     let started = Instant::now();
-    let bed = Bed::load();
-    let broker = Broker::start_retrying(false);
-    let schema = PgSchema::create(&bed);
-    bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
-    let prefix = random_name("src");
+    let LiveSource {
+        bed,
+        broker,
+        schema,
+        prefix,
+        dbz,
+    } = LiveSource::start();
     let out_prefix = random_name("out");
-    let mut dbz = Debezium::start(&bed, &schema, &broker, &prefix, &[]);
-    dbz.wait_snapshot(Duration::from_secs(300));
 
     let work = std::env::temp_dir().join(random_name("decant-e2e"));
     let (config, port) = write_decant_config(&work, &broker.bootstrap(), &prefix, &out_prefix, "");

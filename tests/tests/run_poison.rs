@@ -6,24 +6,24 @@
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Bed, Broker, Debezium, DecantProcess, KeyValue, PgSchema, consume, header, http_get, produce,
-    random_name, topics_with_prefix, upsert_changes, wait_for, write_decant_config,
+    DecantProcess, KeyValue, LiveSource, consume, header, http_get, produce, random_name,
+    topics_with_prefix, upsert_changes, wait_for, write_decant_config,
 };
 use decant_tests::{PgMode, Run, assert_pg_state};
 
 #[test]
 fn poison_pills_are_dead_lettered_and_other_tables_keep_flowing() {
     let started = Instant::now();
-    let bed = Bed::load();
-    let broker = Broker::start_retrying(false);
+    let LiveSource {
+        bed,
+        broker,
+        schema,
+        prefix,
+        dbz,
+    } = LiveSource::start();
     let bootstrap = broker.bootstrap();
-    let schema = PgSchema::create(&bed);
-    bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
-    let prefix = random_name("src");
     let out_prefix = random_name("out");
     let dlq = random_name("dlq");
-    let mut dbz = Debezium::start(&bed, &schema, &broker, &prefix, &[]);
-    dbz.wait_snapshot(Duration::from_secs(300));
 
     let work = std::env::temp_dir().join(random_name("decant-poison"));
     let extra = format!(
