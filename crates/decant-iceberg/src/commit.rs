@@ -218,17 +218,7 @@ impl LakeTable {
                 }
             };
             let snapshot_id = snapshot.snapshot_id();
-            let updates = vec![
-                TableUpdate::AddSnapshot { snapshot },
-                TableUpdate::SetSnapshotRef {
-                    ref_name: MAIN_BRANCH.to_owned(),
-                    reference: SnapshotReference::new(
-                        snapshot_id,
-                        SnapshotRetention::branch(None, None, None),
-                    ),
-                },
-            ];
-            match self.publish(lake, updates) {
+            match self.publish(lake, on_main(snapshot)) {
                 Ok(true) if self.table.metadata().current_snapshot_id() != Some(snapshot_id) => {
                     return Err(IcebergError::Inconsistent {
                         table: self.label.clone(),
@@ -441,6 +431,21 @@ impl LakeTable {
             .build();
         Ok((snapshot, sequence))
     }
+}
+
+/// The updates that add `snapshot` and make it the head of the main branch.
+pub(crate) fn on_main(snapshot: Snapshot) -> Vec<TableUpdate> {
+    let snapshot_id = snapshot.snapshot_id();
+    vec![
+        TableUpdate::AddSnapshot { snapshot },
+        TableUpdate::SetSnapshotRef {
+            ref_name: MAIN_BRANCH.to_owned(),
+            reference: SnapshotReference::new(
+                snapshot_id,
+                SnapshotRetention::branch(None, None, None),
+            ),
+        },
+    ]
 }
 
 fn chrono_now_ms() -> i64 {

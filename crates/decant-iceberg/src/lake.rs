@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use iceberg::io::{LocalFsStorageFactory, StorageFactory};
-use iceberg::spec::{MAIN_BRANCH, SnapshotReference, SnapshotRetention, TableMetadata};
+use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 use iceberg::{Catalog, CatalogBuilder, NamespaceIdent, TableCreation, TableIdent, TableUpdate};
 use iceberg_catalog_rest::{RestCatalog, RestCatalogBuilder};
@@ -655,17 +655,7 @@ impl LakeTable {
         let (snapshot, _) =
             lake.rt
                 .block_on(self.build_snapshot(lake, &[], &claim_id, &progress.offsets))?;
-        let snapshot_id = snapshot.snapshot_id();
-        Ok(vec![
-            TableUpdate::AddSnapshot { snapshot },
-            TableUpdate::SetSnapshotRef {
-                ref_name: MAIN_BRANCH.to_owned(),
-                reference: SnapshotReference::new(
-                    snapshot_id,
-                    SnapshotRetention::branch(None, None, None),
-                ),
-            },
-        ])
+        Ok(crate::commit::on_main(snapshot))
     }
 
     /// Every live row at the current snapshot, through iceberg's own reader (which applies

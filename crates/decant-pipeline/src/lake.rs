@@ -34,7 +34,10 @@ use crate::error::{PipelineError, chain};
 use crate::metrics::Metrics;
 use crate::render::{MetaColumn, push_key, push_row, row_passes};
 use crate::route::{Plan, Route, Router};
-use crate::run::{Bad, Runtime, Summary, dead_letter_headers, kafka_headers};
+use crate::run::{
+    Bad, Refused, Runtime, Summary, count_control, dead_letter_headers, input_order, kafka_headers,
+    refused,
+};
 use crate::state::{Overlay, StateStore, ToastEntry, row_key};
 
 /// Pseudo topic under which a staged batch's commit id is kept in the state store.
@@ -457,14 +460,7 @@ impl<'c> Worker<'c> {
                 }
             }
             Ok(Outcome::Control(c)) => {
-                let label = c
-                    .table
-                    .as_ref()
-                    .map_or("unknown".to_owned(), TableId::to_string);
-                self.metrics
-                    .input_records
-                    .with_label_values(&[&label, c.event.kind()])
-                    .inc();
+                count_control(&self.metrics, &c);
                 if c.event == ControlEvent::Truncate {
                     drop(headers);
                     self.drain_decoder()?;
@@ -472,24 +468,15 @@ impl<'c> Worker<'c> {
                 }
             }
             Err(e) => {
-                self.metrics
-                    .decode_errors
-                    .with_label_values(&[e.class()])
-                    .inc();
-                let route = self.topic_routes.get(topic).cloned();
-                let (label, policy) = match &route {
-                    Some(r) => (r.label.clone(), r.on_bad_record),
-                    None => ("unknown".to_owned(), self.cfg.defaults.on_bad_record),
-                };
-                self.metrics
-                    .input_records
-                    .with_label_values(&[&label, "error"])
-                    .inc();
-                let bad = Bad {
-                    class: e.class(),
-                    field: e.field(),
-                    message: e.to_string(),
-                };
+                let Refused {
+                    label, policy, bad, ..
+                } = refused(
+                    &self.metrics,
+                    &self.topic_routes,
+                    self.cfg.defaults.on_bad_record,
+                    topic,
+                    &e,
+                );
                 drop(headers);
                 match policy {
                     BadRecordPolicy::Skip => {
@@ -582,15 +569,8 @@ impl<'c> Worker<'c> {
             .decoder
             .take_batches()
             .map_err(PipelineError::Batches)?;
-        let mut items: Vec<(u64, u32, u32)> = Vec::new();
-        for (b, batch) in batches.iter().enumerate() {
-            for (r, m) in batch.meta.iter().enumerate() {
-                items.push((m.seq, b as u32, r as u32));
-            }
-        }
-        items.sort_unstable_by_key(|i| i.0);
-        for (_, b, r) in items {
-            self.add_row(&batches[b as usize], r as usize)?;
+        for (b, r) in input_order(&batches) {
+            self.add_row(&batches[b], r)?;
         }
         self.held.clear();
         Ok(())

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use decant_decode::{ChangeBatch, ControlRecord, Decoder, DecoderConfig, Outcome};
+use decant_decode::{ChangeBatch, ControlRecord, DecodeError, Decoder, DecoderConfig, Outcome};
 use decant_kafka::consumer::{self, SourceConsumer};
 use decant_kafka::rdkafka::consumer::{CommitMode, Consumer};
 use decant_kafka::rdkafka::message::{
@@ -161,6 +161,72 @@ pub(crate) struct Bad<'a> {
     pub(crate) class: &'a str,
     pub(crate) field: Option<&'a str>,
     pub(crate) message: String,
+}
+
+/// A record the decoder refused, counted: its table's label and bad-record policy (the
+/// topic's last route, else the defaults) and its description.
+pub(crate) struct Refused<'e> {
+    pub(crate) label: String,
+    pub(crate) policy: BadRecordPolicy,
+    pub(crate) route: Option<Arc<Route>>,
+    pub(crate) bad: Bad<'e>,
+}
+
+pub(crate) fn refused<'e>(
+    metrics: &Metrics,
+    topic_routes: &HashMap<String, Arc<Route>>,
+    defaults: BadRecordPolicy,
+    topic: &str,
+    e: &'e DecodeError,
+) -> Refused<'e> {
+    metrics.decode_errors.with_label_values(&[e.class()]).inc();
+    let route = topic_routes.get(topic).cloned();
+    let (label, policy) = match &route {
+        Some(r) => (r.label.clone(), r.on_bad_record),
+        None => ("unknown".to_owned(), defaults),
+    };
+    metrics
+        .input_records
+        .with_label_values(&[&label, "error"])
+        .inc();
+    Refused {
+        label,
+        policy,
+        route,
+        bad: Bad {
+            class: e.class(),
+            field: e.field(),
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Counts a control record (heartbeat, transaction marker, truncate, …) under its table.
+pub(crate) fn count_control(metrics: &Metrics, c: &ControlRecord) {
+    let label = c
+        .table
+        .as_ref()
+        .map_or("unknown".to_owned(), TableId::to_string);
+    metrics
+        .input_records
+        .with_label_values(&[&label, c.event.kind()])
+        .inc();
+}
+
+/// (batch, row) of every decoded row, in input order (rows of different tables sit in
+/// different batches).
+pub(crate) fn input_order(batches: &[ChangeBatch]) -> Vec<(usize, usize)> {
+    let mut items: Vec<(u64, u32, u32)> = Vec::new();
+    for (b, batch) in batches.iter().enumerate() {
+        for (r, m) in batch.meta.iter().enumerate() {
+            items.push((m.seq, b as u32, r as u32));
+        }
+    }
+    items.sort_unstable_by_key(|i| i.0);
+    items
+        .into_iter()
+        .map(|(_, b, r)| (b as usize, r as usize))
+        .collect()
 }
 
 struct Worker<'c> {
@@ -571,38 +637,25 @@ impl<'c> Worker<'c> {
                 }
             }
             Ok(Outcome::Control(c)) => {
-                let label = c
-                    .table
-                    .as_ref()
-                    .map_or("unknown".to_owned(), TableId::to_string);
-                self.metrics
-                    .input_records
-                    .with_label_values(&[&label, c.event.kind()])
-                    .inc();
+                count_control(&self.metrics, &c);
                 if c.event == ControlEvent::Truncate {
                     drop(headers);
                     return self.truncate(&c, &m);
                 }
             }
             Err(e) => {
-                self.metrics
-                    .decode_errors
-                    .with_label_values(&[e.class()])
-                    .inc();
-                let route = self.topic_routes.get(topic).cloned();
-                let (label, policy) = match &route {
-                    Some(r) => (r.label.clone(), r.on_bad_record),
-                    None => ("unknown".to_owned(), self.cfg.defaults.on_bad_record),
-                };
-                self.metrics
-                    .input_records
-                    .with_label_values(&[&label, "error"])
-                    .inc();
-                let bad = Bad {
-                    class: e.class(),
-                    field: e.field(),
-                    message: e.to_string(),
-                };
+                let Refused {
+                    label,
+                    policy,
+                    route,
+                    bad,
+                } = refused(
+                    &self.metrics,
+                    &self.topic_routes,
+                    self.cfg.defaults.on_bad_record,
+                    topic,
+                    &e,
+                );
                 drop(headers);
                 self.bad_record(policy, &m, &label, route.as_deref(), &bad)?;
             }
@@ -726,16 +779,8 @@ impl<'c> Worker<'c> {
             .decoder
             .take_batches()
             .map_err(PipelineError::Batches)?;
-        let mut items: Vec<(u64, u32, u32)> = Vec::new();
-        for (b, batch) in batches.iter().enumerate() {
-            for (r, m) in batch.meta.iter().enumerate() {
-                items.push((m.seq, b as u32, r as u32));
-            }
-        }
-        items.sort_unstable_by_key(|i| i.0);
-        for (_, b, r) in items {
-            let batch = &batches[b as usize];
-            if let Flushed::Rewind = self.emit(batch, r as usize)? {
+        for (b, r) in input_order(&batches) {
+            if let Flushed::Rewind = self.emit(&batches[b], r)? {
                 return Ok(Flushed::Rewind);
             }
         }
