@@ -47,6 +47,8 @@ pub struct ColBuilder {
     data: ColData,
     /// Exclusive bound of |decimal value|: 10^precision.
     decimal_bound: i256,
+    /// Inclusive range of integer-backed values (narrow ints and dates are range-checked).
+    int_range: (i64, i64),
 }
 
 /// A value that does not fit its column; the caller wraps it with the field path.
@@ -98,11 +100,18 @@ impl ColBuilder {
             C::Decimal { precision, .. } => i256::from_i128(10).wrapping_pow(*precision as u32),
             _ => i256::ZERO,
         };
+        let int_range = match ty {
+            C::Int8 => (i8::MIN as i64, i8::MAX as i64),
+            C::Int16 => (i16::MIN as i64, i16::MAX as i64),
+            C::Int32 | C::Date => (i32::MIN as i64, i32::MAX as i64),
+            _ => (i64::MIN, i64::MAX),
+        };
         ColBuilder {
             ty: ty.clone(),
             valid: Vec::new(),
             data,
             decimal_bound,
+            int_range,
         }
     }
 
@@ -118,6 +127,7 @@ impl ColBuilder {
         self.valid.is_empty()
     }
 
+    #[inline]
     pub fn push_null(&mut self) {
         self.valid.push(false);
         match &mut self.data {
@@ -133,6 +143,7 @@ impl ColBuilder {
         }
     }
 
+    #[inline]
     pub fn push_bool(&mut self, b: bool) {
         if let ColData::Bool(v) = &mut self.data {
             v.push(b);
@@ -143,13 +154,9 @@ impl ColBuilder {
     }
 
     /// Integer-backed values, already in the column's unit. Range-checked for narrow ints.
+    #[inline]
     pub fn push_int(&mut self, i: i64) -> Result<(), Overflow> {
-        let (lo, hi) = match self.ty {
-            ColumnType::Int8 => (i8::MIN as i64, i8::MAX as i64),
-            ColumnType::Int16 => (i16::MIN as i64, i16::MAX as i64),
-            ColumnType::Int32 | ColumnType::Date => (i32::MIN as i64, i32::MAX as i64),
-            _ => (i64::MIN, i64::MAX),
-        };
+        let (lo, hi) = self.int_range;
         if i < lo || i > hi {
             return Err(Overflow("an integer within the column's range"));
         }
@@ -198,6 +205,7 @@ impl ColBuilder {
     }
 
     /// Text or bytes, for every variable-width column.
+    #[inline]
     pub fn push_bytes(&mut self, b: &[u8]) {
         if let ColData::Var { offsets, data } = &mut self.data {
             data.extend_from_slice(b);

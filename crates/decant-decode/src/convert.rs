@@ -97,7 +97,7 @@ impl Placeholder {
     }
 
     /// Debezium's placeholder for this wire type, compared on raw JSON text.
-    fn matches(&self, raw: &str, wire: &Wire) -> bool {
+    pub(crate) fn matches(&self, raw: &str, wire: &Wire) -> bool {
         match wire {
             Wire::Bytes | Wire::BinaryText(_) => raw == self.quoted_b64 || raw == self.quoted,
             Wire::Array(_) => {
@@ -488,6 +488,9 @@ fn is_short_plain_decimal(text: &str) -> bool {
 }
 
 fn exact_at_scale(text: &str, scale: i8) -> Result<arrow_buffer::i256, FieldError> {
+    if let Some(unscaled) = short_plain_at_scale(text, scale) {
+        return Ok(unscaled);
+    }
     let d = decimal::parse_text(text).ok_or_else(|| FieldError::new("decimal text", text))?;
     d.rescale(scale as i32).ok_or_else(|| {
         FieldError::new(
@@ -495,6 +498,48 @@ fn exact_at_scale(text: &str, scale: i8) -> Result<arrow_buffer::i256, FieldErro
             text,
         )
     })
+}
+
+/// The common case of [`exact_at_scale`] without the general parser's wide arithmetic: plain
+/// `[-+]digits[.digits]` of at most 18 digits, with no more fraction digits than `scale`.
+/// `None` for anything else (the general path then decides, and words the error).
+#[inline]
+pub(crate) fn short_plain_at_scale(text: &str, scale: i8) -> Option<arrow_buffer::i256> {
+    let b = text.as_bytes();
+    let (negative, body) = match b.first()? {
+        b'-' => (true, &b[1..]),
+        b'+' => (false, &b[1..]),
+        _ => (false, b),
+    };
+    if body.len() > 18 {
+        return None;
+    }
+    let (mut value, mut digits, mut fraction) = (0i64, 0u32, None::<u32>);
+    for &c in body {
+        match c {
+            b'0'..=b'9' => {
+                value = value * 10 + i64::from(c - b'0');
+                digits += 1;
+                if let Some(f) = &mut fraction {
+                    *f += 1;
+                }
+            }
+            b'.' if fraction.is_none() => fraction = Some(0),
+            _ => return None,
+        }
+    }
+    let up = u32::try_from(scale)
+        .ok()?
+        .checked_sub(fraction.unwrap_or(0))?;
+    if digits == 0 {
+        return None;
+    }
+    let unscaled = i128::from(value).checked_mul(10i128.checked_pow(up)?)?;
+    Some(arrow_buffer::i256::from_i128(if negative {
+        -unscaled
+    } else {
+        unscaled
+    }))
 }
 
 fn normalise_pg_infinity(micros: i64) -> i64 {
@@ -610,6 +655,21 @@ mod tests {
         fn plain_f64_matches_std(text in "-?[0-9]{0,9}(\\.[0-9]{0,9})?") {
             if let Some(x) = plain_f64(&text) {
                 proptest::prop_assert_eq!(Some(x.to_bits()), text.parse::<f64>().ok().map(f64::to_bits));
+            }
+        }
+
+        #[test]
+        fn short_decimal_fast_path_matches_general(text in "[-+]?[0-9.]{0,20}", scale in -2i8..20) {
+            let general = decimal::parse_text(&text).and_then(|d| d.rescale(scale as i32));
+            if let Some(fast) = short_plain_at_scale(&text, scale) {
+                proptest::prop_assert_eq!(Some(fast), general);
+            }
+            // The fast path takes every short plain value that needs no rounding.
+            if scale >= 0 && text.trim_start_matches(['-', '+']).len() <= 18 && general.is_some()
+                && is_short_plain_decimal(&text)
+                && text.split('.').nth(1).is_none_or(|f| f.len() <= scale as usize)
+            {
+                proptest::prop_assert!(short_plain_at_scale(&text, scale).is_some());
             }
         }
 

@@ -23,6 +23,7 @@ use crate::avro::{self, AvroEnvelope};
 use crate::batch::{ChangeBatch, RowMeta, TableBatchBuilder};
 use crate::convert::{Appended, ConvCtx, FieldError, Placeholder, append_json, excerpt};
 use crate::error::{DecodeError, DecodeErrorKind};
+use crate::plan::RowPlan;
 use crate::registry::{SchemaFormat, SchemaResolver};
 use crate::wire::{self, BinaryText, Wire, WireField};
 
@@ -139,6 +140,8 @@ struct TableState {
     filled: Vec<bool>,
     /// Member names of the last row image, in order, with their columns.
     image_order: KeyOrder<Option<usize>>,
+    /// The member sequence of the last whole JSON image, for one-pass decoding of the next.
+    plan: RowPlan,
 }
 
 impl TableState {
@@ -157,7 +160,8 @@ impl TableState {
             origin,
             builder: TableBatchBuilder::new(schema),
             index,
-            image_order: KeyOrder::default(),
+            image_order: KeyOrder::names_only(),
+            plan: RowPlan::default(),
         }
     }
 
@@ -228,6 +232,9 @@ pub struct Decoder {
     /// record's are recognised by one compare each (see [`crate::json::KeyOrder`]).
     envelope_order: KeyOrder<EnvelopeField>,
     source_order: KeyOrder<SourceField>,
+    /// Names of the last `before` image: it is only validated on the way to `after`, and by
+    /// names recognised in one compare that costs a fraction of a general skip.
+    before_order: KeyOrder<()>,
     seq: u64,
     ready: Vec<ChangeBatch>,
 }
@@ -300,7 +307,8 @@ impl Decoder {
             avro_cache: AHashMap::new(),
             scratch: Vec::new(),
             envelope_order: KeyOrder::default(),
-            source_order: KeyOrder::default(),
+            source_order: KeyOrder::ignoring(SourceField::Other),
+            before_order: KeyOrder::names_only(),
             seq: 0,
             ready: Vec::new(),
         })
@@ -708,6 +716,21 @@ impl Decoder {
                         }
                     }
                 }
+                EnvelopeField::Before => {
+                    let mut skipped = None;
+                    if let Some(mut nested) = iter.nested_object(start)
+                        && nested.skip_in_order(&mut self.before_order, |_| ()).is_ok()
+                    {
+                        skipped = iter.resume_after(start, &nested);
+                    }
+                    m.before = Some(match skipped {
+                        Some(v) => v,
+                        // Not an object, or malformed: the general skip says where and why.
+                        None => iter
+                            .skip_value_at(start)
+                            .map_err(|e| syntax("payload", e))?,
+                    });
+                }
                 other => {
                     let v = iter
                         .skip_value_at(start)
@@ -722,8 +745,10 @@ impl Decoder {
                         EnvelopeField::History => m.history = true,
                         EnvelopeField::TsMs => m.ts_seen = true,
                         EnvelopeField::Dynamo => m.dynamo = true,
-                        EnvelopeField::Before => m.before = Some(v),
-                        EnvelopeField::After | EnvelopeField::Source | EnvelopeField::Other => {}
+                        EnvelopeField::Before
+                        | EnvelopeField::After
+                        | EnvelopeField::Source
+                        | EnvelopeField::Other => {}
                     }
                 }
             }
@@ -1036,52 +1061,57 @@ impl Decoder {
         let last_file = &mut self.last_file;
         let last_db = &mut self.last_db;
         let order = &mut self.source_order;
-        iter.for_each_member_in_order(order, SourceField::of, |field, _, v| -> Result<(), ()> {
-            match field {
-                SourceField::TsMs => p.ts_ms = v.as_i64(),
-                SourceField::Snapshot => {
-                    p.snapshot = match v.kind() {
-                        JsonType::Bool => v.as_bool() == Some(true),
-                        JsonType::String => v.as_str().as_deref() != Some("false"),
-                        _ => false,
+        iter.for_each_member_in_order(
+            order,
+            SourceField::of,
+            #[inline(always)]
+            |field, _, v| -> Result<(), ()> {
+                match field {
+                    SourceField::TsMs => p.ts_ms = v.as_i64(),
+                    SourceField::Snapshot => {
+                        p.snapshot = match v.kind() {
+                            JsonType::Bool => v.as_bool() == Some(true),
+                            JsonType::String => v.as_str().as_deref() != Some("false"),
+                            _ => false,
+                        }
                     }
-                }
-                SourceField::Db => {
-                    db = v.as_str();
-                    if let Some(d) = &db {
-                        p.db = Some(match last_db {
-                            Some(last) if **last == **d => last.clone(),
-                            _ => {
-                                let a: Arc<str> = Arc::from(&**d);
-                                *last_db = Some(a.clone());
-                                a
-                            }
-                        });
+                    SourceField::Db => {
+                        db = v.as_str();
+                        if let Some(d) = &db {
+                            p.db = Some(match last_db {
+                                Some(last) if **last == **d => last.clone(),
+                                _ => {
+                                    let a: Arc<str> = Arc::from(&**d);
+                                    *last_db = Some(a.clone());
+                                    a
+                                }
+                            });
+                        }
                     }
-                }
-                SourceField::Schema => schema = v.as_str(),
-                SourceField::Table => table = v.as_str(),
-                SourceField::Lsn => p.lsn = v.as_i64(),
-                SourceField::TxId => p.tx_id = v.as_i64(),
-                SourceField::Pos => p.pos = v.as_i64(),
-                SourceField::Row => p.row = v.as_i64(),
-                SourceField::File => {
-                    if let Some(f) = v.as_str() {
-                        p.file = Some(match last_file {
-                            Some(last) if **last == *f => last.clone(),
-                            _ => {
-                                let a: Arc<str> = Arc::from(&*f);
-                                *last_file = Some(a.clone());
-                                a
-                            }
-                        });
+                    SourceField::Schema => schema = v.as_str(),
+                    SourceField::Table => table = v.as_str(),
+                    SourceField::Lsn => p.lsn = v.as_i64(),
+                    SourceField::TxId => p.tx_id = v.as_i64(),
+                    SourceField::Pos => p.pos = v.as_i64(),
+                    SourceField::Row => p.row = v.as_i64(),
+                    SourceField::File => {
+                        if let Some(f) = v.as_str() {
+                            p.file = Some(match last_file {
+                                Some(last) if **last == *f => last.clone(),
+                                _ => {
+                                    let a: Arc<str> = Arc::from(&*f);
+                                    *last_file = Some(a.clone());
+                                    a
+                                }
+                            });
+                        }
                     }
+                    SourceField::Scn => p.scn = v.as_str().map(|s| Arc::from(&*s)),
+                    SourceField::Other => {}
                 }
-                SourceField::Scn => p.scn = v.as_str().map(|s| Arc::from(&*s)),
-                SourceField::Other => {}
-            }
-            Ok(())
-        })
+                Ok(())
+            },
+        )
         .map_err(|e| match e {
             crate::json::ScanError::Json(e) => syntax("source", e),
             crate::json::ScanError::Inner(()) => DecodeErrorKind::Internal("source scan".into()),
@@ -1273,7 +1303,7 @@ impl Decoder {
     fn fill_image(
         &mut self,
         t: usize,
-        image: Image,
+        mut image: Image,
         mode: ImageMode,
         prefix: &str,
     ) -> Result<(), ImageError> {
@@ -1289,23 +1319,52 @@ impl Decoder {
             filled,
             builder,
             image_order,
+            plan,
             ..
         } = &mut tables[t];
+        let schema_version: &Arc<[WireField]> = fields;
         let (fields, index): (&[WireField], _) = (fields, &*index);
         filled.iter_mut().for_each(|f| *f = false);
         let mut ctx = ConvCtx {
             placeholder,
             scratch,
         };
+        // A JSON image in the order of the last whole one: the one-pass plan (key-only images,
+        // such as a delete's `before`, use it too, but never teach it).
+        let json = !matches!(image, Image::Avro(_));
+        let whole_json = json && matches!(mode, ImageMode::All);
         // Key columns, when only they are kept.
         let key_only = match mode {
             ImageMode::KeyOnly if !builder.schema.key.is_empty() => Some(builder.schema.clone()),
             _ => None,
         };
+        let mut plan_missed = false;
+        if json && plan.fits(schema_version) {
+            let unstarted = match &image {
+                Image::Json(v) => Some((v.raw(), 1)),
+                Image::Pull(iter) => iter.unstarted(),
+                Image::Avro(_) => None,
+            };
+            if let Some((text, from)) = unstarted {
+                let key = key_only.as_ref().map(|s| &s.key[..]);
+                match (plan.fill(text, from, fields, key, builder, &mut ctx), image) {
+                    (Some(end), Image::Json(v)) if end == v.raw().len() => return Ok(()),
+                    (Some(end), Image::Pull(iter)) => {
+                        iter.consumed_to(end);
+                        return Ok(());
+                    }
+                    (_, other) => image = other,
+                }
+                builder.rollback_row();
+                plan_missed = whole_json;
+            }
+        }
+        let mut members = 0usize;
         // Columns usually come in schema order: try the one after the last first.
         let hint = std::cell::Cell::new(0usize);
         let column = |name: &str| column_of(fields, index, name, hint.get());
         let mut one = |col: Option<usize>, name: &str, val: Member| -> Result<(), ImageError> {
+            members += 1;
             let Some(col) = col else {
                 if key_only.is_some() {
                     return Ok(());
@@ -1380,6 +1439,12 @@ impl Decoder {
             if !filled {
                 builder.columns[col].push_null();
             }
+        }
+        if whole_json
+            && (plan_missed || !plan.fits(schema_version))
+            && let Some(names) = image_order.remembered_names(members)
+        {
+            plan.learn(schema_version, names);
         }
         Ok(())
     }

@@ -66,6 +66,11 @@ pub fn parse(text: &str) -> Result<Value<'_>, JsonError> {
 }
 
 impl<'a> Value<'a> {
+    /// A value the scanner has just validated (`plain`: a string without escapes).
+    pub(crate) fn scanned(raw: &'a str, plain: bool) -> Self {
+        Value { raw, plain }
+    }
+
     pub fn raw(&self) -> &'a str {
         self.raw
     }
@@ -209,7 +214,7 @@ impl<'a> Members<'a> {
     /// one byte compare (no scan, no lookup) and `f` gets the meaning `classify` gave it then.
     /// Names that differ are scanned, classified and remembered for the next object.
     #[inline]
-    pub fn for_each_member_in_order<T: Copy, E>(
+    pub fn for_each_member_in_order<T: Copy + PartialEq, E>(
         &mut self,
         order: &mut KeyOrder<T>,
         mut classify: impl FnMut(&str) -> T,
@@ -221,8 +226,45 @@ impl<'a> Members<'a> {
         let mut first = self.first;
         self.done = true;
         for index in 0.. {
+            // Compact JSON repeating the member remembered at this position, name and value:
+            // one compare.
+            if let Some(slot) = order.slots.get_mut(index)
+                && !slot.member.is_empty()
+                && let Some(at) = if first {
+                    Some(p)
+                } else {
+                    (b.get(p) == Some(&b',')).then_some(p + 1)
+                }
+                && has_prefix(b.get(at..).unwrap_or_default(), &slot.member)
+                && matches!(b.get(at + slot.member.len()), Some(b',' | b'}'))
+            {
+                let (start, end) = (at + slot.pattern.len(), at + slot.member.len());
+                slot.changes = 0;
+                first = false;
+                p = end;
+                if !slot.ignored {
+                    let value = Value {
+                        raw: &text[start..end],
+                        plain: slot.value_plain,
+                    };
+                    f(slot.meaning, &slot.name, value).map_err(ScanError::Inner)?;
+                }
+                continue;
+            }
             // Compact JSON with the name remembered at this position: one compare.
+            let remember_values = order.remember_values;
             if let Some((slot, start)) = order.remembered(b, p, first, index) {
+                if !remember_values {
+                    let (end, plain) = scan_value(b, start).map_err(ScanError::Json)?;
+                    let value = Value {
+                        raw: &text[start..end],
+                        plain,
+                    };
+                    f(slot.meaning, &slot.name, value).map_err(ScanError::Inner)?;
+                    first = false;
+                    p = end;
+                    continue;
+                }
                 let (end, plain) = match slot.repeated_value_end(b, start) {
                     Some(end) => {
                         slot.changes = 0;
@@ -234,12 +276,16 @@ impl<'a> Members<'a> {
                         (end, plain)
                     }
                 };
+                first = false;
+                if slot.ignored {
+                    p = end;
+                    continue;
+                }
                 let value = Value {
                     raw: &text[start..end],
                     plain,
                 };
                 f(slot.meaning, &slot.name, value).map_err(ScanError::Inner)?;
-                first = false;
                 p = end;
                 continue;
             }
@@ -259,7 +305,9 @@ impl<'a> Members<'a> {
             }
             let start = skip_ws(b, p + 1);
             let (end, plain) = scan_value(b, start).map_err(ScanError::Json)?;
-            if let Some(slot) = order.slots.get_mut(index) {
+            if order.remember_values
+                && let Some(slot) = order.slots.get_mut(index)
+            {
                 slot.note_value(&b[start..end], plain);
             }
             let value = Value {
@@ -275,11 +323,45 @@ impl<'a> Members<'a> {
         Ok(())
     }
 
+    /// Validates the remaining members like [`Members::for_each_member_in_order`] with a
+    /// callback that ignores them, without building their values (an image the output does
+    /// not need, such as an update's `before`).
+    pub fn skip_in_order<T: Copy + PartialEq>(
+        &mut self,
+        order: &mut KeyOrder<T>,
+        mut classify: impl FnMut(&str) -> T,
+    ) -> Result<(), JsonError> {
+        let b = self.text.as_bytes();
+        let mut p = self.pos;
+        let mut first = self.first;
+        self.done = true;
+        for index in 0.. {
+            if let Some((_, start)) = order.remembered(b, p, first, index) {
+                p = scan_value(b, start)?.0;
+                first = false;
+                continue;
+            }
+            let Some(name_at) = member_start(b, p, first)? else {
+                break;
+            };
+            first = false;
+            let (_, _, name_end) = order.learn(self.text, name_at, index, &mut classify)?;
+            p = skip_ws(b, name_end);
+            if b.get(p) != Some(&b':') {
+                return err(p, "expected ':' after member name");
+            }
+            p = scan_value(b, skip_ws(b, p + 1))?.0;
+        }
+        self.pos = skip_ws(b, p) + 1;
+        self.first = false;
+        Ok(())
+    }
+
     /// Pull mode through a [`KeyOrder`] (see [`Members::for_each_member_in_order`]): the next
     /// member's meaning and the offset where its value starts; consume the value as after
     /// [`Members::next_key`].
     #[inline]
-    pub fn next_key_in_order<T: Copy>(
+    pub fn next_key_in_order<T: Copy + PartialEq>(
         &mut self,
         order: &mut KeyOrder<T>,
         index: usize,
@@ -296,7 +378,7 @@ impl<'a> Members<'a> {
     }
 
     #[inline(always)]
-    fn key_step_in_order<T: Copy>(
+    fn key_step_in_order<T: Copy + PartialEq>(
         &mut self,
         order: &mut KeyOrder<T>,
         index: usize,
@@ -383,6 +465,19 @@ impl<'a> Members<'a> {
         Some(Ok((key, p)))
     }
 
+    /// The text and the index of the first member, for a caller that consumes the members
+    /// itself (then [`Members::consumed_to`]); `None` once members have been taken.
+    pub(crate) fn unstarted(&self) -> Option<(&'a str, usize)> {
+        (self.first && !self.done).then_some((self.text, self.pos))
+    }
+
+    /// Marks the object consumed up to `end`, the index just after its closing brace.
+    pub(crate) fn consumed_to(&mut self, end: usize) {
+        self.pos = end;
+        self.first = false;
+        self.done = true;
+    }
+
     /// Skips the value starting at `start` (from [`Members::next_key`]) and returns it.
     #[inline]
     pub fn skip_value_at(&mut self, start: usize) -> Result<Value<'a>, JsonError> {
@@ -440,6 +535,12 @@ pub struct KeyOrder<T> {
     /// Positions remembered at most: an object with more members is still scanned, just not
     /// remembered past this (bounded memory whatever the input).
     capacity: usize,
+    /// Whether values are remembered too. Worth it where most values repeat (`source` blocks);
+    /// in row images most values change, and the attempt would cost a compare and a copy each.
+    remember_values: bool,
+    /// A meaning the caller does not use: members remembered with it are validated and passed
+    /// over without calling the caller back.
+    ignored: Option<T>,
 }
 
 #[derive(Debug, Clone)]
@@ -452,7 +553,12 @@ struct Slot<T> {
     /// The (already validated) value that followed last time, if short: many members repeat
     /// their value too (`"connector":"mysql"`), and a repeat needs no scan. Empty: none.
     value: Vec<u8>,
+    /// `"name":value` when a value is remembered (else empty): a repeated member is then
+    /// recognised, name and value, by one compare.
+    member: Vec<u8>,
     value_plain: bool,
+    /// The name's meaning is the order's `ignored` one.
+    ignored: bool,
     /// How often in a row the value changed; past [`VALUE_CHANGES_MAX`] it is no longer
     /// remembered (a timestamp never repeats, and copying it each time would cost).
     changes: u8,
@@ -483,9 +589,13 @@ impl<T> Slot<T> {
         }
         self.changes += 1;
         self.value.clear();
-        if raw.len() <= VALUE_MAX {
+        self.member.clear();
+        // A value that keeps changing is no longer remembered (nor compared).
+        if self.changes < VALUE_CHANGES_MAX && raw.len() <= VALUE_MAX {
             self.value.extend_from_slice(raw);
             self.value_plain = plain;
+            self.member.extend_from_slice(&self.pattern);
+            self.member.extend_from_slice(raw);
         }
     }
 }
@@ -495,16 +605,45 @@ impl<T> Default for KeyOrder<T> {
         KeyOrder {
             slots: Vec::new(),
             capacity: 256,
+            remember_values: true,
+            ignored: None,
         }
     }
 }
 
-impl<T: Copy> KeyOrder<T> {
+impl<T: Copy + PartialEq> KeyOrder<T> {
     /// Without memory: every name is scanned and classified.
     fn disabled() -> Self {
         KeyOrder {
             slots: Vec::new(),
             capacity: 0,
+            remember_values: false,
+            ignored: None,
+        }
+    }
+
+    /// Members classified as `meaning` are validated but not passed to the callback once their
+    /// name is remembered (the callback must do nothing for them anyway).
+    pub fn ignoring(meaning: T) -> Self {
+        KeyOrder {
+            ignored: Some(meaning),
+            ..KeyOrder::default()
+        }
+    }
+
+    /// The first `n` remembered names as `"name":` bytes, with their meanings; `None` unless all
+    /// `n` are remembered. Right after a walk over an object of `n` members these are its names.
+    pub fn remembered_names(&self, n: usize) -> Option<impl Iterator<Item = (&[u8], T)> + '_> {
+        self.slots
+            .get(..n)
+            .map(|slots| slots.iter().map(|s| (&s.pattern[..], s.meaning)))
+    }
+
+    /// Remembers names only: for objects whose values mostly change (row images).
+    pub fn names_only() -> Self {
+        KeyOrder {
+            remember_values: false,
+            ..KeyOrder::default()
         }
     }
 
@@ -569,7 +708,9 @@ impl<T: Copy> KeyOrder<T> {
                     name: String::new(),
                     meaning,
                     value: Vec::new(),
+                    member: Vec::new(),
                     value_plain: false,
+                    ignored: false,
                     changes: 0,
                 });
                 &mut self.slots[index]
@@ -582,7 +723,9 @@ impl<T: Copy> KeyOrder<T> {
         slot.name.clear();
         slot.name.push_str(inner);
         slot.meaning = meaning;
+        slot.ignored = self.ignored == Some(meaning);
         slot.value.clear();
+        slot.member.clear();
         slot.changes = 0;
         Ok((meaning, Cow::Borrowed(inner), end))
     }
@@ -609,7 +752,7 @@ fn member_start(b: &[u8], p: usize, first: bool) -> Result<Option<usize>, JsonEr
 /// `hay.starts_with(pat)` by whole-word compares: member names are short, and a call to
 /// `memcmp` would cost more than the compare itself.
 #[inline(always)]
-fn has_prefix(hay: &[u8], pat: &[u8]) -> bool {
+pub(crate) fn has_prefix(hay: &[u8], pat: &[u8]) -> bool {
     let n = pat.len();
     let Some(head) = hay.get(..n) else {
         return false;
@@ -744,6 +887,37 @@ fn skip_ws(b: &[u8], mut p: usize) -> usize {
     p
 }
 
+/// Sixteen bytes per step where SSE2 is part of the target (every x86_64 CPU). The one place
+/// the workspace allows `unsafe`: the intrinsics are `unsafe` only because they need a CPU
+/// feature, which this module is compiled only for; no memory is touched through them.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[allow(unsafe_code)]
+mod sse2 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x,
+        _mm_set1_epi8,
+    };
+
+    /// Bit `k` set when byte `k` of the chunk (exactly 16 bytes) is `"`, `\\` or below 0x20.
+    #[inline(always)]
+    pub(super) fn stops(chunk: &[u8]) -> u32 {
+        let lo = super::word(&chunk[..8]) as i64;
+        let hi = super::word(&chunk[8..16]) as i64;
+        // SAFETY: SSE2 is enabled for this build (the module's `cfg`); the operands are
+        // values, not pointers.
+        unsafe {
+            // Two words into one register: the compiler makes it a single unaligned load.
+            let x = _mm_set_epi64x(hi, lo);
+            let quote = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'"' as i8));
+            let slash = _mm_cmpeq_epi8(x, _mm_set1_epi8(b'\\' as i8));
+            // Unsigned x <= 0x1F exactly when max(x, 0x1F) == 0x1F.
+            let low = _mm_set1_epi8(0x1F);
+            let control = _mm_cmpeq_epi8(_mm_max_epu8(x, low), low);
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, slash), control)) as u32
+        }
+    }
+}
+
 /// Bytes that end the fast scan of a string body: quote, backslash, control characters.
 const STOP: [bool; 256] = {
     let mut t = [false; 256];
@@ -762,7 +936,15 @@ const HI: u64 = 0x8080_8080_8080_8080;
 
 /// Index of the first byte at or after `i` that is `"`, `\\` or below 0x20 (or `b.len()`).
 #[inline(always)]
-fn find_stop(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn find_stop(b: &[u8], mut i: usize) -> usize {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    while let Some(chunk) = b.get(i..i + 16) {
+        let hits = sse2::stops(chunk);
+        if hits != 0 {
+            return i + hits.trailing_zeros() as usize;
+        }
+        i += 16;
+    }
     while let Some(chunk) = b.get(i..i + 8) {
         let w = word(chunk);
         let quote = w ^ (LO * b'"' as u64);
@@ -818,7 +1000,7 @@ fn skip_string(b: &[u8], p: usize) -> Result<(usize, bool), JsonError> {
 
 /// The end of the run of ASCII digits at `p`, eight bytes per step while they last.
 #[inline(always)]
-fn skip_digits(b: &[u8], mut p: usize) -> usize {
+pub(crate) fn skip_digits(b: &[u8], mut p: usize) -> usize {
     while let Some(chunk) = b.get(p..p + 8) {
         let non_digits = non_digit_mask(word(chunk));
         if non_digits != 0 {
@@ -830,6 +1012,27 @@ fn skip_digits(b: &[u8], mut p: usize) -> usize {
         p += 1;
     }
     p
+}
+
+/// The value of the ASCII digits `b[start..end]` (already known to be digits, at most 16, with
+/// `end >= 16` or at most 8 and `end >= 8`): whole-word loads ending at `end`, the bytes before
+/// `start` replaced by '0'. `None` outside those bounds (the caller parses bytewise).
+#[inline(always)]
+pub(crate) fn digits_value(b: &[u8], start: usize, end: usize) -> Option<u64> {
+    let n = end.checked_sub(start)?;
+    match n {
+        1..=8 => digits_before(b, end, n),
+        9..=16 => Some(digits_before(b, end - 8, n - 8)? * 100_000_000 + digits_before(b, end, 8)?),
+        _ => None,
+    }
+}
+
+/// The value of the last `k` (1..=8) bytes before `at`, which are digits.
+#[inline(always)]
+fn digits_before(b: &[u8], at: usize, k: usize) -> Option<u64> {
+    let w = word(b.get(at.checked_sub(8)?..at)?);
+    let keep = u64::MAX << (8 * (8 - k));
+    Some(eight_digits((w & keep) | ((LO * 0x30) & !keep)))
 }
 
 /// The value of eight ASCII digits loaded little-endian (first digit most significant): pairs,
@@ -854,7 +1057,7 @@ fn non_digit_mask(w: u64) -> u64 {
 }
 
 #[inline(always)]
-fn skip_number(b: &[u8], p: usize) -> Result<usize, JsonError> {
+pub(crate) fn skip_number(b: &[u8], p: usize) -> Result<usize, JsonError> {
     let mut i = p;
     if b.get(i) == Some(&b'-') {
         i += 1;
@@ -889,7 +1092,7 @@ fn skip_number(b: &[u8], p: usize) -> Result<usize, JsonError> {
 /// Skips the member or element value at `p`: scalars (nearly every value) without the general
 /// recursive walk. Returns the end and whether the value is a string without escapes.
 #[inline(always)]
-fn scan_value(b: &[u8], p: usize) -> Result<(usize, bool), JsonError> {
+pub(crate) fn scan_value(b: &[u8], p: usize) -> Result<(usize, bool), JsonError> {
     match b.get(p) {
         Some(b'"') => skip_string(b, p).map(|(end, escaped)| (end, !escaped)),
         Some(b'-' | b'0'..=b'9') => skip_number(b, p).map(|end| (end, false)),
@@ -1068,6 +1271,18 @@ mod tests {
 
     proptest::proptest! {
         #[test]
+        fn digit_words_match_parse(pad in "[ -~]{0,20}", digits in "[0-9]{1,16}") {
+            let text = format!("{pad}{digits}");
+            let b = text.as_bytes();
+            let got = digits_value(b, pad.len(), b.len());
+            if b.len() >= 8 && (digits.len() <= 8 || b.len() >= 16) {
+                proptest::prop_assert_eq!(got, digits.parse::<u64>().ok());
+            } else {
+                proptest::prop_assert_eq!(got, None);
+            }
+        }
+
+        #[test]
         fn swar_digits_match_bytewise(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), start in 0usize..40) {
             let start = start.min(bytes.len());
             let naive = (start..bytes.len()).find(|&i| !bytes[i].is_ascii_digit()).unwrap_or(bytes.len());
@@ -1153,6 +1368,20 @@ mod tests {
             proptest::prop_assert_eq!(scan_all(&doc, Some(&mut order)), expected.clone(), "{}", doc);
             // And again, now that the mutated names are remembered.
             proptest::prop_assert_eq!(scan_all(&doc, Some(&mut order)), expected.clone(), "again: {}", doc);
+            // Skipping validates exactly as walking does, and ends in the same place.
+            let skipped = {
+                let mut order = KeyOrder::names_only();
+                let _ = members(SHAPES[warm]).map(|mut m| m.skip_in_order(&mut order, str::len));
+                members(&doc).map_err(|e| e.to_string()).and_then(|mut m| {
+                    m.skip_in_order(&mut order, str::len).map_err(|e| e.to_string())?;
+                    Ok(m.ends_document().to_string())
+                })
+            };
+            proptest::prop_assert_eq!(
+                skipped,
+                expected.clone().map(|m| m.last().map(|(_, end)| end.clone()).unwrap_or_default()),
+                "skip: {}", doc
+            );
             let whole = expected.as_ref().is_ok_and(|m| m.last().is_some_and(|(_, end)| end == "true"));
             if whole && !doc.contains("NaN") && !doc.contains("Infinity") {
                 proptest::prop_assert!(serde_json::from_str::<serde::de::IgnoredAny>(&doc).is_ok());

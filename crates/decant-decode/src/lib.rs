@@ -10,6 +10,8 @@
 //! - [`dynamodb`]: DynamoDB typed documents (Confluent CDC envelope and DynamoDB Streams records).
 //! - [`mongo`]: MongoDB connector events (Extended-JSON document strings).
 //! - [`json`]: the validating, allocation-free JSON scanner the hot loop runs on.
+//! - `plan`: row plans — a table's JSON row image decoded in one pass when its members come in
+//!   the order last seen (the general path in `decoder` learns them and takes over otherwise).
 //! - [`batch`]: column builders with row rollback, and [`ChangeBatch`] (RecordBatch + op + position).
 //! - [`render`]: the canonical JSON rendering of decoded rows used by `decant decode` and tests.
 //! - [`registry`]: the [`SchemaResolver`] seam for schema ids.
@@ -24,6 +26,7 @@ pub mod dynamodb;
 pub mod error;
 pub mod json;
 pub mod mongo;
+mod plan;
 pub mod registry;
 pub mod render;
 pub mod temporal;
