@@ -254,25 +254,20 @@ impl<'a> Members<'a> {
             // Compact JSON with the name remembered at this position: one compare.
             let remember_values = order.remember_values;
             if let Some((slot, start)) = order.remembered(b, p, first, index) {
-                if !remember_values {
-                    let (end, plain) = scan_value(b, start).map_err(ScanError::Json)?;
-                    let value = Value {
-                        raw: &text[start..end],
-                        plain,
-                    };
-                    f(slot.meaning, &slot.name, value).map_err(ScanError::Inner)?;
-                    first = false;
-                    p = end;
-                    continue;
-                }
-                let (end, plain) = match slot.repeated_value_end(b, start) {
+                // Here a remembered value can only repeat after whitespace following the colon.
+                let repeated = remember_values
+                    .then(|| slot.repeated_value_end(b, start))
+                    .flatten();
+                let (end, plain) = match repeated {
                     Some(end) => {
                         slot.changes = 0;
                         (end, slot.value_plain)
                     }
                     None => {
                         let (end, plain) = scan_value(b, start).map_err(ScanError::Json)?;
-                        slot.note_value(&b[start..end], plain);
+                        if remember_values {
+                            slot.note_value(&b[start..end], plain);
+                        }
                         (end, plain)
                     }
                 };
@@ -550,11 +545,9 @@ struct Slot<T> {
     pattern: Vec<u8>,
     name: String,
     meaning: T,
-    /// The (already validated) value that followed last time, if short: many members repeat
-    /// their value too (`"connector":"mysql"`), and a repeat needs no scan. Empty: none.
-    value: Vec<u8>,
-    /// `"name":value` when a value is remembered (else empty): a repeated member is then
-    /// recognised, name and value, by one compare.
+    /// `"name":value` with the (already validated) value that followed last time, if short
+    /// (else empty): many members repeat their value too (`"connector":"mysql"`), and a repeat
+    /// is recognised, name and value, by one compare and needs no scan.
     member: Vec<u8>,
     value_plain: bool,
     /// The name's meaning is the order's `ignored` one.
@@ -572,10 +565,11 @@ impl<T> Slot<T> {
     /// Where the value at `start` ends if it repeats the remembered one byte for byte.
     #[inline(always)]
     fn repeated_value_end(&self, b: &[u8], start: usize) -> Option<usize> {
-        if self.value.is_empty() || !has_prefix(b.get(start..)?, &self.value) {
+        let value = self.member.get(self.pattern.len()..).unwrap_or_default();
+        if value.is_empty() || !has_prefix(b.get(start..)?, value) {
             return None;
         }
-        let end = start + self.value.len();
+        let end = start + value.len();
         // The value must end there too (`2` is a prefix of `23`); in compact JSON a member's
         // value is followed by a comma or the closing brace.
         matches!(b.get(end), Some(b',' | b'}')).then_some(end)
@@ -588,11 +582,9 @@ impl<T> Slot<T> {
             return;
         }
         self.changes += 1;
-        self.value.clear();
         self.member.clear();
         // A value that keeps changing is no longer remembered (nor compared).
         if self.changes < VALUE_CHANGES_MAX && raw.len() <= VALUE_MAX {
-            self.value.extend_from_slice(raw);
             self.value_plain = plain;
             self.member.extend_from_slice(&self.pattern);
             self.member.extend_from_slice(raw);
@@ -707,7 +699,6 @@ impl<T: Copy + PartialEq> KeyOrder<T> {
                     pattern: Vec::new(),
                     name: String::new(),
                     meaning,
-                    value: Vec::new(),
                     member: Vec::new(),
                     value_plain: false,
                     ignored: false,
@@ -724,7 +715,6 @@ impl<T: Copy + PartialEq> KeyOrder<T> {
         slot.name.push_str(inner);
         slot.meaning = meaning;
         slot.ignored = self.ignored == Some(meaning);
-        slot.value.clear();
         slot.member.clear();
         slot.changes = 0;
         Ok((meaning, Cow::Borrowed(inner), end))
