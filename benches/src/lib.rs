@@ -51,7 +51,7 @@ pub fn declared(shape: &str) -> DecoderConfig {
                 ("id", "int64"),
                 ("name", "string"),
                 ("description", "string"),
-                ("weight", "float64"),
+                ("weight", "decimal(10,2)"),
             ],
         ),
         _ => (

@@ -25,6 +25,7 @@ use crate::convert::{Appended, ConvCtx, FieldError, Placeholder, append_json, ex
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::plan::RowPlan;
 use crate::registry::{SchemaFormat, SchemaResolver};
+use crate::source::{SourceRead, SourceReader, TableRef};
 use crate::wire::{self, BinaryText, Wire, WireField};
 
 /// What to do with a Kafka record whose value is null.
@@ -221,17 +222,16 @@ pub struct Decoder {
     last_table: usize,
     /// Which table a topic's records belonged to last (for tombstones).
     topic_tables: AHashMap<String, usize>,
+    last_noted: Option<(String, usize)>,
     topics: AHashMap<String, Arc<str>>,
     last_topic: Option<Arc<str>>,
-    last_file: Option<Arc<str>>,
-    last_db: Option<Arc<str>>,
     resolver: Option<Box<dyn SchemaResolver>>,
     avro_cache: AHashMap<u32, Arc<avro::Registered>>,
     scratch: Vec<u8>,
     /// Member names of the last change-event payload and `source` block, in order: the next
     /// record's are recognised by one compare each (see [`crate::json::KeyOrder`]).
     envelope_order: KeyOrder<EnvelopeField>,
-    source_order: KeyOrder<SourceField>,
+    source: SourceReader,
     /// Names of the last `before` image: it is only validated on the way to `after`, and by
     /// names recognised in one compare that costs a fraction of a general skip.
     before_order: KeyOrder<()>,
@@ -299,15 +299,14 @@ impl Decoder {
             table_index: AHashMap::new(),
             last_table: usize::MAX,
             topic_tables: AHashMap::new(),
+            last_noted: None,
             topics: AHashMap::new(),
             last_topic: None,
-            last_file: None,
-            last_db: None,
             resolver: None,
             avro_cache: AHashMap::new(),
             scratch: Vec::new(),
             envelope_order: KeyOrder::default(),
-            source_order: KeyOrder::ignoring(SourceField::Other),
+            source: SourceReader::default(),
             before_order: KeyOrder::names_only(),
             seq: 0,
             ready: Vec::new(),
@@ -361,9 +360,18 @@ impl Decoder {
     }
 
     fn note_topic(&mut self, topic: &str, t: usize) {
+        // Records of one topic come in runs: the last one noted needs no lookup.
+        if self
+            .last_noted
+            .as_ref()
+            .is_some_and(|(n, nt)| *nt == t && n == topic)
+        {
+            return;
+        }
         if self.topic_tables.get(topic) != Some(&t) {
             self.topic_tables.insert(topic.to_owned(), t);
         }
+        self.last_noted = Some((topic.to_owned(), t));
     }
 
     fn topic(&mut self, topic: &str) -> Arc<str> {
@@ -698,11 +706,17 @@ impl Decoder {
                     });
                 }
                 EnvelopeField::Source => {
+                    if let Some((end, read)) = self.source.read_planned(payload, start) {
+                        m.parsed_source = Some(read);
+                        m.source = Some(iter.read_through(start, end));
+                        continue;
+                    }
                     let mut parsed = None;
                     if let Some(mut nested) = iter.nested_object(start)
-                        && let Ok(p) = self.parse_source_members(&mut nested)
+                        && let Ok(p) = self.source.read(&mut nested)
                         && let Some(v) = iter.resume_after(start, &nested)
                     {
+                        self.source.learn(v.raw(), &p);
                         parsed = Some(p);
                         m.source = Some(v);
                     }
@@ -1043,83 +1057,13 @@ impl Decoder {
         s: &LazyValue<'p>,
     ) -> KResult<(SourcePosition, Option<TableRef<'p>>)> {
         match s.members() {
-            Some(mut iter) => self.parse_source_members(&mut iter),
+            Some(mut iter) => self.source.read(&mut iter).map_err(|e| syntax("source", e)),
             None if s.is_null() => Ok((SourcePosition::default(), None)),
             None => Err(DecodeErrorKind::Envelope(format!(
                 "\"source\" must be an object, found {}",
                 excerpt(s.raw())
             ))),
         }
-    }
-
-    fn parse_source_members<'p>(
-        &mut self,
-        iter: &mut crate::json::Members<'p>,
-    ) -> KResult<(SourcePosition, Option<TableRef<'p>>)> {
-        let mut p = SourcePosition::default();
-        let (mut db, mut schema, mut table) = (None, None, None);
-        let last_file = &mut self.last_file;
-        let last_db = &mut self.last_db;
-        let order = &mut self.source_order;
-        iter.for_each_member_in_order(
-            order,
-            SourceField::of,
-            #[inline(always)]
-            |field, _, v| -> Result<(), ()> {
-                match field {
-                    SourceField::TsMs => p.ts_ms = v.as_i64(),
-                    SourceField::Snapshot => {
-                        p.snapshot = match v.kind() {
-                            JsonType::Bool => v.as_bool() == Some(true),
-                            JsonType::String => v.as_str().as_deref() != Some("false"),
-                            _ => false,
-                        }
-                    }
-                    SourceField::Db => {
-                        db = v.as_str();
-                        if let Some(d) = &db {
-                            p.db = Some(match last_db {
-                                Some(last) if **last == **d => last.clone(),
-                                _ => {
-                                    let a: Arc<str> = Arc::from(&**d);
-                                    *last_db = Some(a.clone());
-                                    a
-                                }
-                            });
-                        }
-                    }
-                    SourceField::Schema => schema = v.as_str(),
-                    SourceField::Table => table = v.as_str(),
-                    SourceField::Lsn => p.lsn = v.as_i64(),
-                    SourceField::TxId => p.tx_id = v.as_i64(),
-                    SourceField::Pos => p.pos = v.as_i64(),
-                    SourceField::Row => p.row = v.as_i64(),
-                    SourceField::File => {
-                        if let Some(f) = v.as_str() {
-                            p.file = Some(match last_file {
-                                Some(last) if **last == *f => last.clone(),
-                                _ => {
-                                    let a: Arc<str> = Arc::from(&*f);
-                                    *last_file = Some(a.clone());
-                                    a
-                                }
-                            });
-                        }
-                    }
-                    SourceField::Scn => p.scn = v.as_str().map(|s| Arc::from(&*s)),
-                    SourceField::Other => {}
-                }
-                Ok(())
-            },
-        )
-        .map_err(|e| match e {
-            crate::json::ScanError::Json(e) => syntax("source", e),
-            crate::json::ScanError::Inner(()) => DecodeErrorKind::Internal("source scan".into()),
-        })?;
-        Ok((
-            p,
-            table.map(|t| (schema.or(db).unwrap_or(Cow::Borrowed("")), t)),
-        ))
     }
 
     /// Finds or creates the state of `id`, making sure its schema matches `fields` (a new schema
@@ -1193,6 +1137,7 @@ impl Decoder {
         };
         self.last_table = i;
         self.topic_tables.insert(rec.topic.to_owned(), i);
+        self.last_noted = None;
         Ok(i)
     }
 
@@ -1744,41 +1689,6 @@ fn infer_fields(sample: Option<Image>) -> Vec<WireField> {
 }
 
 /// The members of `source` that the position and the table name are made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SourceField {
-    TsMs,
-    Snapshot,
-    Db,
-    Schema,
-    Table,
-    Lsn,
-    TxId,
-    Pos,
-    Row,
-    File,
-    Scn,
-    Other,
-}
-
-impl SourceField {
-    fn of(name: &str) -> Self {
-        match name {
-            "ts_ms" => SourceField::TsMs,
-            "snapshot" => SourceField::Snapshot,
-            "db" => SourceField::Db,
-            "schema" => SourceField::Schema,
-            "table" | "collection" | "tableName" | "table_name" => SourceField::Table,
-            "lsn" => SourceField::Lsn,
-            "txId" => SourceField::TxId,
-            "pos" => SourceField::Pos,
-            "row" => SourceField::Row,
-            "file" => SourceField::File,
-            "scn" | "change_lsn" => SourceField::Scn,
-            _ => SourceField::Other,
-        }
-    }
-}
-
 /// The members of a change-event payload the decoder looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum EnvelopeField {
@@ -1817,9 +1727,6 @@ impl EnvelopeField {
     }
 }
 
-/// A table named by a record's `source`, borrowed from the record where possible.
-type TableRef<'p> = (Cow<'p, str>, Cow<'p, str>);
-
 /// The members of a change-event payload, as raw lazily-parsed values.
 #[derive(Default)]
 struct Members<'p> {
@@ -1833,7 +1740,7 @@ struct Members<'p> {
     event_count: Option<LazyValue<'p>>,
     ddl: Option<LazyValue<'p>>,
     /// `source` when it was parsed in place during the payload scan.
-    parsed_source: Option<(SourcePosition, Option<TableRef<'p>>)>,
+    parsed_source: Option<SourceRead<'p>>,
     history: bool,
     ts_seen: bool,
     dynamo: bool,

@@ -495,6 +495,16 @@ impl<'a> Members<'a> {
         })
     }
 
+    /// Continues after the value `text[start..end]`, which the caller has read itself (a
+    /// plan), and returns it.
+    pub(crate) fn read_through(&mut self, start: usize, end: usize) -> Value<'a> {
+        self.pos = end;
+        Value {
+            raw: &self.text[start..end],
+            plain: false,
+        }
+    }
+
     /// Continues after a nested object that was consumed to its closing brace; returns the
     /// object as a value. `None` if the nested iterator did not finish cleanly.
     pub fn resume_after(&mut self, start: usize, nested: &Members<'a>) -> Option<Value<'a>> {

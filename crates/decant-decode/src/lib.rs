@@ -12,6 +12,8 @@
 //! - [`json`]: the validating, allocation-free JSON scanner the hot loop runs on.
 //! - `plan`: row plans — a table's JSON row image decoded in one pass when its members come in
 //!   the order last seen (the general path in `decoder` learns them and takes over otherwise).
+//! - `source`: the `source` block — position and table name, read the general way or by a plan
+//!   learned from the blocks before (only the changing numbers are parsed).
 //! - [`batch`]: column builders with row rollback, and [`ChangeBatch`] (RecordBatch + op + position).
 //! - [`render`]: the canonical JSON rendering of decoded rows used by `decant decode` and tests.
 //! - [`registry`]: the [`SchemaResolver`] seam for schema ids.
@@ -29,6 +31,7 @@ pub mod mongo;
 mod plan;
 pub mod registry;
 pub mod render;
+mod source;
 pub mod temporal;
 pub mod wire;
 

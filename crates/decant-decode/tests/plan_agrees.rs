@@ -3,9 +3,10 @@
 //! plan) and a fresh decoder (general path only) decode the same generated message; their
 //! outcomes, rendered rows and unchanged-column lists must be identical.
 
-use decant_decode::render::render_in_order;
+mod common;
+
+use common::{Layout, object, outcome};
 use decant_decode::{Decoder, DecoderConfig};
-use decant_model::KafkaRecord;
 use proptest::prelude::*;
 
 /// Columns of every kind the plan parses itself, and some it hands to the general converter.
@@ -130,36 +131,7 @@ fn decoder() -> Decoder {
     Decoder::new(DecoderConfig::default().declare("public.t", &["id"], COLUMNS)).expect("config")
 }
 
-/// Decodes `msg` and renders the outcome: the error text, or the rows with their unchanged lists.
-fn outcome(dec: &mut Decoder, msg: &str) -> String {
-    let rec = KafkaRecord::value_only("s.public.t", 0, 7, msg.as_bytes());
-    match dec.decode(&rec) {
-        Err(e) => format!("error: {e}"),
-        Ok(_) => {
-            let batches = dec.take_batches().expect("batches");
-            let mut out = String::new();
-            render_in_order(&batches, &[], &mut out);
-            let unchanged: Vec<_> = batches
-                .iter()
-                .flat_map(|b| (0..b.len()).map(|r| format!("{:?}", b.unchanged(r))))
-                .collect();
-            format!("{out} unchanged={unchanged:?}")
-        }
-    }
-}
-
-/// How the generated image is laid out: in plan order, or perturbed in a way the plan must
-/// notice.
-#[derive(Debug, Clone)]
-enum Layout {
-    InOrder,
-    Swapped(usize),
-    Dropped(usize),
-    Duplicated(usize),
-    Extra,
-    Spaces,
-}
-
+/// In plan order, or perturbed.
 fn layout() -> impl Strategy<Value = Layout> {
     prop_oneof![
         6 => Just(Layout::InOrder),
@@ -168,29 +140,17 @@ fn layout() -> impl Strategy<Value = Layout> {
         1 => (0..COLUMNS.len()).prop_map(Layout::Duplicated),
         1 => Just(Layout::Extra),
         1 => Just(Layout::Spaces),
+        1 => Just(Layout::NotAnObject),
     ]
 }
 
 fn image(values: &[String], layout: &Layout) -> String {
-    let mut members: Vec<String> = COLUMNS
+    let members: Vec<(&str, String)> = COLUMNS
         .iter()
         .zip(values)
-        .map(|((name, _), v)| format!("\"{name}\":{v}"))
+        .map(|((name, _), v)| (*name, v.clone()))
         .collect();
-    match *layout {
-        Layout::InOrder => {}
-        Layout::Swapped(i) => members.swap(i, i + 1),
-        Layout::Dropped(i) => {
-            members.remove(i);
-        }
-        Layout::Duplicated(i) => {
-            let m = members[i].clone();
-            members.insert(i, m);
-        }
-        Layout::Extra => members.push("\"surprise\":1".into()),
-        Layout::Spaces => return format!("{{ {} }}", members.join(" , ")),
-    }
-    format!("{{{}}}", members.join(","))
+    object(&members, layout)
 }
 
 proptest! {
