@@ -695,6 +695,31 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[KeyValue<'_>]) {
     p.flush(Duration::from_secs(30)).expect("flush");
 }
 
+/// The `decant.txn` labels of the transactions a decant process logged as committed (its log
+/// needs `[log] format = "json"` and `decant_pipeline=debug`). The bed's broker shows
+/// read_committed readers the records of aborted transactions too (see `run_broker_txn.rs`);
+/// every decant output and dead letter carries its transaction's label, so these tell them apart.
+pub fn committed_transactions(log: &Path) -> std::collections::HashSet<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
+        .filter(|j| j["message"] == "transaction committed")
+        .filter_map(|j| j["txn"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// The records a committed transaction wrote (see [`committed_transactions`]).
+pub fn from_committed(
+    records: Vec<Input>,
+    committed: &std::collections::HashSet<String>,
+) -> Vec<Input> {
+    records
+        .into_iter()
+        .filter(|r| header(r, "decant.txn").is_some_and(|t| committed.contains(t)))
+        .collect()
+}
+
 /// The value of header `name` of a consumed record, as text.
 pub fn header<'a>(input: &'a Input, name: &str) -> Option<&'a str> {
     input

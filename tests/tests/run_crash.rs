@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    DecantProcess, LiveSource, consume, header, http_get, random_name, topics_with_prefix,
-    upsert_changes, write_decant_config,
+    DecantProcess, LiveSource, committed_transactions, consume, header, http_get, random_name,
+    topics_with_prefix, upsert_changes, write_decant_config,
 };
 use decant_tests::workload::{Rng, committed, round_sql};
 use decant_tests::{Input, PgMode, assert_pg_state};
@@ -44,13 +44,7 @@ fn source_of(r: &Input) -> (String, String, String) {
 /// re-emitted later, by the next incarnation — or committed just before the kill (at most one
 /// per incarnation, its last).
 fn committed_only(records: &[Input], log: &std::path::Path) -> Vec<Input> {
-    let logged: HashSet<String> = std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|j| j["message"] == "transaction committed")
-        .filter_map(|j| j["txn"].as_str().map(str::to_owned))
-        .collect();
+    let logged = committed_transactions(log);
     assert!(!logged.is_empty(), "no commit was logged");
     // Position of each record in its output partition; sources re-emitted after a position.
     let mut by_txn: BTreeMap<String, Vec<usize>> = BTreeMap::new();

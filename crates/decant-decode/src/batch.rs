@@ -47,6 +47,9 @@ pub struct ColBuilder {
     data: ColData,
     /// Exclusive bound of |decimal value|: 10^precision.
     decimal_bound: i256,
+    /// The same bound for values that fit i128 (`u128::MAX` where 10^precision does not fit:
+    /// every i128 is below it).
+    small_decimal_bound: u128,
     /// Inclusive range of integer-backed values (narrow ints and dates are range-checked).
     int_range: (i64, i64),
 }
@@ -100,6 +103,12 @@ impl ColBuilder {
             C::Decimal { precision, .. } => i256::from_i128(10).wrapping_pow(*precision as u32),
             _ => i256::ZERO,
         };
+        let small_decimal_bound = match ty {
+            C::Decimal { precision, .. } => {
+                10u128.checked_pow(*precision as u32).unwrap_or(u128::MAX)
+            }
+            _ => 0,
+        };
         let int_range = match ty {
             C::Int8 => (i8::MIN as i64, i8::MAX as i64),
             C::Int16 => (i16::MIN as i64, i16::MAX as i64),
@@ -111,6 +120,7 @@ impl ColBuilder {
             valid: Vec::new(),
             data,
             decimal_bound,
+            small_decimal_bound,
             int_range,
         }
     }
@@ -130,6 +140,16 @@ impl ColBuilder {
     #[inline]
     pub fn push_null(&mut self) {
         self.valid.push(false);
+        // The common kinds inline; the rest out of the hot loop.
+        match &mut self.data {
+            ColData::Int(v) => v.push(0),
+            ColData::Var { offsets, data } => offsets.push(data.len() as i32),
+            _ => self.push_null_data(),
+        }
+    }
+
+    #[inline(never)]
+    fn push_null_data(&mut self) {
         match &mut self.data {
             ColData::Bool(v) => v.push(false),
             ColData::Int(v) => v.push(0),
@@ -195,6 +215,25 @@ impl ColBuilder {
                 );
             }
             ColData::Dec256(v) => v.push(unscaled),
+            _ => {
+                self.mismatch();
+                return Ok(());
+            }
+        }
+        self.valid.push(true);
+        Ok(())
+    }
+
+    /// [`ColBuilder::push_decimal`] for a value that fits i128 (every short decimal), without
+    /// 256-bit arithmetic.
+    #[inline(always)]
+    pub fn push_small_decimal(&mut self, unscaled: i128) -> Result<(), Overflow> {
+        if unscaled.unsigned_abs() >= self.small_decimal_bound {
+            return Err(Overflow("a decimal within the column's precision"));
+        }
+        match &mut self.data {
+            ColData::Dec128(v) => v.push(unscaled),
+            ColData::Dec256(v) => v.push(i256::from_i128(unscaled)),
             _ => {
                 self.mismatch();
                 return Ok(());

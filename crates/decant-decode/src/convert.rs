@@ -97,6 +97,13 @@ impl Placeholder {
     }
 
     /// Debezium's placeholder for this wire type, compared on raw JSON text.
+    /// Whether a plain JSON string `raw` of a text column can be the placeholder: a length
+    /// compare, before the call to [`Placeholder::matches`].
+    #[inline(always)]
+    pub(crate) fn may_be_text(&self, raw: &str) -> bool {
+        raw.len() == self.quoted.len()
+    }
+
     pub(crate) fn matches(&self, raw: &str, wire: &Wire) -> bool {
         match wire {
             Wire::Bytes | Wire::BinaryText(_) => raw == self.quoted_b64 || raw == self.quoted,
@@ -489,7 +496,7 @@ fn is_short_plain_decimal(text: &str) -> bool {
 
 fn exact_at_scale(text: &str, scale: i8) -> Result<arrow_buffer::i256, FieldError> {
     if let Some(unscaled) = short_plain_at_scale(text, scale) {
-        return Ok(unscaled);
+        return Ok(arrow_buffer::i256::from_i128(unscaled));
     }
     let d = decimal::parse_text(text).ok_or_else(|| FieldError::new("decimal text", text))?;
     d.rescale(scale as i32).ok_or_else(|| {
@@ -504,7 +511,7 @@ fn exact_at_scale(text: &str, scale: i8) -> Result<arrow_buffer::i256, FieldErro
 /// `[-+]digits[.digits]` of at most 18 digits, with no more fraction digits than `scale`.
 /// `None` for anything else (the general path then decides, and words the error).
 #[inline]
-pub(crate) fn short_plain_at_scale(text: &str, scale: i8) -> Option<arrow_buffer::i256> {
+pub(crate) fn short_plain_at_scale(text: &str, scale: i8) -> Option<i128> {
     let b = text.as_bytes();
     let (negative, body) = match b.first()? {
         b'-' => (true, &b[1..]),
@@ -514,33 +521,37 @@ pub(crate) fn short_plain_at_scale(text: &str, scale: i8) -> Option<arrow_buffer
     if body.len() > 18 {
         return None;
     }
-    let (mut value, mut digits, mut fraction) = (0i64, 0u32, None::<u32>);
-    for &c in body {
-        match c {
-            b'0'..=b'9' => {
-                value = value * 10 + i64::from(c - b'0');
-                digits += 1;
-                if let Some(f) = &mut fraction {
-                    *f += 1;
-                }
-            }
-            b'.' if fraction.is_none() => fraction = Some(0),
-            _ => return None,
+    // At most 18 digits: below 10^18, so the digits fit in i64.
+    let (mut value, mut point) = (0i64, None);
+    for (i, &c) in body.iter().enumerate() {
+        let digit = c.wrapping_sub(b'0');
+        if digit < 10 {
+            value = value * 10 + i64::from(digit);
+        } else if c == b'.' && point.is_none() {
+            point = Some(i);
+        } else {
+            return None;
         }
     }
-    let up = u32::try_from(scale)
-        .ok()?
-        .checked_sub(fraction.unwrap_or(0))?;
-    if digits == 0 {
+    if body.len() == usize::from(point.is_some()) {
         return None;
     }
-    let unscaled = i128::from(value).checked_mul(10i128.checked_pow(up)?)?;
-    Some(arrow_buffer::i256::from_i128(if negative {
-        -unscaled
-    } else {
-        unscaled
-    }))
+    let fraction = point.map_or(0, |p| body.len() - p - 1);
+    let up = usize::try_from(scale).ok()?.checked_sub(fraction)?;
+    let unscaled = i128::from(value).checked_mul(*POW10.get(up)?)?;
+    Some(if negative { -unscaled } else { unscaled })
 }
+
+/// 10^0 ..= 10^38, every power of ten an i128 holds.
+const POW10: [i128; 39] = {
+    let mut table = [1i128; 39];
+    let mut i = 1;
+    while i < 39 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
 
 fn normalise_pg_infinity(micros: i64) -> i64 {
     match micros {
@@ -662,7 +673,7 @@ mod tests {
         fn short_decimal_fast_path_matches_general(text in "[-+]?[0-9.]{0,20}", scale in -2i8..20) {
             let general = decimal::parse_text(&text).and_then(|d| d.rescale(scale as i32));
             if let Some(fast) = short_plain_at_scale(&text, scale) {
-                proptest::prop_assert_eq!(Some(fast), general);
+                proptest::prop_assert_eq!(Some(arrow_buffer::i256::from_i128(fast)), general);
             }
             // The fast path takes every short plain value that needs no rounding.
             if scale >= 0 && text.trim_start_matches(['-', '+']).len() <= 18 && general.is_some()

@@ -30,7 +30,8 @@ pub(crate) struct RowPlan {
 
 #[derive(Debug)]
 struct Step {
-    /// `"name":` exactly as it appears in compact JSON.
+    /// `"name":` exactly as it appears in compact JSON, after a comma for every member but the
+    /// first (one compare takes both).
     pattern: Box<[u8]>,
     col: usize,
     fast: Fast,
@@ -99,8 +100,9 @@ impl RowPlan {
             };
             present[col] = true;
             let wire = &fields[col].wire;
+            let comma = if self.steps.is_empty() { "" } else { "," };
             self.steps.push(Step {
-                pattern: pattern.into(),
+                pattern: [comma.as_bytes(), pattern].concat().into(),
                 col,
                 fast: Fast::of(wire),
                 placeholder: wire.carries_placeholder(),
@@ -126,13 +128,7 @@ impl RowPlan {
     ) -> Option<usize> {
         let b = text.as_bytes();
         let mut p = from;
-        for (i, step) in self.steps.iter().enumerate() {
-            if i > 0 {
-                if b.get(p) != Some(&b',') {
-                    return None;
-                }
-                p += 1;
-            }
+        for step in &self.steps {
             if !json::has_prefix(b.get(p..)?, &step.pattern) {
                 return None;
             }
@@ -173,7 +169,9 @@ impl RowPlan {
                     let end = json::find_stop(b, p + 1);
                     if b.get(end) == Some(&b'"') {
                         let raw = &text[p..end + 1];
-                        if step.placeholder && ctx.placeholder.matches(raw, &fields[step.col].wire)
+                        if step.placeholder
+                            && ctx.placeholder.may_be_text(raw)
+                            && ctx.placeholder.matches(raw, &fields[step.col].wire)
                         {
                             col.push_null();
                             unchanged = true;
@@ -192,7 +190,7 @@ impl RowPlan {
                         .flatten()
                     {
                         Some(unscaled) => {
-                            col.push_decimal(unscaled).ok()?;
+                            col.push_small_decimal(unscaled).ok()?;
                             Some(end + 1)
                         }
                         None => None,
@@ -202,7 +200,7 @@ impl RowPlan {
                     let end = json::skip_number(b, p).ok()?;
                     match convert::short_plain_at_scale(&text[p..end], scale) {
                         Some(unscaled) => {
-                            col.push_decimal(unscaled).ok()?;
+                            col.push_small_decimal(unscaled).ok()?;
                             Some(end)
                         }
                         None => None,
