@@ -222,15 +222,17 @@ pub struct Decoder {
     last_table: usize,
     /// Which table a topic's records belonged to last (for tombstones).
     topic_tables: AHashMap<String, usize>,
+    /// The last (topic, table) noted in `topic_tables`.
     last_noted: Option<(String, usize)>,
     topics: AHashMap<String, Arc<str>>,
     last_topic: Option<Arc<str>>,
     resolver: Option<Box<dyn SchemaResolver>>,
     avro_cache: AHashMap<u32, Arc<avro::Registered>>,
     scratch: Vec<u8>,
-    /// Member names of the last change-event payload and `source` block, in order: the next
-    /// record's are recognised by one compare each (see [`crate::json::KeyOrder`]).
+    /// Member names of the last change-event payload, in order: the next record's are
+    /// recognised by one compare each (see [`crate::json::KeyOrder`]).
     envelope_order: KeyOrder<EnvelopeField>,
+    /// `source` blocks: the general reader and the plans learned from it.
     source: SourceReader,
     /// Names of the last `before` image: it is only validated on the way to `after`, and by
     /// names recognised in one compare that costs a fraction of a general skip.
