@@ -96,14 +96,13 @@ impl Placeholder {
         &self.text
     }
 
-    /// Debezium's placeholder for this wire type, compared on raw JSON text.
-    /// Whether a plain JSON string `raw` of a text column can be the placeholder: a length
-    /// compare, before the call to [`Placeholder::matches`].
-    #[inline(always)]
-    pub(crate) fn may_be_text(&self, raw: &str) -> bool {
-        raw.len() == self.quoted.len()
+    /// The placeholder of text-like columns: the quoted text itself (raw JSON).
+    #[inline]
+    pub(crate) fn is_text(&self, raw: &str) -> bool {
+        raw == self.quoted
     }
 
+    /// Debezium's placeholder for this wire type, compared on raw JSON text.
     pub(crate) fn matches(&self, raw: &str, wire: &Wire) -> bool {
         match wire {
             Wire::Bytes | Wire::BinaryText(_) => raw == self.quoted_b64 || raw == self.quoted,
@@ -118,7 +117,7 @@ impl Placeholder {
                     || squeeze(raw) == self.as_int_array
             }
             Wire::Map => squeeze(raw) == format!("{{{}:{}}}", self.quoted, self.quoted),
-            _ => raw == self.quoted,
+            _ => self.is_text(raw),
         }
     }
 }

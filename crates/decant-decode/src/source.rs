@@ -59,15 +59,10 @@ impl SourceField {
         }
     }
 
+    /// Whether this member is one of the position's numbers (learning only: it builds a
+    /// scratch position to ask [`SourceField::number`]).
     fn is_number(self) -> bool {
-        matches!(
-            self,
-            SourceField::TsMs
-                | SourceField::Lsn
-                | SourceField::TxId
-                | SourceField::Pos
-                | SourceField::Row
-        )
+        self.number(&mut SourcePosition::default()).is_some()
     }
 
     /// The position's number this member sets, if it is one.
