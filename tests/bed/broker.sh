@@ -1,117 +1,141 @@
 #!/usr/bin/env bash
-# Start/stop a local nisshi (Kafka-compatible) broker on 127.0.0.1 for the decant test bed.
+# Start/stop a single-node Apache Kafka broker (KRaft, combined broker + controller) on
+# 127.0.0.1 for the decant test bed.
 #
-#   tests/bed/broker.sh start  [--dir DIR] [--port PORT] [--durable]   # prints the bootstrap address
+#   tests/bed/broker.sh start  [--dir DIR] [--port PORT]   # prints the bootstrap address
 #   tests/bed/broker.sh stop   [--dir DIR] [--port PORT]
-#   tests/bed/broker.sh status [--dir DIR] [--port PORT]               # exit 0 running, 3 not running
+#   tests/bed/broker.sh status [--dir DIR] [--port PORT]   # exit 0 running, 3 not running
 #
-# PORT defaults to 19092, DIR to $DECANT_CACHE/broker-$PORT (pid file broker.pid, log broker.log).
-# Storage: memory://nisshi/ (gone when the broker stops), or with --durable the libsql engine
-# sqlite://broker.db, a SQLite file DIR/broker.db that survives restarts (nisshi resolves the
-# sqlite URL's host+path against its working directory, so the broker runs with cwd=DIR).
-# nisshi does not auto-create topics: create them (Kafka AdminClient / `nisshi topic create`).
-# start is idempotent: if the broker of DIR is already up it just prints the address (a running
-# broker with a different storage mode is an error). Needs tests/bed/setup.sh to have run.
+# PORT (the client listener) defaults to 19092, DIR to $DECANT_CACHE/broker-$PORT. DIR holds
+# server.properties, the log directory data/ (formatted once: a restart keeps topics, offsets and
+# transactions), broker.pid, broker.log and controller.port (the controller listener, a free port
+# chosen at the first start and kept). Internal topics have replication factor 1. start is
+# idempotent: if the broker of DIR is already up it just prints the address. The jars come from
+# tests/bed/setup.sh (DECANT_KAFKA_LIBS in bed.env).
 set -euo pipefail
 
 DECANT_CACHE=${DECANT_CACHE:-$HOME/.cache/decant}
+BED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-usage() { echo "usage: $0 start|stop|status [--dir DIR] [--port PORT] [--durable]" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|status [--dir DIR] [--port PORT]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 cmd=$1
 shift
 PORT=19092
 DIR=
-DURABLE=0
 while [ $# -gt 0 ]; do
     case $1 in
         --dir) DIR=$2; shift 2 ;;
         --port) PORT=$2; shift 2 ;;
-        --durable) DURABLE=1; shift ;;
         *) usage ;;
     esac
 done
 DIR=${DIR:-$DECANT_CACHE/broker-$PORT}
+mkdir -p "$DIR"
+DIR=$(cd "$DIR" && pwd)
 PIDFILE=$DIR/broker.pid
 LOG=$DIR/broker.log
-MODEFILE=$DIR/broker.mode
+PROPS=$DIR/server.properties
 ADDR=127.0.0.1:$PORT
 
-NISSHI=${DECANT_NISSHI:-}
-if [ -z "$NISSHI" ] && [ -f "$DECANT_CACHE/bed.env" ]; then
-    NISSHI=$(sed -n 's/^DECANT_NISSHI=//p' "$DECANT_CACHE/bed.env")
+LIBS=${DECANT_KAFKA_LIBS:-}
+if [ -z "$LIBS" ] && [ -f "$DECANT_CACHE/bed.env" ]; then
+    LIBS=$(sed -n 's/^DECANT_KAFKA_LIBS=//p' "$DECANT_CACHE/bed.env")
 fi
-NISSHI=${NISSHI:-$DECANT_CACHE/nisshi-0.7.0-pre.2/bin/nisshi}
 
 running_pid() {
     local pid
     pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
     [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    # guard against pid reuse
-    [ "$(readlink -f /proc/"$pid"/exe 2>/dev/null)" = "$(readlink -f "$NISSHI")" ] || return 1
+    # guard against pid reuse: the process must be this directory's broker
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "kafka.Kafka $PROPS" || return 1
     echo "$pid"
 }
 
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$PORT") 2>/dev/null; }
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
 
-metadata_ok() { timeout 10 "$NISSHI" topic list --broker "tcp://$ADDR" >/dev/null 2>&1; }
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+java_run() {
+    # SerialGC: one broker per test on a 2-core machine; no parallel GC threads fighting.
+    java -Xms128m -Xmx768m -XX:+UseSerialGC -Dlog4j2.configurationFile="$BED_DIR/kafka/log4j2.yaml" \
+        -cp "$LIBS/*" "$@"
+}
+
+write_properties() {
+    local cport=$1
+    cat >"$PROPS" <<PROPS_EOF
+# written by tests/bed/broker.sh
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+listeners=PLAINTEXT://$ADDR,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://$ADDR
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$DIR/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+PROPS_EOF
+}
 
 do_start() {
-    [ -x "$NISSHI" ] || { echo "broker.sh: nisshi not found at $NISSHI (run tests/bed/setup.sh)" >&2; exit 1; }
-    mkdir -p "$DIR"
-    DIR=$(cd "$DIR" && pwd)
-    local mode=memory storage=memory://nisshi/
-    if [ "$DURABLE" = 1 ]; then
-        mode=durable
-        storage=sqlite://broker.db
-        "$NISSHI" --help | grep -q '^Storage engines:.*libsql' || {
-            echo "broker.sh: --durable needs nisshi built with the libsql feature ($NISSHI has: $("$NISSHI" --help | sed -n 's/^Storage engines: //p'))" >&2
-            exit 1
-        }
-    fi
+    [ -n "$LIBS" ] && [ -d "$LIBS" ] || { echo "broker.sh: Kafka jars not found (DECANT_KAFKA_LIBS='$LIBS'; run tests/bed/setup.sh)" >&2; exit 1; }
     local pid
     if pid=$(running_pid); then
-        if [ "$(cat "$MODEFILE" 2>/dev/null)" != "$mode" ]; then
-            echo "broker.sh: broker in $DIR already running (pid $pid) in mode $(cat "$MODEFILE" 2>/dev/null); stop it first" >&2
-            exit 1
-        fi
-        metadata_ok || { echo "broker.sh: broker pid $pid runs but does not answer metadata requests" >&2; exit 1; }
         echo "$ADDR"
         return
     fi
-    if port_open; then
+    if port_open "$PORT"; then
         echo "broker.sh: 127.0.0.1:$PORT is already in use by another process" >&2
         exit 1
     fi
-    echo "$mode" >"$MODEFILE"
+    local cport
+    cport=$(cat "$DIR/controller.port" 2>/dev/null || true)
+    if [ -z "$cport" ]; then
+        cport=$(free_port)
+        echo "$cport" >"$DIR/controller.port"
+    fi
+    write_properties "$cport"
+    if [ ! -f "$DIR/data/meta.properties" ]; then
+        local cluster
+        cluster=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+        java_run kafka.tools.StorageTool format -t "$cluster" -c "$PROPS" --standalone >>"$LOG" 2>&1 ||
+            { echo "broker.sh: formatting $DIR/data failed; see $LOG" >&2; tail -20 "$LOG" >&2; exit 1; }
+    fi
+    local mark
+    mark=$(wc -l <"$LOG" 2>/dev/null || echo 0)
     (
-        cd "$DIR"
         # own session (not killed with the caller's process group); no inherited lock fds
-        exec setsid "$NISSHI" broker \
-            --cluster-id decant-bed \
-            --listener-url "tcp://$ADDR" \
-            --advertised-listener-url "tcp://$ADDR" \
-            --storage-engine "$storage" \
-            </dev/null >>"$LOG" 2>&1 8>&- 9>&-
+        exec setsid java -Xms128m -Xmx768m -XX:+UseSerialGC \
+            -Dlog4j2.configurationFile="$BED_DIR/kafka/log4j2.yaml" \
+            -cp "$LIBS/*" kafka.Kafka "$PROPS" </dev/null >>"$LOG" 2>&1 8>&- 9>&-
     ) &
     local started=$!
     echo "$started" >"$PIDFILE"
-    for _ in $(seq 1 150); do
-        # Liveness by pid only: until the subshell has exec'd into nisshi, /proc/PID/exe is
-        # still bash or setsid, and the pid-reuse guard of running_pid would call it dead.
+    for _ in $(seq 1 600); do
         if ! kill -0 "$started" 2>/dev/null; then
-            echo "broker.sh: nisshi exited during start-up; last log lines:" >&2
+            echo "broker.sh: Kafka exited during start-up; last log lines:" >&2
             tail -20 "$LOG" >&2
             rm -f "$PIDFILE"
             exit 1
         fi
-        if port_open && metadata_ok; then
+        # "Kafka Server started" follows the listeners' start and the controller's activation.
+        if tail -n +"$((mark + 1))" "$LOG" | grep -q "Kafka Server started" && port_open "$PORT"; then
             echo "$ADDR"
             return
         fi
-        sleep 0.2
+        sleep 0.1
     done
-    echo "broker.sh: nisshi did not become ready on $ADDR within 30s; see $LOG" >&2
+    echo "broker.sh: Kafka did not become ready on $ADDR within 60s; see $LOG" >&2
     do_stop >/dev/null
     exit 1
 }
@@ -119,13 +143,14 @@ do_start() {
 do_stop() {
     local pid
     if pid=$(running_pid); then
+        # SIGTERM: a controlled shutdown (the log is flushed; a restart recovers nothing).
         kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do
+        for _ in $(seq 1 300); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
         if kill -0 "$pid" 2>/dev/null; then
-            echo "broker.sh: nisshi pid $pid ignored SIGTERM for 10s, sending SIGKILL" >&2
+            echo "broker.sh: Kafka pid $pid ignored SIGTERM for 30s, sending SIGKILL" >&2
             kill -KILL "$pid" 2>/dev/null || true
             sleep 0.2
         fi
@@ -139,7 +164,7 @@ do_stop() {
 do_status() {
     local pid
     if pid=$(running_pid); then
-        echo "running $ADDR pid $pid mode $(cat "$MODEFILE" 2>/dev/null) dir $DIR"
+        echo "running $ADDR pid $pid dir $DIR"
     else
         echo "stopped $ADDR dir $DIR"
         exit 3

