@@ -159,26 +159,25 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
-/// A broker started through `tests/bed/broker.sh`; stopped on drop.
+/// An Apache Kafka broker (KRaft, single node) started through `tests/bed/broker.sh`, its data
+/// in its own directory (a restart keeps everything); stopped and removed on drop.
 pub struct Broker {
     pub port: u16,
     pub dir: PathBuf,
-    durable: bool,
 }
 
 impl Broker {
-    pub fn start(durable: bool) -> Broker {
-        let broker = Broker::unstarted(durable);
+    pub fn start() -> Broker {
+        let broker = Broker::unstarted();
         run_ok(&mut broker.script("start"), "broker.sh start");
         broker
     }
 
     /// A free port and a fresh directory; dropping it stops whatever `broker.sh` started there.
-    fn unstarted(durable: bool) -> Broker {
+    fn unstarted() -> Broker {
         Broker {
             port: free_port(),
             dir: std::env::temp_dir().join(random_name("decant-broker")),
-            durable,
         }
     }
 
@@ -190,13 +189,10 @@ impl Broker {
             .arg(&self.dir)
             .arg("--port")
             .arg(self.port.to_string());
-        if self.durable {
-            cmd.arg("--durable");
-        }
         cmd
     }
 
-    /// Stops and starts the same broker (same port, same storage).
+    /// Stops and starts the same broker (same port, same data).
     pub fn restart(&self) {
         run_ok(&mut self.script("stop"), "broker.sh stop");
         run_ok(&mut self.script("start"), "broker.sh start");
@@ -286,7 +282,7 @@ impl LiveSource {
     /// With connector properties that may name the schema (`extra` as in [`Debezium::start`]).
     pub fn start_with(extra: impl FnOnce(&PgSchema) -> Vec<(String, String)>) -> LiveSource {
         let bed = Bed::load();
-        let broker = Broker::start_retrying(false);
+        let broker = Broker::start_retrying();
         let schema = PgSchema::create(&bed);
         bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
         let prefix = random_name("src");
@@ -814,28 +810,27 @@ listen = "127.0.0.1:{port}"
 impl Broker {
     /// [`Broker::start`], retried on a new port when `broker.sh` gives up during start-up (a port
     /// taken between `free_port` and the bind, or a broker slow to answer on a loaded machine);
-    /// a stray broker left listening on the failed port is killed. `broker.sh` itself now
-    /// judges liveness by pid during start-up, which removed the race this was written for.
-    pub fn start_retrying(durable: bool) -> Broker {
+    /// a stray broker of the failed attempt is killed.
+    pub fn start_retrying() -> Broker {
         let mut last = String::new();
         for _ in 0..5 {
-            let broker = Broker::unstarted(durable);
+            let broker = Broker::unstarted();
             let out = broker.script("start").output().expect("run broker.sh");
             if out.status.success() {
                 return broker;
             }
             last = String::from_utf8_lossy(&out.stderr).into_owned();
             std::thread::sleep(Duration::from_millis(500));
-            kill_listener_process(broker.port);
+            kill_broker_process(&broker.dir);
             // Dropping it runs `broker.sh stop` and removes the directory.
         }
         panic!("broker.sh start failed 5 times: {last}");
     }
 }
 
-/// Kills the process whose command line names `tcp://127.0.0.1:<port>` (a stray broker).
-fn kill_listener_process(port: u16) {
-    let needle = format!("tcp://127.0.0.1:{port}");
+/// Kills the broker whose command line names `dir`'s `server.properties` (a stray broker).
+fn kill_broker_process(dir: &Path) {
+    let needle = dir.join("server.properties").display().to_string();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use crate::bed::http_get;
 
-/// One workload round: several transactions over three tables.
+/// One workload round: several transactions over four tables, with primary-key changes of rows
+/// whose TOASTed column is unchanged (DEFAULT and FULL replica identity).
 pub fn round_sql(schema: &str, i: u64) -> String {
     format!(
         r#"SET search_path TO "{schema}";
@@ -21,6 +22,10 @@ INSERT INTO composite VALUES ({i}, 'k{i}', 'v{i}', {i}) ON CONFLICT DO NOTHING;
 UPDATE composite SET qty = qty + 1, val = 'w{i}' WHERE k_int % 5 = {m5};
 COMMIT;
 UPDATE composite SET k_text = k_text || 'x' WHERE k_int = {prev};
+UPDATE toasty SET id = {moved} WHERE id = {lo};
+UPDATE toasty SET small = small + 1 WHERE id = {moved} AND {i} % 2 = 0;
+INSERT INTO typezoo_full (id, c_note, c_big) VALUES ({fid}, 'f{i}', big_text('f{i}', 80));
+UPDATE typezoo_full SET id = id + 100000 WHERE id = {fid} - 1;
 DELETE FROM composite WHERE k_int = {old};
 INSERT INTO typezoo (id, c_int, c_text, c_big) VALUES ({zid}, {i}, 'r{i}', big_text('z{i}', 80))
   ON CONFLICT (id) DO UPDATE SET c_int = excluded.c_int, c_text = excluded.c_text;
@@ -35,6 +40,8 @@ UPDATE typezoo SET c_jsonb = jsonb_build_object('i', {i}) WHERE id = {zid2};
         prev = i.saturating_sub(3),
         old = i.saturating_sub(30),
         zid = 1000 + i % 25,
+        moved = 1_000_000 + i,
+        fid = 5000 + i,
         zid2 = 1000 + (i * 7) % 25,
     )
 }

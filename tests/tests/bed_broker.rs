@@ -1,7 +1,8 @@
-//! The broker behaviours decant relies on, checked against the bed's broker (nisshi) with
-//! librdkafka: compacted topics created through the admin API, idempotent produce, consumer-group
-//! joins, transactions (commit, abort hidden from read_committed readers, consumer offsets sent
-//! inside the transaction), and a durable storage engine that survives a broker restart.
+//! The broker behaviours decant relies on, checked against the bed's broker (Apache Kafka, KRaft)
+//! with librdkafka: compacted topics created through the admin API, idempotent produce,
+//! consumer-group joins, transactions (commit, abort hidden from read_committed readers even when
+//! its records reached the broker, consumer offsets sent inside the transaction), and data that
+//! survives a broker restart.
 
 use std::time::Duration;
 
@@ -68,7 +69,7 @@ fn values(b: &Broker, topic: &str, at_least: usize) -> Vec<Option<String>> {
 
 #[test]
 fn compacted_topics_and_idempotent_produce_with_tombstones() {
-    let b = Broker::start(false);
+    let b = Broker::start();
     let topic = random_name("compacted");
     create_topic(&b, &topic, &[("cleanup.policy", "compact")]);
     let described = block_on(
@@ -96,7 +97,7 @@ fn compacted_topics_and_idempotent_produce_with_tombstones() {
 
 #[test]
 fn consumer_group_subscription_receives_records() {
-    let b = Broker::start(false);
+    let b = Broker::start();
     let topic = random_name("grouped");
     create_topic(&b, &topic, &[]);
     let p = producer(&b, &[]);
@@ -123,7 +124,7 @@ fn consumer_group_subscription_receives_records() {
 
 #[test]
 fn transactions_commit_abort_and_send_offsets() {
-    let b = Broker::start(false);
+    let b = Broker::start();
     let (source, out) = (random_name("src"), random_name("out"));
     create_topic(&b, &source, &[]);
     create_topic(&b, &out, &[]);
@@ -135,7 +136,7 @@ fn transactions_commit_abort_and_send_offsets() {
         .create()
         .expect("consumer");
     // A long linger keeps records in the client until commit flushes them, so an abort discards
-    // them before they reach the broker (see the next test for why that matters on nisshi).
+    // them before they reach the broker (the next test covers records that did reach it).
     let tx = producer(
         &b,
         &[
@@ -189,8 +190,8 @@ fn transactions_commit_abort_and_send_offsets() {
 }
 
 #[test]
-fn durable_broker_keeps_records_across_restart() {
-    let b = Broker::start(true);
+fn broker_keeps_records_across_restart() {
+    let b = Broker::start();
     let topic = random_name("durable");
     create_topic(&b, &topic, &[("cleanup.policy", "compact")]);
     let p = producer(&b, &[]);
@@ -209,15 +210,12 @@ fn durable_broker_keeps_records_across_restart() {
     );
 }
 
-/// nisshi 0.7.0-pre.2 answers Fetch with an empty aborted-transactions list in every storage
-/// engine (dynostore, libsql, postgres: `aborted_transactions()` returns `vec![]`), so records
-/// that reached the broker before their transaction aborted stay visible to read_committed
-/// readers. decant's exactly-once tests on this broker therefore cannot treat a repeated output
-/// record as a duplicate by itself. This test pins the gap: when the broker starts hiding them,
-/// it fails, and those tests can be tightened.
+/// Records that reached the broker before their transaction aborted stay invisible to
+/// read_committed readers: the broker's abort marker and aborted-transaction index hide them. The
+/// exactly-once tests judge decant by exactly this, so the bed proves it first.
 #[test]
-fn nisshi_gap_aborted_records_flushed_before_abort_stay_visible() {
-    let b = Broker::start(false);
+fn aborted_records_flushed_before_abort_are_hidden() {
+    let b = Broker::start();
     let out = random_name("out");
     create_topic(&b, &out, &[]);
     let tx = producer(&b, &[("transactional.id", &random_name("txid"))]);
@@ -229,9 +227,5 @@ fn nisshi_gap_aborted_records_flushed_before_abort_stay_visible() {
     tx.begin_transaction().expect("begin");
     send(&tx, &out, "k", Some("committed"));
     tx.commit_transaction(T).expect("commit");
-    assert_eq!(
-        values(&b, &out, 1),
-        vec![Some("aborted".into()), Some("committed".into())],
-        "nisshi now hides aborted records: tighten the exactly-once tests and remove this canary"
-    );
+    assert_eq!(values(&b, &out, 1), vec![Some("committed".into())]);
 }

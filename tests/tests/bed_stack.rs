@@ -13,7 +13,7 @@ use decant_tests::{PgMode, assert_pg_state, decode_all};
 
 fn capture_and_decode(extra: &[(&str, &str)], mode: PgMode) {
     let bed = Bed::load();
-    let broker = Broker::start(false);
+    let broker = Broker::start();
     let schema = PgSchema::create(&bed);
     bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
     let prefix = random_name("t");

@@ -2,10 +2,7 @@
 //! bed's broker: offsets sent into a transaction become the group's committed offsets when it
 //! commits (checked), and a read_committed reader never sees records of an aborted transaction
 //! — one aborted explicitly, one left open by a producer that died and was fenced by its
-//! successor's `init_transactions`. nisshi 0.7.0-pre.2 fails the second: every storage engine
-//! answers Fetch with an empty aborted-transactions list, so aborted records are delivered to
-//! read_committed consumers. That part is `#[ignore]`d until the broker filters them; the
-//! crash test (`run_crash.rs`) tells aborted transactions apart by decant's `decant.txn` header.
+//! successor's `init_transactions`.
 
 use std::time::Duration;
 
@@ -35,7 +32,7 @@ fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, v: &str) {
 
 /// Aborts, fences, commits; returns what a read_committed reader sees and the group offset.
 fn scenario() -> (Vec<String>, Offset) {
-    let broker = Broker::start_retrying(false);
+    let broker = Broker::start_retrying();
     let bootstrap = broker.bootstrap();
     let topic = random_name("txn");
     let txn = random_name("tx");
@@ -105,7 +102,6 @@ fn offsets_sent_into_a_transaction_commit_with_it() {
 }
 
 #[test]
-#[ignore = "nisshi 0.7.0-pre.2 delivers aborted transactions to read_committed consumers"]
 fn read_committed_hides_aborted_and_fenced_transactions() {
     let (mut values, _) = scenario();
     values.sort();

@@ -25,7 +25,7 @@ fn change(op: &str, id: i64, status: &str, total: &str) -> String {
 
 #[test]
 fn where_filter_keeps_exactly_the_matching_rows() {
-    let broker = Broker::start_retrying(false);
+    let broker = Broker::start_retrying();
     let bootstrap = broker.bootstrap();
     let prefix = random_name("src");
     let out = random_name("out");

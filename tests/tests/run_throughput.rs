@@ -176,7 +176,7 @@ fn preload(bootstrap: &str, label: &str) -> Loaded {
 #[test]
 #[ignore = "throughput harness: run explicitly (see the module docs)"]
 fn end_to_end_throughput() {
-    let broker = Broker::start_retrying(false);
+    let broker = Broker::start_retrying();
     let bootstrap = broker.bootstrap();
     let Loaded {
         prefix,
@@ -284,7 +284,7 @@ fn live_ids(n: u64) -> usize {
 #[ignore = "throughput harness: run explicitly (see the module docs)"]
 fn lake_throughput() {
     let bed = decant_tests::bed::Bed::load();
-    let broker = Broker::start_retrying(false);
+    let broker = Broker::start_retrying();
     let bootstrap = broker.bootstrap();
     let Loaded {
         prefix,

@@ -466,6 +466,11 @@ pub struct RowMeta {
     pub partition: i32,
     pub offset: i64,
     pub position: SourcePosition,
+    /// The other key of a primary-key change, when the connector marked one: the new key on the
+    /// old key's delete (Debezium's `__debezium.newkey` header), the old key on the new key's
+    /// create (`__debezium.oldkey`). A one-row batch of the same schema with only the key
+    /// columns set. Lets the pipeline carry per-key state (TOAST values) over to the new key.
+    pub key_change: Option<Arc<ChangeBatch>>,
 }
 
 /// Decoded changes of one table, columnar. For deletes only the key columns are set.

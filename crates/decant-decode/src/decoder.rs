@@ -434,6 +434,7 @@ impl Decoder {
         };
         let meta = self.row_meta(
             rec,
+            t,
             ChangeKind::Delete,
             SourceOp::Tombstone,
             SourcePosition::default(),
@@ -466,9 +467,11 @@ impl Decoder {
         })
     }
 
+    /// The metadata of a row of table `t` decoded from `rec`.
     fn row_meta(
         &mut self,
         rec: &KafkaRecord,
+        t: usize,
         kind: ChangeKind,
         source_op: SourceOp,
         position: SourcePosition,
@@ -481,7 +484,63 @@ impl Decoder {
             partition: rec.partition,
             offset: rec.offset,
             position,
+            key_change: self.key_change(rec, t, kind),
         }
+    }
+
+    /// The other key of a primary-key change, from the header Debezium puts on its two halves
+    /// (`__debezium.newkey` on the old key's delete, `__debezium.oldkey` on the new key's
+    /// create), decoded like a record key into a one-row batch of table `t`. The header holds
+    /// the key struct as the worker's header converter wrote it: `SimpleHeaderConverter` (the
+    /// default) writes JSON-like text, `JsonConverter` a `{"schema","payload"}` envelope. A header
+    /// that does not decode as the table's key gives `None`: the row itself is still right, and
+    /// the pipeline then treats the key as new (a TOAST value it needs is then reported by
+    /// `on_toast_missing`, never invented).
+    fn key_change(
+        &mut self,
+        rec: &KafkaRecord,
+        t: usize,
+        kind: ChangeKind,
+    ) -> Option<Arc<ChangeBatch>> {
+        if rec.headers.is_empty() {
+            return None;
+        }
+        let name = match kind {
+            ChangeKind::Upsert => "__debezium.oldkey",
+            ChangeKind::Delete => "__debezium.newkey",
+        };
+        let text = std::str::from_utf8(unframed(rec.header(name)?)).ok()?;
+        if self.tables[t].schema().key.is_empty() {
+            return None;
+        }
+        let payload = self.key_payload(text).ok()?;
+        if payload.kind() != JsonType::Object {
+            return None;
+        }
+        // The key row is built in a builder of its own, swapped in for the fill so that the
+        // image machinery (plan, converters, placeholder) is the one every row goes through.
+        let mut one = TableBatchBuilder::new(self.tables[t].schema().clone());
+        std::mem::swap(&mut self.tables[t].builder, &mut one);
+        let filled = self.fill_image(t, Image::Json(&payload), ImageMode::KeyOnly, "key");
+        std::mem::swap(&mut self.tables[t].builder, &mut one);
+        filled.ok()?;
+        // The other half of the change: the old key is deleted, the new one created.
+        let (kind, source_op) = match kind {
+            ChangeKind::Upsert => (ChangeKind::Delete, SourceOp::Delete),
+            ChangeKind::Delete => (ChangeKind::Upsert, SourceOp::Create),
+        };
+        let meta = RowMeta {
+            seq: self.seq,
+            kind,
+            source_op,
+            topic: self.topic(rec.topic),
+            partition: rec.partition,
+            offset: rec.offset,
+            position: SourcePosition::default(),
+            key_change: None,
+        };
+        one.commit_row(meta);
+        one.finish().ok().map(Arc::new)
     }
 
     // ---------------------------------------------------------------- JSON
@@ -865,7 +924,7 @@ impl Decoder {
                 *spec = None;
                 self.note_topic(rec.topic, t);
                 let op = SourceOp::from_code(op_text).unwrap_or(SourceOp::Update);
-                let meta = self.row_meta(rec, kind, op, position);
+                let meta = self.row_meta(rec, t, kind, op, position);
                 self.tables[t].builder.commit_row(meta);
                 return Ok(Outcome::Row {
                     table: self.tables[t].id.clone(),
@@ -906,6 +965,7 @@ impl Decoder {
         let t = self.table_for(rec, &table_id, fields, sample.map(Image::Json))?;
         let meta = self.row_meta(
             rec,
+            t,
             kind,
             SourceOp::from_code(op_text).unwrap_or(SourceOp::Update),
             position,
@@ -1501,6 +1561,7 @@ impl Decoder {
         }
         let meta = self.row_meta(
             rec,
+            t,
             kind,
             env.op
                 .as_deref()
@@ -1607,7 +1668,7 @@ impl Decoder {
         if self.tables[t].schema().key.is_empty() && !key_names.is_empty() {
             self.set_key(t, key_names);
         }
-        let meta = self.row_meta(rec, kind, op, position);
+        let meta = self.row_meta(rec, t, kind, op, position);
         let mode = match kind {
             ChangeKind::Upsert => ImageMode::All,
             ChangeKind::Delete => ImageMode::KeyOnly,

@@ -32,13 +32,13 @@ use crate::arrow_rows::batch_from_rows;
 use crate::config::{BadRecordPolicy, PipelineConfig, ToastPolicy, TruncatePolicy};
 use crate::error::{PipelineError, chain};
 use crate::metrics::Metrics;
-use crate::render::{MetaColumn, push_key, push_row, row_passes};
+use crate::render::{MetaColumn, other_store_key, push_key, push_row, row_passes};
 use crate::route::{Plan, Route, Router};
 use crate::run::{
     Bad, Refused, Runtime, Summary, count_control, dead_letter_headers, input_order, kafka_headers,
     refused,
 };
-use crate::state::{Overlay, StateStore, ToastEntry, row_key};
+use crate::state::{Overlay, StateStore, ToastEntry, previous_entry, row_key, stage_delete};
 
 /// Pseudo topic under which a staged batch's commit id is kept in the state store.
 const COMMIT_TAG: &str = "decant.iceberg-commit/";
@@ -659,7 +659,8 @@ impl<'c> Worker<'c> {
         let store_key = row_key(&route.label, &key);
         let res = match meta.kind {
             ChangeKind::Delete => {
-                self.overlay.insert(store_key, None);
+                let new_key = other_store_key(batch, row, &plan, &route.label);
+                stage_delete(&self.store, &mut self.overlay, store_key, new_key)?;
                 if route.emit_delete {
                     self.put(&ns, &name, &plan, batch, &key, None);
                 }
@@ -696,7 +697,13 @@ impl<'c> Worker<'c> {
         let prev = if batch.unchanged(row).is_empty() {
             None
         } else {
-            self.lookup(&store_key)?
+            let old_key = other_store_key(batch, row, plan, &route.label);
+            previous_entry(
+                &self.store,
+                Some(&self.overlay),
+                &store_key,
+                old_key.as_deref(),
+            )?
         };
         let mut value = std::mem::take(&mut self.value_buf);
         value.clear();

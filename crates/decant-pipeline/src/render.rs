@@ -87,6 +87,19 @@ pub fn push_key(batch: &ChangeBatch, row: usize, plan: &Plan, out: &mut String) 
     true
 }
 
+/// The state-store key of the other key of a primary-key change (`RowMeta::key_change`), in
+/// the same output form as the row's own key.
+pub fn other_store_key(
+    batch: &ChangeBatch,
+    row: usize,
+    plan: &Plan,
+    label: &str,
+) -> Option<Vec<u8>> {
+    let other = batch.meta[row].key_change.as_deref()?;
+    let mut key = String::new();
+    push_key(other, 0, plan, &mut key).then(|| crate::state::row_key(label, &key))
+}
+
 /// What rendering a value found.
 #[derive(Debug, Default)]
 pub struct ValueRender {

@@ -32,9 +32,9 @@ use crate::config::{BadRecordPolicy, DeliveryMode, PipelineConfig, ToastPolicy, 
 use crate::error::{PipelineError, chain};
 use crate::metrics::Metrics;
 use crate::observe::{Health, now_ms};
-use crate::render::{MetaColumn, push_key, push_row, row_passes};
+use crate::render::{MetaColumn, other_store_key, push_key, push_row, row_passes};
 use crate::route::{Route, Router};
-use crate::state::{Overlay, StateStore, ToastEntry, row_key};
+use crate::state::{Overlay, StateStore, ToastEntry, previous_entry, row_key, stage_delete};
 
 /// What the process shares with the loop.
 pub struct Runtime {
@@ -821,7 +821,11 @@ impl<'c> Worker<'c> {
         let store_key = row_key(&route.label, &key);
         let result = match meta.kind {
             ChangeKind::Delete => {
-                self.open_mut().overlay.insert(store_key, None);
+                let new_key = other_store_key(batch, row, &plan, &route.label);
+                let mut overlay = std::mem::take(&mut self.open_mut().overlay);
+                let staged = stage_delete(&self.store, &mut overlay, store_key, new_key);
+                self.open_mut().overlay = overlay;
+                staged?;
                 if route.emit_delete {
                     self.send_output(&route, &key, None, batch, row)?;
                 } else {
@@ -863,7 +867,13 @@ impl<'c> Worker<'c> {
         let prev = if batch.unchanged(row).is_empty() {
             None
         } else {
-            self.lookup(&store_key)?
+            let old_key = other_store_key(batch, row, plan, &route.label);
+            previous_entry(
+                &self.store,
+                self.open.as_ref().map(|o| &o.overlay),
+                &store_key,
+                old_key.as_deref(),
+            )?
         };
         let mut value = std::mem::take(&mut self.value_buf);
         value.clear();

@@ -39,6 +39,56 @@ pub fn row_key(table: &str, key_json: &str) -> Vec<u8> {
 /// Changes of the open transaction: key → new entry, or `None` for a delete.
 pub type Overlay = HashMap<Vec<u8>, Option<Vec<u8>>>;
 
+/// The last entry of `key`: the open transaction's change (`overlay`), else the store.
+pub fn entry_of(
+    store: &StateStore,
+    overlay: Option<&Overlay>,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, PipelineError> {
+    match overlay.and_then(|o| o.get(key)) {
+        Some(change) => Ok(change.clone()),
+        None => store.get(key),
+    }
+}
+
+/// The entry an upsert of `key` fills its TOAST-unchanged columns from: the key's own, else,
+/// when the upsert is the new half of a primary-key change, the old key's (`old_key`; the two
+/// halves may come in either order when they sit in different source partitions).
+pub fn previous_entry(
+    store: &StateStore,
+    overlay: Option<&Overlay>,
+    key: &[u8],
+    old_key: Option<&[u8]>,
+) -> Result<Option<ToastEntry>, PipelineError> {
+    let mut entry = entry_of(store, overlay, key)?;
+    if entry.is_none()
+        && let Some(old) = old_key
+    {
+        entry = entry_of(store, overlay, old)?;
+    }
+    Ok(entry.as_deref().map(ToastEntry::decode))
+}
+
+/// Stages the delete of `key`. When the delete is the old half of a primary-key change
+/// (`new_key`), the key's entry moves to the new key in the same staged transaction, unless the
+/// new key already has one (its create was read first, from another partition, and its own
+/// entry is newer).
+pub fn stage_delete(
+    store: &StateStore,
+    overlay: &mut Overlay,
+    key: Vec<u8>,
+    new_key: Option<Vec<u8>>,
+) -> Result<(), PipelineError> {
+    if let Some(new_key) = new_key
+        && entry_of(store, Some(overlay), &new_key)?.is_none()
+        && let Some(entry) = entry_of(store, Some(overlay), &key)?
+    {
+        overlay.insert(new_key, Some(entry));
+    }
+    overlay.insert(key, None);
+    Ok(())
+}
+
 pub struct StateStore {
     db: Database,
 }

@@ -26,6 +26,14 @@ UPDATE typezoo_full SET c_big = big_text('full-1b', 80) WHERE id = 1;
 UPDATE typezoo SET id = 20 WHERE id = 2;
 UPDATE typezoo_full SET id = 11 WHERE id = 1;
 UPDATE composite SET k_text = 'z' WHERE k_int = 1 AND k_text = 'b';
+-- ... of rows whose TOASTed column is unchanged: with DEFAULT identity PostgreSQL sends the new
+-- key's row without it (__debezium_unavailable_value), so it must come from the old key's value;
+-- with and without a following update, and on the FULL-identity table
+UPDATE toasty SET id = 901 WHERE id = 1;
+UPDATE toasty SET small = small + 1 WHERE id = 901;
+INSERT INTO toasty VALUES (910, 10, 'ten', big_text('toasty-910', 100));
+UPDATE toasty SET id = 911 WHERE id = 910;
+UPDATE typezoo_full SET c_note = 'moved, then edited' WHERE id = 11;
 
 -- plain updates / deletes (typezoo keeps its all-NULL row 3; deletes with DEFAULT identity are in
 -- composite and toasty, with FULL identity in typezoo_full)
