@@ -452,11 +452,15 @@ impl Drop for Debezium {
 }
 
 fn consumer(bootstrap: &str) -> BaseConsumer {
+    consumer_with(bootstrap, "read_committed")
+}
+
+fn consumer_with(bootstrap: &str, isolation: &str) -> BaseConsumer {
     ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", random_name("decant-test-reader"))
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .set("enable.partition.eof", "false")
         .create()
         .expect("consumer")
@@ -480,10 +484,25 @@ pub fn topics_with_prefix(bootstrap: &str, prefix: &str) -> Vec<String> {
 
 /// Reads the committed records of `topics` (read_committed) from the beginning until at least
 /// `at_least` arrived and the topics then stayed quiet for `quiet`, in (topic, partition, offset)
-/// order. End offsets are not trusted as a stop condition: nisshi's ListOffsets(latest) lags
-/// for a while after a producer finishes, so reading "to the end" can silently stop short.
+/// order. The stop condition is quiet time, not end offsets: a transactional producer's records
+/// show up at read_committed only when its commit marker is written.
 pub fn consume(bootstrap: &str, topics: &[String], at_least: usize, quiet: Duration) -> Vec<Input> {
-    let c = consumer(bootstrap);
+    consume_from(consumer(bootstrap), topics, at_least, quiet)
+}
+
+/// Every data record of `topics`, also those of aborted and open transactions
+/// (read_uncommitted), once at least `at_least` arrived and 2 s passed without more.
+pub fn consume_uncommitted(bootstrap: &str, topics: &[String], at_least: usize) -> Vec<Input> {
+    let c = consumer_with(bootstrap, "read_uncommitted");
+    consume_from(c, topics, at_least, Duration::from_secs(2))
+}
+
+fn consume_from(
+    c: BaseConsumer,
+    topics: &[String],
+    at_least: usize,
+    quiet: Duration,
+) -> Vec<Input> {
     let mut assignment = TopicPartitionList::new();
     for topic in topics {
         let md = c
@@ -689,31 +708,6 @@ pub fn produce(bootstrap: &str, topic: &str, records: &[KeyValue<'_>]) {
         p.send(r).map_err(|(e, _)| e).expect("queue record");
     }
     p.flush(Duration::from_secs(30)).expect("flush");
-}
-
-/// The `decant.txn` labels of the transactions a decant process logged as committed (its log
-/// needs `[log] format = "json"` and `decant_pipeline=debug`). The bed's broker shows
-/// read_committed readers the records of aborted transactions too (see `run_broker_txn.rs`);
-/// every decant output and dead letter carries its transaction's label, so these tell them apart.
-pub fn committed_transactions(log: &Path) -> std::collections::HashSet<String> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Json>(l).ok())
-        .filter(|j| j["message"] == "transaction committed")
-        .filter_map(|j| j["txn"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// The records a committed transaction wrote (see [`committed_transactions`]).
-pub fn from_committed(
-    records: Vec<Input>,
-    committed: &std::collections::HashSet<String>,
-) -> Vec<Input> {
-    records
-        .into_iter()
-        .filter(|r| header(r, "decant.txn").is_some_and(|t| committed.contains(t)))
-        .collect()
 }
 
 /// The value of header `name` of a consumed record, as text.
