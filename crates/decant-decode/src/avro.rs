@@ -14,7 +14,7 @@ use crate::decimal;
 use crate::error::DecodeErrorKind;
 use crate::registry::{RegisteredSchema, SchemaFormat};
 use crate::temporal;
-use crate::wire::{self, Wire, WireField};
+use crate::wire::{self, SourceKind, Wire, WireField};
 
 /// A parsed registered schema.
 pub struct Registered {
@@ -77,9 +77,19 @@ impl Registered {
         } else {
             None
         };
-        let row = node
-            .get("fields")
-            .and_then(Json::as_array)
+        let fields = node.get("fields").and_then(Json::as_array);
+        // The connector (named by the `source` record) decides what some types mean.
+        let source_kind = SourceKind::of_source_schema(
+            fields
+                .and_then(|fs| {
+                    fs.iter()
+                        .find(|f| f.get("name").and_then(Json::as_str) == Some("source"))
+                })
+                .and_then(|f| first_record(f.get("type")?))
+                .and_then(wire::avro_full_name)
+                .as_deref(),
+        );
+        let row = fields
             .and_then(|fields| {
                 fields.iter().find(|f| {
                     matches!(
@@ -92,7 +102,7 @@ impl Registered {
                 let record = first_record(f.get("type").unwrap_or(&Json::Null))
                     .ok_or_else(|| schema_err(id, "row image is not a record".into()))?;
                 let fields = wire::avro_record_fields(record).map_err(|e| schema_err(id, e))?;
-                Ok(fields.into())
+                Ok(source_kind.row_fields(fields).into())
             })
             .transpose()?;
         Ok(Registered {
@@ -472,9 +482,22 @@ pub fn append_avro(
             decimal::format(unscaled, scale as i32, &mut s);
             b.push_bytes(s.as_bytes())
         }
-        Wire::TimeMillis => b.push_int(as_i64(v).ok_or_else(|| want("a time", v))? * 1000)?,
-        Wire::TimeMicros
-        | Wire::TimeNanos
+        Wire::TimeMillis | Wire::TimeMicros | Wire::TimeNanos => {
+            let count = as_i64(v).ok_or_else(|| want("a time", v))?;
+            b.push_int(
+                crate::convert::time_of_day(count, wire)
+                    .ok_or_else(|| want(crate::convert::TIME_OF_DAY, v))?,
+            )?
+        }
+        Wire::SignedTimeMillis => {
+            let ms = as_i64(v).ok_or_else(|| want("a time span", v))?;
+            b.push_int(
+                ms.checked_mul(1000)
+                    .ok_or_else(|| want("a time span in ms within ±292,000 years", v))?,
+            )?
+        }
+        Wire::SignedTimeMicros
+        | Wire::SignedTimeNanos
         | Wire::TimestampNanos
         | Wire::MicroDuration
         | Wire::NanoDuration => b.push_int(as_i64(v).ok_or_else(|| want("an integer", v))?)?,

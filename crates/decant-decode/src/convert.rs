@@ -313,12 +313,18 @@ pub fn append_json(
             b.push_bytes(s.as_bytes())
         }
         Wire::Date => b.push_int(int_of(v)?)?,
-        Wire::TimeMillis => b.push_int(
+        Wire::TimeMillis | Wire::TimeMicros | Wire::TimeNanos => {
+            let count = int_of(v)?;
+            b.push_int(time_of_day(count, wire).ok_or_else(|| want(TIME_OF_DAY, v))?)?
+        }
+        Wire::SignedTimeMillis => b.push_int(
             int_of(v)?
                 .checked_mul(1000)
-                .ok_or_else(|| want("a time in ms", v))?,
+                .ok_or_else(|| want("a time span in ms within ±292,000 years", v))?,
         )?,
-        Wire::TimeMicros | Wire::TimeNanos | Wire::TimestampNanos => b.push_int(int_of(v)?)?,
+        Wire::SignedTimeMicros | Wire::SignedTimeNanos | Wire::TimestampNanos => {
+            b.push_int(int_of(v)?)?
+        }
         Wire::MicroDuration | Wire::NanoDuration => b.push_int(int_of(v)?)?,
         Wire::TimestampMillis => {
             let ms = int_of(v)?;
@@ -551,6 +557,21 @@ const POW10: [i128; 39] = {
     }
     table
 };
+
+/// What a time-of-day column takes, for errors.
+pub(crate) const TIME_OF_DAY: &str = "a time of day (00:00:00 to 24:00:00)";
+
+/// A time-of-day count of `wire`'s unit in the column's unit (µs; ns for NanoTime), if it lies
+/// within one day (24:00:00 included, PostgreSQL allows it). A negative or longer value is no
+/// time of day: MySQL's signed `TIME` is [`Wire::SignedTimeMicros`] and friends.
+pub(crate) fn time_of_day(count: i64, wire: &Wire) -> Option<i64> {
+    let (value, per_day) = match wire {
+        Wire::TimeMillis => (count.checked_mul(1000)?, temporal::MICROS_PER_DAY),
+        Wire::TimeNanos => (count, temporal::NANOS_PER_DAY),
+        _ => (count, temporal::MICROS_PER_DAY),
+    };
+    (0..=per_day).contains(&value).then_some(value)
+}
 
 fn normalise_pg_infinity(micros: i64) -> i64 {
     match micros {
