@@ -476,10 +476,12 @@ pub fn append_avro(
             let (Some(scale), Some(value)) = (scale, value) else {
                 return Err(want("a VariableScaleDecimal record", v));
             };
+            let scale = crate::convert::variable_scale(scale)
+                .ok_or_else(|| want(crate::convert::VARIABLE_SCALE, v))?;
             let unscaled =
                 decimal::from_twos_complement(&value).ok_or_else(|| want("a decimal", v))?;
             let mut s = String::new();
-            decimal::format(unscaled, scale as i32, &mut s);
+            decimal::format(unscaled, scale, &mut s);
             b.push_bytes(s.as_bytes())
         }
         Wire::TimeMillis | Wire::TimeMicros | Wire::TimeNanos => {
@@ -503,10 +505,15 @@ pub fn append_avro(
         | Wire::NanoDuration => b.push_int(as_i64(v).ok_or_else(|| want("an integer", v))?)?,
         Wire::TimestampMillis => {
             let ms = as_i64(v).ok_or_else(|| want("a timestamp", v))?;
-            b.push_int(
-                ms.checked_mul(1000)
-                    .ok_or_else(|| want("a timestamp in range", v))?,
-            )?
+            let micros = ms
+                .checked_mul(1000)
+                .ok_or_else(|| want("a timestamp in ms within ±292,000 years of 1970", v))?;
+            // PostgreSQL's ±infinity sentinels, as in JSON.
+            b.push_int(match micros {
+                temporal::PG_INFINITY_MICROS => temporal::INFINITY,
+                temporal::PG_NEG_INFINITY_MICROS => temporal::NEG_INFINITY,
+                other => other,
+            })?
         }
         Wire::TimestampMicros => {
             let us = as_i64(v).ok_or_else(|| want("a timestamp", v))?;

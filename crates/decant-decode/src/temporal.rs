@@ -11,6 +11,11 @@ pub const PG_NEG_INFINITY_MICROS: i64 = -9_223_372_036_832_400_000;
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;
 pub const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 
+/// The largest |year| the text parsers take: Date32 ends near ±5.9 million years and µs
+/// timestamps near ±292,000, so larger years can only be refused; refusing them here keeps
+/// [`days_from_civil`] far from overflow.
+const MAX_YEAR: i64 = 1_000_000_000;
+
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -167,6 +172,10 @@ pub fn parse_date(s: &str) -> Option<i64> {
     };
     let mut parts = body.splitn(3, '-');
     let y: i64 = parts.next()?.parse().ok()?;
+    // Far beyond every date and timestamp type, and small enough for the calendar arithmetic.
+    if y > MAX_YEAR {
+        return None;
+    }
     let m: u32 = parts.next()?.parse().ok()?;
     let d: u32 = parts.next()?.parse().ok()?;
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
@@ -373,6 +382,17 @@ mod tests {
         assert_eq!(parse_clock("-00:00:00", MICROS_PER_SECOND), Some(0));
         assert_eq!(parse_clock("00:00:00.5", MICROS_PER_SECOND), Some(500_000));
         assert_eq!(parse_clock("00:00:00.000000001", NANOS_PER_SECOND), Some(1));
+    }
+
+    #[test]
+    fn far_years_are_refused_not_wrapped() {
+        assert_eq!(parse_date("99999999999999999-01-01"), None);
+        assert_eq!(parse_date("-99999999999999999-01-01"), None);
+        assert!(parse_date("1000000000-01-01").is_some());
+        assert_eq!(
+            parse_offset_datetime("9223372036854775807-01-01T00:00:00Z"),
+            None
+        );
     }
 
     proptest::proptest! {

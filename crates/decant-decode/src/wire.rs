@@ -13,6 +13,9 @@ pub enum BinaryText {
     Hex,
 }
 
+/// The most digits an exact decimal column holds (Arrow Decimal256).
+const MAX_DECIMAL_DIGITS: i8 = 76;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Wire {
     Bool,
@@ -197,6 +200,11 @@ impl Wire {
                     .ok_or("Decimal schema without scale parameter")?
                     .parse::<i8>()
                     .map_err(|e| format!("Decimal scale: {e}"))?;
+                if scale > MAX_DECIMAL_DIGITS {
+                    return Err(format!(
+                        "Decimal scale {scale}: more than {MAX_DECIMAL_DIGITS} fraction digits"
+                    ));
+                }
                 let precision = params("connect.decimal.precision")
                     .and_then(|p| p.parse::<u8>().ok())
                     .filter(|p| *p > 0 && *p <= 76);
@@ -257,6 +265,13 @@ impl Wire {
                     .ok_or_else(|| format!("{t}: expected decimal(precision,scale)"))?;
                 let precision: u8 = p.trim().parse().map_err(|e| format!("{t}: {e}"))?;
                 let scale: i8 = s.trim().parse().map_err(|e| format!("{t}: {e}"))?;
+                if !(1..=MAX_DECIMAL_DIGITS.unsigned_abs()).contains(&precision)
+                    || scale > MAX_DECIMAL_DIGITS
+                {
+                    return Err(format!(
+                        "{t}: precision and scale must be at most {MAX_DECIMAL_DIGITS} (precision at least 1)"
+                    ));
+                }
                 return Ok(Wire::Decimal {
                     precision: Some(precision),
                     scale,
@@ -593,6 +608,16 @@ mod tests {
             Ok(Wire::TimestampMicros)
         );
         assert!(Wire::from_declared("no_such_type").is_err());
+        // Beyond Decimal256: refused when the schema is read, not wrapped in the builder.
+        assert!(Wire::from_declared("decimal(77,2)").is_err());
+        assert!(Wire::from_declared("decimal(0,0)").is_err());
+        assert!(Wire::from_declared("decimal_string(76,77)").is_err());
+        assert!(Wire::from_declared("decimal(76,76)").is_ok());
+        let wide: Json = serde_json::from_str(
+            r#"{"type":"bytes","name":"org.apache.kafka.connect.data.Decimal","parameters":{"scale":"100"}}"#,
+        )
+        .expect("json");
+        assert!(connect_wire(&wide).is_err());
         assert_eq!(
             Wire::from_declared("mysql_time"),
             Ok(Wire::SignedTimeMicros)

@@ -340,7 +340,7 @@ fn parse_time_us(s: &[u8]) -> Option<i64> {
     let h = digits(&s[0..2])?;
     let m = digits(&s[3..5])?;
     let sec = digits(&s[6..8])?;
-    if h > 24 || m > 59 || sec > 60 {
+    if h > 24 || m > 59 || sec > 60 || (h == 24 && (m, sec) != (0, 0)) {
         return None;
     }
     let mut us = 0;
@@ -363,7 +363,9 @@ fn parse_time_us(s: &[u8]) -> Option<i64> {
             us *= 10;
         }
     }
-    Some(((h * 60 + m) * 60 + sec) * 1_000_000 + us)
+    let us = ((h * 60 + m) * 60 + sec) * 1_000_000 + us;
+    // A time of day ends at 24:00:00 (PostgreSQL's end of day); a leap second can't pass it.
+    (us <= 86_400_000_000).then_some(us)
 }
 
 fn timestamp(v: &Value, zoned: bool) -> Result<i64, String> {
@@ -522,6 +524,14 @@ mod tests {
         ) {
             proptest::prop_assert_eq!(long_of(&[rendered_span(us)]), Ok(vec![Some(us)]));
         }
+    }
+
+    #[test]
+    fn times_of_day_end_at_midnight() {
+        assert_eq!(parse_time_us(b"24:00:00"), Some(86_400_000_000));
+        assert_eq!(parse_time_us(b"24:00:01"), None);
+        assert_eq!(parse_time_us(b"24:59:59"), None);
+        assert_eq!(parse_time_us(b"23:59:59.999999"), Some(86_399_999_999));
     }
 
     #[test]
