@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs and starts the test bed (cached under
-# ${DECANT_CACHE:-~/.cache/decant}; a second run reuses it), then lints and runs every test.
+# ${DECANT_CACHE:-~/.cache/decant}; a second run reuses it), then lints and runs every test. The
+# cargo target directory is cached there as well (CARGO_TARGET_DIR overrides it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -8,6 +9,8 @@ bash tests/bed/setup.sh
 if [ -f "${DECANT_CACHE:-$HOME/.cache/decant}/bed.env" ]; then
   set -a; . "${DECANT_CACHE:-$HOME/.cache/decant}/bed.env"; set +a
 fi
+# Builds are cached outside the clone too (a fresh clone reuses them; cargo rebuilds what changed).
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${DECANT_CACHE:-$HOME/.cache/decant}/target}
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 # The `decant run` tests start the real binary (target/debug/decant); `cargo test` alone does not
