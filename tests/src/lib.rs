@@ -160,12 +160,23 @@ pub fn final_state(
     key_of: impl Fn(&Json) -> String,
 ) -> BTreeMap<String, serde_json::Map<String, Json>> {
     let mut state: BTreeMap<String, serde_json::Map<String, Json>> = BTreeMap::new();
+    // Rows whose key changed: the old key's last image, under the new key (see `old_key`).
+    let mut moved: BTreeMap<String, serde_json::Map<String, Json>> = BTreeMap::new();
+    let other_key = |c: &Json, name: &str| {
+        let mut other = c.clone();
+        other["key"] = c[name].clone();
+        key_of(&other)
+    };
     for c in changes {
         let key = key_of(c);
         match c["op"].as_str() {
             Some("upsert") => {
                 let mut row = c["row"].as_object().cloned().unwrap_or_default();
-                if let Some(prev) = state.get(&key) {
+                let prev = state.get(&key).or_else(|| {
+                    c.get("old_key")
+                        .and_then(|_| moved.get(&other_key(c, "old_key")))
+                });
+                if let Some(prev) = prev {
                     for u in c["unchanged"].as_array().into_iter().flatten() {
                         if let Some(name) = u.as_str()
                             && let Some(v) = prev.get(name)
@@ -177,7 +188,11 @@ pub fn final_state(
                 state.insert(key, row);
             }
             Some("delete") => {
-                state.remove(&key);
+                if let Some(row) = state.remove(&key)
+                    && c.get("new_key").is_some()
+                {
+                    moved.insert(key, row);
+                }
             }
             Some("truncate") => state.clear(),
             _ => {}
@@ -276,17 +291,25 @@ pub fn pg_value_matches(expected: &Json, got: &Json, mode: PgMode) -> bool {
 pub fn assert_pg_state(label: &str, run: &Run, expected: &[Json], mode: PgMode) -> usize {
     assert!(run.errors.is_empty(), "{label}: {:?}", run.errors);
     let mut state: BTreeMap<(String, String), serde_json::Map<String, Json>> = BTreeMap::new();
+    // The last image of a key deleted by a primary-key change (its delete names the new key), for
+    // the new key's upsert, which names the old key (`old_key`) and may lack TOASTed values.
+    let mut moved: BTreeMap<(String, String), serde_json::Map<String, Json>> = BTreeMap::new();
     let mut unchanged_filled = 0;
     for c in &run.changes {
         let table = c["table"].as_str().unwrap_or_default().to_owned();
-        let key = (table, c["key"].to_string());
+        let key = (table.clone(), c["key"].to_string());
         match c["op"].as_str() {
             Some("upsert") => {
                 let mut row = c["row"].as_object().cloned().expect("row");
+                let old = c.get("old_key").map(|k| (table.clone(), k.to_string()));
                 for u in c["unchanged"].as_array().into_iter().flatten() {
                     unchanged_filled += 1;
                     let name = u.as_str().expect("name");
-                    let prev = state.get(&key).and_then(|r| r.get(name)).cloned();
+                    let prev = state
+                        .get(&key)
+                        .or_else(|| old.as_ref().and_then(|o| moved.get(o)))
+                        .and_then(|r| r.get(name))
+                        .cloned();
                     row.insert(
                         name.into(),
                         prev.unwrap_or_else(|| {
@@ -297,7 +320,11 @@ pub fn assert_pg_state(label: &str, run: &Run, expected: &[Json], mode: PgMode) 
                 state.insert(key, row);
             }
             Some("delete") => {
-                state.remove(&key);
+                if let Some(row) = state.remove(&key)
+                    && c.get("new_key").is_some()
+                {
+                    moved.insert(key, row);
+                }
             }
             _ => {}
         }

@@ -46,6 +46,20 @@ UPDATE typezoo SET c_jsonb = jsonb_build_object('i', {i}) WHERE id = {zid2};
     )
 }
 
+/// How many times the crash tests kill `decant run`: `DECANT_CRASH_KILLS`, default 22 (the
+/// README's long run uses 50).
+pub fn crash_kills() -> usize {
+    std::env::var("DECANT_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(22)
+}
+
+/// Environment of the incarnations that flush small: `flush_max_rows` of 20 makes decant hand
+/// rows to its sink every few records, so a kill leaves produced-but-uncommitted records (Kafka)
+/// or written-but-unpublished files (Iceberg) behind, and the abort path is exercised.
+pub const SMALL_FLUSHES: (&str, &str) = ("DECANT_DELIVERY__FLUSH_MAX_ROWS", "20");
+
 /// The value of the first `/metrics` line starting with `series` (name and labels).
 pub fn metric(port: u16, series: &str) -> Option<f64> {
     http_get(port, "/metrics").and_then(|(_, m)| {

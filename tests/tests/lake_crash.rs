@@ -1,10 +1,11 @@
 //! Exactly-once into Iceberg under crashes: a sustained PostgreSQL workload (TOAST-unchanged
 //! updates, toasted value changes, composite keys, primary-key changes, deletes, multi-statement
 //! transactions) flows through Debezium while `decant run` (Iceberg sink, 1 s commits) is killed
-//! with SIGKILL at random moments and restarted, at least 20 times. Afterwards the tables equal
-//! PostgreSQL, every snapshot's offsets continue its predecessor's (each offset range committed
-//! once, never twice, by unique commit ids), and the last committed offsets reach the end of
-//! every source partition.
+//! with SIGKILL at random moments and restarted (`DECANT_CRASH_KILLS` times, default 22; every
+//! other incarnation flushes every 20 rows), and the broker is restarted once mid-load. Afterwards
+//! the tables equal PostgreSQL, every snapshot's offsets continue its predecessor's (each offset
+//! range committed once, never twice, by unique commit ids), and the last committed offsets reach
+//! the end of every source partition.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,9 +16,10 @@ use decant_tests::bed::{
     DecantProcess, LiveSource, consume, random_name, topics_with_prefix, write_decant_config,
 };
 use decant_tests::lake::{Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled};
-use decant_tests::workload::{Rng, committed, round_sql};
+use decant_tests::workload::{Rng, SMALL_FLUSHES, committed, crash_kills, round_sql};
 
-const KILLS: usize = 22;
+/// The test's name in its progress lines.
+const NAME: &str = "lake_crash";
 
 #[test]
 fn kill_9_at_random_moments_commits_every_change_once() {
@@ -69,11 +71,20 @@ fn kill_9_at_random_moments_commits_every_change_once() {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(7)
         | 1;
-    eprintln!("lake_crash: kill schedule seed {seed}");
+    eprintln!("{NAME}: kill schedule seed {seed}");
     let mut rng = Rng(seed);
     let mut mid_stream = 0;
-    for k in 0..KILLS {
-        let decant = DecantProcess::start(&config, &log, &env);
+    let kills = crash_kills();
+    for k in 0..kills {
+        // Every other incarnation flushes small (see SMALL_FLUSHES).
+        let small = [env[0], SMALL_FLUSHES];
+        let decant = DecantProcess::start(&config, &log, if k % 2 == 1 { &small } else { &env });
+        if k == kills / 2 {
+            // Mid-load, with decant running: the broker stops and comes back (same data).
+            std::thread::sleep(rng.millis(500, 3_000));
+            broker.restart();
+            eprintln!("{NAME}: broker restarted under load");
+        }
         // Two kills in three land after this incarnation's first commit (while a batch is
         // open, while files are written, while a commit is being published); the others
         // anywhere from start-up through claiming and state resolution.
@@ -98,7 +109,7 @@ fn kill_9_at_random_moments_commits_every_change_once() {
         &[],
     );
     eprintln!(
-        "lake_crash: {KILLS} kills ({mid_stream} after a commit) during {} workload rounds, {:.0} s",
+        "{NAME}: {kills} kills ({mid_stream} after a commit) during {} workload rounds, {:.0} s",
         rounds.load(Ordering::SeqCst),
         started.elapsed().as_secs_f64()
     );
@@ -109,7 +120,7 @@ fn kill_9_at_random_moments_commits_every_change_once() {
     assert_lake_equals_pg("after kill -9 (iceberg)", &bed, &tables, &expected, None);
     let snapshots = assert_snapshot_log(&tables);
     assert!(
-        mid_stream >= KILLS / 2,
+        mid_stream >= kills / 2,
         "only {mid_stream} kills landed after a commit"
     );
 
@@ -149,7 +160,7 @@ fn kill_9_at_random_moments_commits_every_change_once() {
     assert!(status.success(), "exit status {status}");
     dbz.stop();
     eprintln!(
-        "lake_crash: {snapshots} snapshots over {} tables, {} source records, {:.1} s",
+        "{NAME}: {snapshots} snapshots over {} tables, {} source records, {:.1} s",
         tables.len(),
         source_records.len(),
         started.elapsed().as_secs_f64()

@@ -1,10 +1,12 @@
 //! Exactly-once under crashes: a sustained PostgreSQL workload (TOAST-unchanged updates, toasted
-//! value changes, composite keys, primary-key changes, deletes, multi-statement transactions)
-//! flows through Debezium while `decant run` is killed with SIGKILL at random moments and
-//! restarted, at least 20 times. Afterwards the committed output, reduced per key, equals
-//! PostgreSQL, and no source record (by the provenance headers) appears twice in it. The broker
-//! (Apache Kafka) is the only judge of what committed: the output is read with read_committed,
-//! and a read_uncommitted pass counts the records of aborted transactions it hid.
+//! value changes, composite keys, primary-key changes, deletes, multi-statement transactions) flows
+//! through Debezium while `decant run` is killed with SIGKILL at random moments and restarted
+//! (`DECANT_CRASH_KILLS` times, default 22; every other incarnation flushes every 20 rows so that
+//! kills leave open transactions behind), and the broker is restarted once mid-load. Afterwards the
+//! committed output, reduced per key, equals PostgreSQL, and no source record (by the provenance
+//! headers) appears twice in it. The broker (Apache Kafka) is the only judge of what committed: the
+//! output is read with read_committed, and a read_uncommitted pass counts the records of aborted
+//! transactions it hid.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -15,10 +17,8 @@ use decant_tests::bed::{
     DecantProcess, LiveSource, consume, consume_uncommitted, header, http_get, random_name,
     topics_with_prefix, upsert_changes, write_decant_config,
 };
-use decant_tests::workload::{Rng, committed, round_sql};
+use decant_tests::workload::{Rng, SMALL_FLUSHES, committed, crash_kills, round_sql};
 use decant_tests::{Input, PgMode, assert_pg_state};
-
-const KILLS: usize = 22;
 
 /// (topic, partition, offset) of the source record behind an output record.
 fn source_of(r: &Input) -> (String, String, String) {
@@ -34,6 +34,9 @@ fn source_of(r: &Input) -> (String, String, String) {
             .to_owned(),
     )
 }
+
+/// The test's name in its progress lines.
+const NAME: &str = "run_crash";
 
 #[test]
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
@@ -85,11 +88,21 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(7)
         | 1;
-    eprintln!("run_crash: kill schedule seed {seed}");
+    eprintln!("{NAME}: kill schedule seed {seed}");
     let mut rng = Rng(seed);
     let mut mid_stream = 0;
-    for k in 0..KILLS {
-        let decant = DecantProcess::start(&config, &log, &[]);
+    let kills = crash_kills();
+    for k in 0..kills {
+        // Every other incarnation flushes small (see SMALL_FLUSHES).
+        let small = [SMALL_FLUSHES];
+        let env: &[(&str, &str)] = if k % 2 == 1 { &small } else { &[] };
+        let decant = DecantProcess::start(&config, &log, env);
+        if k == kills / 2 {
+            // Mid-load, with decant running: the broker stops and comes back (same data).
+            std::thread::sleep(rng.millis(500, 3_000));
+            broker.restart();
+            eprintln!("{NAME}: broker restarted under load");
+        }
         // Two kills in three wait for the first commit of this incarnation (they land
         // mid-stream: in an open transaction, while staging, while committing); the others
         // land anywhere from start-up through state resolution and the group join.
@@ -114,7 +127,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         &[],
     );
     eprintln!(
-        "run_crash: {KILLS} kills ({mid_stream} after a commit) during {} workload rounds, {:.0} s",
+        "{NAME}: {kills} kills ({mid_stream} after a commit) during {} workload rounds, {:.0} s",
         rounds.load(Ordering::SeqCst),
         started.elapsed().as_secs_f64()
     );
@@ -150,8 +163,12 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let all_written = consume_uncommitted(&broker.bootstrap(), &topics, records.len());
     let hidden = all_written.len() - records.len();
     eprintln!(
-        "run_crash: {} committed output records, {hidden} records of aborted transactions hidden by the broker",
+        "{NAME}: {} committed output records, {hidden} records of aborted transactions hidden by the broker",
         records.len()
+    );
+    assert!(
+        hidden > 0,
+        "no kill left an open transaction behind: the abort path went untested"
     );
     let committed_records = records.clone();
     let run = upsert_changes(&out_prefix, &committed_records);
@@ -169,7 +186,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let source_records = consume(&broker.bootstrap(), &sources, 0, Duration::from_secs(2));
     let data_records = source_records.iter().filter(|r| r.value.is_some()).count();
     assert!(
-        mid_stream >= KILLS / 2,
+        mid_stream >= kills / 2,
         "only {mid_stream} kills landed after a commit"
     );
     assert_eq!(
@@ -179,7 +196,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     );
     let (_, metrics) = http_get(port, "/metrics").expect("metrics");
     eprintln!(
-        "run_crash: {} output records, {} source records; {}",
+        "{NAME}: {} output records, {} source records; {}",
         records.len(),
         source_records.len(),
         metrics
@@ -193,5 +210,5 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     assert!(status.success(), "exit status {status}");
     dbz.stop();
     let _ = std::fs::remove_dir_all(&work);
-    eprintln!("run_crash: {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!("{NAME}: {:.1} s", started.elapsed().as_secs_f64());
 }

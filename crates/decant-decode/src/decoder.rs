@@ -540,7 +540,14 @@ impl Decoder {
             key_change: None,
         };
         one.commit_row(meta);
-        one.finish().ok().map(Arc::new)
+        let batch = one.finish().ok()?;
+        // A key with a column missing or null names no row.
+        let complete = batch
+            .schema
+            .key
+            .iter()
+            .all(|&k| batch.rows.column(k).null_count() == 0);
+        complete.then(|| Arc::new(batch))
     }
 
     // ---------------------------------------------------------------- JSON

@@ -298,16 +298,7 @@ pub fn render_row(batch: &ChangeBatch, row: usize, out: &mut String) {
     if key_cols.is_empty() {
         out.push_str("null");
     } else {
-        out.push('{');
-        for (i, &k) in key_cols.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_json_string(&schema.columns[k].name, out);
-            out.push(':');
-            push_value(batch.rows.column(k), fields.field(k), row, out);
-        }
-        out.push('}');
+        push_key_object(batch, row, key_cols, out);
     }
     out.push_str(",\"row\":");
     if meta.kind == decant_model::ChangeKind::Delete {
@@ -337,8 +328,33 @@ pub fn render_row(batch: &ChangeBatch, row: usize, out: &mut String) {
         }
         push_json_string(&schema.columns[c as usize].name, out);
     }
-    out.push_str("],\"source\":");
+    out.push(']');
+    // A primary-key change: the other key of the pair (the old one on the new key's upsert, the
+    // new one on the old key's delete), so that per-key state can follow the row.
+    if let Some(other) = meta.key_change.as_deref() {
+        out.push_str(match meta.kind {
+            decant_model::ChangeKind::Upsert => ",\"old_key\":",
+            decant_model::ChangeKind::Delete => ",\"new_key\":",
+        });
+        push_key_object(other, 0, &schema.key, out);
+    }
+    out.push_str(",\"source\":");
     push_position(&meta.position, out);
+    out.push('}');
+}
+
+/// `{"column":value,…}` of columns `cols` of row `row`.
+fn push_key_object(batch: &ChangeBatch, row: usize, cols: &[usize], out: &mut String) {
+    let fields = batch.rows.schema();
+    out.push('{');
+    for (i, &k) in cols.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(&batch.schema.columns[k].name, out);
+        out.push(':');
+        push_value(batch.rows.column(k), fields.field(k), row, out);
+    }
     out.push('}');
 }
 
