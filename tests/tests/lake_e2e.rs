@@ -13,7 +13,8 @@ use decant_tests::bed::{
     DecantProcess, LiveSource, http_get, random_name, wait_for, write_decant_config,
 };
 use decant_tests::lake::{
-    Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled, lake_tables, newest_offsets,
+    Catalog, assert_lake_equals_pg, assert_snapshot_log, chdb_rows, lake_settled, lake_tables,
+    newest_offsets,
 };
 
 #[test]
@@ -84,6 +85,22 @@ fn debezium_to_iceberg_equals_postgres() {
         &tables,
         &expected,
         Some(&lake),
+    );
+    // JSON documents hold every number exactly as PostgreSQL has it (a parse through f64 would
+    // write 1.2345678901234567e19), read back as text by chdb.
+    let typezoo = tables
+        .iter()
+        .find(|t| t.name == format!("{}.typezoo", schema.name))
+        .expect("typezoo table");
+    let rows = chdb_rows(&bed, typezoo);
+    let doc = rows
+        .iter()
+        .find(|r| r["id"] == 1)
+        .and_then(|r| r["c_jsonb"].as_str())
+        .unwrap_or_else(|| panic!("typezoo row 1 with its c_jsonb text: {rows:?}"));
+    assert!(
+        doc.contains("12345678901234567890.5") && doc.contains("18446744073709551616"),
+        "c_jsonb lost digits on its way to Iceberg: {doc}"
     );
     let snapshots = assert_snapshot_log(&tables);
     let deletes: u64 = tables

@@ -105,6 +105,18 @@ fn debezium_to_upsert_topics_equals_postgres() {
     let (records, run) = read_settled(&broker.bootstrap(), &out_prefix, &mut decant);
     assert_pg_state("decant run", &run, &expected, PgMode::Exact);
     assert_no_duplicates(&records);
+    // JSON documents keep every number exactly as PostgreSQL has it.
+    let doc = records
+        .iter()
+        .rev()
+        .filter(|r| r.topic.ends_with(".typezoo") && r.key.as_deref() == Some(b"{\"id\":1}"))
+        .find_map(|r| r.value.as_deref())
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .expect("typezoo row 1");
+    assert!(
+        doc.contains("12345678901234567890.5") && doc.contains("18446744073709551616"),
+        "c_jsonb lost digits on its way to the topic: {doc}"
+    );
     assert!(
         run.changes.iter().any(|c| c["op"] == "delete"),
         "deletes and key changes produce tombstones"

@@ -23,6 +23,29 @@ use base64::engine::general_purpose::STANDARD;
 use decant_decode::temporal;
 use serde_json::{Map, Value};
 
+/// Parses one rendered row for [`batch_from_rows`]. A value of a text column that is not a
+/// JSON string (a JSON document, geometry, struct) is kept as the exact text it was rendered as:
+/// parsing it into a `Value` would round every number beyond f64 inside it
+/// (`{"n":12345678901234567890.5}` must not become `{"n":1.2345678901234567e19}`).
+pub fn parse_row(schema: &SchemaRef, json: &str) -> Result<Map<String, Value>, String> {
+    let raw: std::collections::HashMap<String, &serde_json::value::RawValue> =
+        serde_json::from_str(json).map_err(|e| e.to_string())?;
+    let mut row = Map::with_capacity(raw.len());
+    for (name, value) in raw {
+        let text = value.get();
+        let is_text_column = schema
+            .field_with_name(&name)
+            .is_ok_and(|f| f.data_type() == &DataType::Utf8);
+        let value = if is_text_column && !text.starts_with('"') && text != "null" {
+            Value::String(text.to_owned())
+        } else {
+            serde_json::from_str(text).map_err(|e| e.to_string())?
+        };
+        row.insert(name, value);
+    }
+    Ok(row)
+}
+
 /// Builds a batch of `schema` from rendered rows; absent columns are null.
 pub fn batch_from_rows(
     schema: &SchemaRef,
@@ -396,6 +419,41 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Decimal128Type, TimestampMicrosecondType};
     use arrow_schema::Schema;
+
+    /// Numbers beyond f64 inside a JSON document, geometry or struct column reach the batch
+    /// exactly as rendered; strings and nulls stay what they are; typed columns still parse.
+    #[test]
+    fn json_documents_keep_their_exact_text() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("doc", DataType::Utf8, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let row = parse_row(
+            &schema,
+            r#"{"id":9007199254740993,"doc":{"n":12345678901234567890.5,"i":18446744073709551616,"a":[1.0000000000000000001]},"name":"plain"}"#,
+        )
+        .expect("parses");
+        let nulls = parse_row(&schema, r#"{"id":1,"doc":null,"name":null}"#).expect("parses");
+        let batch = batch_from_rows(&schema, &[row, nulls]).expect("batch");
+        let doc = batch.column(1).as_string::<i32>();
+        assert_eq!(
+            doc.value(0),
+            r#"{"n":12345678901234567890.5,"i":18446744073709551616,"a":[1.0000000000000000001]}"#
+        );
+        assert!(doc.is_null(1));
+        let name = batch.column(2).as_string::<i32>();
+        assert_eq!(name.value(0), "plain");
+        assert!(name.is_null(1));
+        assert_eq!(
+            batch
+                .column(0)
+                .as_primitive::<arrow_array::types::Int64Type>()
+                .value(0),
+            9_007_199_254_740_993
+        );
+        assert!(parse_row(&schema, "{not json").is_err());
+    }
 
     fn rows(json: &[&str]) -> Vec<Map<String, Value>> {
         json.iter()

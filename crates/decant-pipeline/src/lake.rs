@@ -28,7 +28,7 @@ use decant_kafka::{Disposition, KafkaConfig, PartitionLag, SinkProducer, SourceH
 use decant_model::{ChangeKind, ColumnType, ControlEvent, KafkaRecord, TableId};
 use serde_json::{Map, Value};
 
-use crate::arrow_rows::batch_from_rows;
+use crate::arrow_rows::{batch_from_rows, parse_row};
 use crate::config::{BadRecordPolicy, PipelineConfig, ToastPolicy, TruncatePolicy};
 use crate::error::{PipelineError, chain};
 use crate::metrics::Metrics;
@@ -1058,7 +1058,7 @@ impl<'c> Worker<'c> {
         };
         let schema = dest.table.arrow_schema().map_err(lake_err)?;
         let parse = |json: &str| -> Result<Map<String, Value>, PipelineError> {
-            serde_json::from_str(json).map_err(|e| {
+            parse_row(&schema, json).map_err(|e| {
                 PipelineError::Config(format!("table {label}: re-reading a rendered row: {e}"))
             })
         };

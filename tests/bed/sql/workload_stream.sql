@@ -18,6 +18,9 @@ INSERT INTO composite VALUES (3, 'c', 'three', 3);
 UPDATE toasty SET small = small + 1 WHERE id = 1;
 COMMIT;
 
+-- numbers beyond f64 inside a JSON document (must reach every sink digit for digit)
+UPDATE typezoo SET c_jsonb = '{"n": 12345678901234567890.5, "i": 18446744073709551616}' WHERE id = 1;
+
 -- changes the TOASTed column
 UPDATE toasty SET big = big_text('toasty-1b', 100), label = 'one*' WHERE id = 1;
 UPDATE typezoo_full SET c_big = big_text('full-1b', 80) WHERE id = 1;
