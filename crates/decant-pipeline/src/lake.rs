@@ -478,18 +478,30 @@ impl<'c> Worker<'c> {
                     &e,
                 );
                 drop(headers);
-                match policy {
-                    BadRecordPolicy::Skip => {
-                        self.metrics
-                            .skipped_records
-                            .with_label_values(&[&label, bad.class])
-                            .inc();
-                    }
-                    BadRecordPolicy::DeadLetter => self.dead_letter(Some(&m), &label, &bad)?,
-                    BadRecordPolicy::Fail => {
-                        self.quarantine_at(topic, partition, offset, &label, &bad.message)
-                    }
-                }
+                self.bad_record(policy, &m, &label, &bad)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a bad-record policy to source message `m`.
+    fn bad_record(
+        &mut self,
+        policy: BadRecordPolicy,
+        m: &BorrowedMessage<'_>,
+        label: &str,
+        bad: &Bad<'_>,
+    ) -> Result<(), PipelineError> {
+        match policy {
+            BadRecordPolicy::Skip => {
+                self.metrics
+                    .skipped_records
+                    .with_label_values(&[label, bad.class])
+                    .inc();
+            }
+            BadRecordPolicy::DeadLetter => self.dead_letter(Some(m), label, bad)?,
+            BadRecordPolicy::Fail => {
+                self.quarantine_at(m.topic(), m.partition(), m.offset(), label, &bad.message)
             }
         }
         Ok(())
@@ -663,6 +675,11 @@ impl<'c> Worker<'c> {
                 stage_delete(&self.store, &mut self.overlay, store_key, new_key)?;
                 if route.emit_delete {
                     self.put(&ns, &name, &plan, batch, &key, None);
+                } else {
+                    self.metrics
+                        .skipped_records
+                        .with_label_values(&[&route.label, "op_filter"])
+                        .inc();
                 }
                 Ok(())
             }
@@ -765,6 +782,11 @@ impl<'c> Worker<'c> {
         } else if route.emit_upsert {
             let v = value.clone();
             self.put(ns, name, plan, batch, key, Some(v));
+        } else {
+            self.metrics
+                .skipped_records
+                .with_label_values(&[&route.label, "op_filter"])
+                .inc();
         }
         self.value_buf = value;
         Ok(())
@@ -813,7 +835,16 @@ impl<'c> Worker<'c> {
         c: &ControlRecord,
         m: &BorrowedMessage<'_>,
     ) -> Result<(), PipelineError> {
-        let Some(table) = &c.table else { return Ok(()) };
+        let Some(table) = &c.table else {
+            // As in the topics sink: a truncate that names no table is a bad record, never
+            // silently passed over.
+            let bad = Bad {
+                class: "truncate",
+                field: None,
+                message: "truncate of an unknown table".into(),
+            };
+            return self.bad_record(self.cfg.defaults.on_bad_record, m, "unknown", &bad);
+        };
         let route = self.route(table, m.topic());
         match route.on_truncate {
             TruncatePolicy::Skip => {
