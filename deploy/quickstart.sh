@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # decant quick start on this machine, no Docker: PostgreSQL (logical WAL) -> real Debezium 3.6.3
-# -> local Kafka-API broker -> `decant run` twice, side by side: into compacted upsert topics and
+# -> local Apache Kafka (KRaft) -> `decant run` twice, side by side: into compacted upsert topics and
 # into Iceberg tables (SQLite catalog, local warehouse); both printed as tables, the Iceberg ones
 # through an independent reader (chdb, embedded ClickHouse).
-# Sets up the test bed if needed (cached; the first run builds the broker, ~20 min on 2 cores),
+# Sets up the test bed if needed (cached; the first run installs PostgreSQL, Kafka and Debezium,
+# a few minutes),
 # applies a workload of mixed types, TOAST updates, key changes and deletes, runs decant exactly
 # once on it with embedded defaults, and prints every output topic reduced to its last value
 # per key (a tombstone removes the key), i.e. what a compacted topic / Tableflow upsert table shows.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end capture: PostgreSQL -> Debezium 3.6.3 (embedded, DbzToKafka) -> nisshi broker,
+# End-to-end capture: PostgreSQL -> Debezium 3.6.3 (embedded, DbzToKafka) -> Apache Kafka,
 # then dump what is on the broker and the true final table state.
 #
 #   tests/bed/run_capture.sh --out DIR [--schemas on|off] [--decimal precise|string|double]
@@ -10,7 +10,7 @@
 # Writes DIR/messages.jsonl (kcat -J style dump of every topic "<prefix>.*", sorted) and
 # DIR/expected-state.jsonl (pg_state.py of every table of the schema). The work dir (Debezium
 # properties, offsets, runner/broker logs; default a fresh mktemp dir) is removed on success
-# unless --keep-work or --work is given, and kept on failure. Steps: setup.sh; fresh memory
+# unless --keep-work or --work is given, and kept on failure. Steps: setup.sh; a fresh (empty)
 # broker on PORT (default: first free port from 19093 up; dir WORK/broker); schema NAME
 # (default "bed"; dropped first if it exists)
 # from sql/typezoo.sql; sql/workload_snapshot.sql; start DbzToKafka and wait for its snapshot to
@@ -125,8 +125,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "broker: fresh memory broker on $BOOTSTRAP"
+log "broker: fresh broker on $BOOTSTRAP"
 "$BED_DIR/broker.sh" stop --dir "$WORK/broker" --port "$PORT" >/dev/null 2>&1 || true
+rm -rf "$WORK/broker"
 "$BED_DIR/broker.sh" start --dir "$WORK/broker" --port "$PORT" >/dev/null
 
 log "postgres: schema $SCHEMA (tables + snapshot workload)"
