@@ -30,7 +30,7 @@ fn where_filter_keeps_exactly_the_matching_rows() {
     let prefix = random_name("src");
     let out = random_name("out");
     let topic = format!("{prefix}.public.orders");
-    // The source topic must exist before decant subscribes (the broker does not auto-create).
+    // The source topic exists before decant subscribes: a consumer never creates topics.
     produce(
         &bootstrap,
         &topic,
