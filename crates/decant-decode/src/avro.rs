@@ -14,7 +14,7 @@ use crate::decimal;
 use crate::error::DecodeErrorKind;
 use crate::registry::{RegisteredSchema, SchemaFormat};
 use crate::temporal;
-use crate::wire::{self, Wire, WireField};
+use crate::wire::{self, SourceKind, Wire, WireField};
 
 /// A parsed registered schema.
 pub struct Registered {
@@ -77,9 +77,19 @@ impl Registered {
         } else {
             None
         };
-        let row = node
-            .get("fields")
-            .and_then(Json::as_array)
+        let fields = node.get("fields").and_then(Json::as_array);
+        // The connector (named by the `source` record) decides what some types mean.
+        let source_kind = SourceKind::of_source_schema(
+            fields
+                .and_then(|fs| {
+                    fs.iter()
+                        .find(|f| f.get("name").and_then(Json::as_str) == Some("source"))
+                })
+                .and_then(|f| first_record(f.get("type")?))
+                .and_then(wire::avro_full_name)
+                .as_deref(),
+        );
+        let row = fields
             .and_then(|fields| {
                 fields.iter().find(|f| {
                     matches!(
@@ -92,7 +102,7 @@ impl Registered {
                 let record = first_record(f.get("type").unwrap_or(&Json::Null))
                     .ok_or_else(|| schema_err(id, "row image is not a record".into()))?;
                 let fields = wire::avro_record_fields(record).map_err(|e| schema_err(id, e))?;
-                Ok(fields.into())
+                Ok(source_kind.row_fields(fields).into())
             })
             .transpose()?;
         Ok(Registered {
@@ -466,24 +476,44 @@ pub fn append_avro(
             let (Some(scale), Some(value)) = (scale, value) else {
                 return Err(want("a VariableScaleDecimal record", v));
             };
+            let scale = crate::convert::variable_scale(scale)
+                .ok_or_else(|| want(crate::convert::VARIABLE_SCALE, v))?;
             let unscaled =
                 decimal::from_twos_complement(&value).ok_or_else(|| want("a decimal", v))?;
             let mut s = String::new();
-            decimal::format(unscaled, scale as i32, &mut s);
+            decimal::format(unscaled, scale, &mut s);
             b.push_bytes(s.as_bytes())
         }
-        Wire::TimeMillis => b.push_int(as_i64(v).ok_or_else(|| want("a time", v))? * 1000)?,
-        Wire::TimeMicros
-        | Wire::TimeNanos
+        Wire::TimeMillis | Wire::TimeMicros | Wire::TimeNanos => {
+            let count = as_i64(v).ok_or_else(|| want("a time", v))?;
+            b.push_int(
+                crate::convert::time_of_day(count, wire)
+                    .ok_or_else(|| want(crate::convert::TIME_OF_DAY, v))?,
+            )?
+        }
+        Wire::SignedTimeMillis => {
+            let ms = as_i64(v).ok_or_else(|| want("a time span", v))?;
+            b.push_int(
+                ms.checked_mul(1000)
+                    .ok_or_else(|| want("a time span in ms within ±292,000 years", v))?,
+            )?
+        }
+        Wire::SignedTimeMicros
+        | Wire::SignedTimeNanos
         | Wire::TimestampNanos
         | Wire::MicroDuration
         | Wire::NanoDuration => b.push_int(as_i64(v).ok_or_else(|| want("an integer", v))?)?,
         Wire::TimestampMillis => {
             let ms = as_i64(v).ok_or_else(|| want("a timestamp", v))?;
-            b.push_int(
-                ms.checked_mul(1000)
-                    .ok_or_else(|| want("a timestamp in range", v))?,
-            )?
+            let micros = ms
+                .checked_mul(1000)
+                .ok_or_else(|| want("a timestamp in ms within ±292,000 years of 1970", v))?;
+            // PostgreSQL's ±infinity sentinels, as in JSON.
+            b.push_int(match micros {
+                temporal::PG_INFINITY_MICROS => temporal::INFINITY,
+                temporal::PG_NEG_INFINITY_MICROS => temporal::NEG_INFINITY,
+                other => other,
+            })?
         }
         Wire::TimestampMicros => {
             let us = as_i64(v).ok_or_else(|| want("a timestamp", v))?;

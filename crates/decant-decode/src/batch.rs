@@ -17,6 +17,8 @@ use arrow_buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer, i256};
 use arrow_schema::{ArrowError, DataType};
 use decant_model::{ChangeKind, ColumnType, SourceOp, SourcePosition, TableSchema, TimeUnit};
 
+use crate::temporal;
+
 /// Values of one column, in the narrowest storage that fits every logical type mapped onto it.
 #[derive(Debug)]
 enum ColData {
@@ -50,7 +52,8 @@ pub struct ColBuilder {
     /// The same bound for values that fit i128 (`u128::MAX` where 10^precision does not fit:
     /// every i128 is below it).
     small_decimal_bound: u128,
-    /// Inclusive range of integer-backed values (narrow ints and dates are range-checked).
+    /// Inclusive range of integer-backed values (narrow ints, dates and times of day are
+    /// range-checked).
     int_range: (i64, i64),
 }
 
@@ -72,7 +75,8 @@ impl ColBuilder {
             | C::ZonedTime
             | C::Timestamp(_)
             | C::TimestampTz(_)
-            | C::Duration(_) => ColData::Int(Vec::new()),
+            | C::Duration(_)
+            | C::SignedTime(_) => ColData::Int(Vec::new()),
             C::Float32 | C::Float64 => ColData::Float(Vec::new()),
             C::Decimal { precision, .. } if *precision <= 38 => ColData::Dec128(Vec::new()),
             C::Decimal { .. } => ColData::Dec256(Vec::new()),
@@ -113,6 +117,9 @@ impl ColBuilder {
             C::Int8 => (i8::MIN as i64, i8::MAX as i64),
             C::Int16 => (i16::MIN as i64, i16::MAX as i64),
             C::Int32 | C::Date => (i32::MIN as i64, i32::MAX as i64),
+            // A time of day, 24:00:00 included (PostgreSQL allows it).
+            C::Time(TimeUnit::Micros) | C::ZonedTime => (0, temporal::MICROS_PER_DAY),
+            C::Time(TimeUnit::Nanos) => (0, temporal::NANOS_PER_DAY),
             _ => (i64::MIN, i64::MAX),
         };
         ColBuilder {
@@ -369,10 +376,10 @@ impl ColBuilder {
                     C::TimestampTz(TimeUnit::Nanos) => Arc::new(
                         TimestampNanosecondArray::new(v.into(), nulls).with_timezone("UTC"),
                     ),
-                    C::Duration(TimeUnit::Micros) => {
+                    C::Duration(TimeUnit::Micros) | C::SignedTime(TimeUnit::Micros) => {
                         Arc::new(DurationMicrosecondArray::new(v.into(), nulls))
                     }
-                    C::Duration(TimeUnit::Nanos) => {
+                    C::Duration(TimeUnit::Nanos) | C::SignedTime(TimeUnit::Nanos) => {
                         Arc::new(DurationNanosecondArray::new(v.into(), nulls))
                     }
                     other => unreachable!("{other:?} is not integer-backed"),

@@ -305,30 +305,34 @@ pub fn append_json(
             let (Some(scale), Some(value)) = (scale, value) else {
                 return Err(want("an object {scale, value}", v));
             };
+            let scale = variable_scale(scale).ok_or_else(|| want(VARIABLE_SCALE, v))?;
             base64_into(&value, BinaryText::Base64, ctx.scratch)?;
             let unscaled = decimal::from_twos_complement(ctx.scratch)
                 .ok_or_else(|| FieldError::new("a decimal of at most 76 digits", raw))?;
             let mut s = String::new();
-            decimal::format(unscaled, scale as i32, &mut s);
+            decimal::format(unscaled, scale, &mut s);
             b.push_bytes(s.as_bytes())
         }
         Wire::Date => b.push_int(int_of(v)?)?,
-        Wire::TimeMillis => b.push_int(
+        Wire::TimeMillis | Wire::TimeMicros | Wire::TimeNanos => {
+            let count = int_of(v)?;
+            b.push_int(time_of_day(count, wire).ok_or_else(|| want(TIME_OF_DAY, v))?)?
+        }
+        Wire::SignedTimeMillis => b.push_int(
             int_of(v)?
                 .checked_mul(1000)
-                .ok_or_else(|| want("a time in ms", v))?,
+                .ok_or_else(|| want("a time span in ms within ±292,000 years", v))?,
         )?,
-        Wire::TimeMicros | Wire::TimeNanos | Wire::TimestampNanos => b.push_int(int_of(v)?)?,
+        Wire::SignedTimeMicros | Wire::SignedTimeNanos | Wire::TimestampNanos => {
+            b.push_int(int_of(v)?)?
+        }
         Wire::MicroDuration | Wire::NanoDuration => b.push_int(int_of(v)?)?,
         Wire::TimestampMillis => {
             let ms = int_of(v)?;
-            b.push_int(normalise_pg_infinity(ms.checked_mul(1000).unwrap_or(
-                if ms > 0 {
-                    temporal::INFINITY
-                } else {
-                    temporal::NEG_INFINITY
-                },
-            )))?
+            // PostgreSQL's ±infinity sentinels (µs) come in ms as their thousandths, and fit.
+            b.push_int(normalise_pg_infinity(ms.checked_mul(1000).ok_or_else(
+                || want("a timestamp in ms within ±292,000 years of 1970", v),
+            )?))?
         }
         Wire::TimestampMicros => b.push_int(normalise_pg_infinity(int_of(v)?))?,
         Wire::ZonedTimestamp | Wire::IsoTimestamp => {
@@ -551,6 +555,31 @@ const POW10: [i128; 39] = {
     }
     table
 };
+
+/// What a VariableScaleDecimal's scale must be, for errors.
+pub(crate) const VARIABLE_SCALE: &str =
+    "a VariableScaleDecimal with a scale within ±32767 (PostgreSQL numeric: -1000 to 16383)";
+
+/// A VariableScaleDecimal's scale, if it is one a database can have. Rendering writes |scale|
+/// digits, so an absurd scale is refused rather than truncated or written out.
+pub(crate) fn variable_scale(scale: i64) -> Option<i32> {
+    i32::try_from(scale).ok().filter(|s| s.abs() <= 32_767)
+}
+
+/// What a time-of-day column takes, for errors.
+pub(crate) const TIME_OF_DAY: &str = "a time of day (00:00:00 to 24:00:00)";
+
+/// A time-of-day count of `wire`'s unit in the column's unit (µs; ns for NanoTime), if it lies
+/// within one day (24:00:00 included, PostgreSQL allows it). A negative or longer value is no
+/// time of day: MySQL's signed `TIME` is [`Wire::SignedTimeMicros`] and friends.
+pub(crate) fn time_of_day(count: i64, wire: &Wire) -> Option<i64> {
+    let (value, per_day) = match wire {
+        Wire::TimeMillis => (count.checked_mul(1000)?, temporal::MICROS_PER_DAY),
+        Wire::TimeNanos => (count, temporal::NANOS_PER_DAY),
+        _ => (count, temporal::MICROS_PER_DAY),
+    };
+    (0..=per_day).contains(&value).then_some(value)
+}
 
 fn normalise_pg_infinity(micros: i64) -> i64 {
     match micros {

@@ -26,7 +26,7 @@ use crate::error::{DecodeError, DecodeErrorKind};
 use crate::plan::RowPlan;
 use crate::registry::{SchemaFormat, SchemaResolver};
 use crate::source::{SourceRead, SourceReader, TableRef};
-use crate::wire::{self, BinaryText, Wire, WireField};
+use crate::wire::{self, BinaryText, SourceKind, Wire, WireField};
 
 /// What to do with a Kafka record whose value is null.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -655,7 +655,16 @@ impl Decoder {
                 let mut img = img.clone();
                 self.inject_binary_mode(&mut img);
                 let row = wire::connect_fields(&img).map_err(DecodeErrorKind::Schema)?;
-                Ok(ValueShape::Data { row: row.into() })
+                // The connector (named by the `source` schema) decides what some types mean.
+                let source = fields.and_then(|fs| {
+                    fs.iter()
+                        .find(|f| f.get("field").and_then(Json::as_str) == Some("source"))
+                });
+                let kind =
+                    SourceKind::of_source_schema(source.and_then(|s| s.get("name")?.as_str()));
+                Ok(ValueShape::Data {
+                    row: kind.row_fields(row).into(),
+                })
             }
             None => {
                 let has = |n: &str| {

@@ -5,6 +5,8 @@
 //!   registry-framed Avro / JSON_SR), op dispatch, keys, control records, schema versions.
 //! - [`wire`]: [`Wire`] — how a column is encoded (Connect type + Debezium semantic name), parsed
 //!   from Connect JSON schemas, Avro writer schemas and declared types; maps to `ColumnType`.
+//!   [`wire::SourceKind`] (told by the envelope's `source` schema name) reads MySQL / MariaDB
+//!   `TIME` as the signed span it is.
 //! - [`convert`]: one JSON value → one column builder, per wire type; TOAST placeholder detection.
 //! - [`avro`]: the same for Avro datums, plus Avro envelope and `source` handling.
 //! - [`dynamodb`]: DynamoDB typed documents (Confluent CDC envelope and DynamoDB Streams records).

@@ -58,8 +58,12 @@ impl Fast {
             | Wire::Int64
             | Wire::Year
             | Wire::Date
+            // Times of day are range-checked by the builder: one out of range makes the step
+            // give up, and the general path words the error.
             | Wire::TimeMicros
             | Wire::TimeNanos
+            | Wire::SignedTimeMicros
+            | Wire::SignedTimeNanos
             | Wire::TimestampNanos
             | Wire::MicroDuration
             | Wire::NanoDuration

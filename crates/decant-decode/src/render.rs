@@ -1,6 +1,7 @@
 //! Canonical JSON rendering of decoded changes, read back from the Arrow batches (so it checks
 //! the Arrow mapping too). Integers and floats as numbers (NaN/±Infinity as strings), decimals as
-//! strings with their exact scale, dates `YYYY-MM-DD`, times `HH:MM:SS[.ffffff]`, zone-less
+//! strings with their exact scale, dates `YYYY-MM-DD`, times `HH:MM:SS[.ffffff]` (MySQL `TIME`
+//! spans signed with unbounded hours: `"-838:59:59"`, `"-00:00:00.000001"`), zone-less
 //! timestamps `YYYY-MM-DDTHH:MM:SS[.ffffff]`, zoned ones in UTC ending in `Z`, ±infinity as
 //! `"infinity"`/`"-infinity"`, UUIDs as text, JSON columns embedded, bytes as base64, lists as arrays.
 
@@ -148,12 +149,18 @@ pub fn push_value(array: &ArrayRef, field: &Field, row: usize, out: &mut String)
             out.push('"');
         }
         DataType::Time64(unit) => {
-            let nanos = match unit {
-                TimeUnit::Nanosecond => array.as_primitive::<Time64NanosecondType>().value(row),
-                _ => array.as_primitive::<Time64MicrosecondType>().value(row) * 1000,
+            let (v, per_second) = match unit {
+                TimeUnit::Nanosecond => (
+                    array.as_primitive::<Time64NanosecondType>().value(row),
+                    temporal::NANOS_PER_SECOND,
+                ),
+                _ => (
+                    array.as_primitive::<Time64MicrosecondType>().value(row),
+                    temporal::MICROS_PER_SECOND,
+                ),
             };
             out.push('"');
-            temporal::format_time_nanos(nanos, out);
+            temporal::format_clock(v, per_second, out);
             if semantic == Some("zoned_time") {
                 out.push('Z');
             }
@@ -177,11 +184,24 @@ pub fn push_value(array: &ArrayRef, field: &Field, row: usize, out: &mut String)
             }
         }
         DataType::Duration(unit) => {
-            let v = match unit {
-                TimeUnit::Nanosecond => array.as_primitive::<DurationNanosecondType>().value(row),
-                _ => array.as_primitive::<DurationMicrosecondType>().value(row),
+            let (v, per_second) = match unit {
+                TimeUnit::Nanosecond => (
+                    array.as_primitive::<DurationNanosecondType>().value(row),
+                    temporal::NANOS_PER_SECOND,
+                ),
+                _ => (
+                    array.as_primitive::<DurationMicrosecondType>().value(row),
+                    temporal::MICROS_PER_SECOND,
+                ),
             };
-            out.push_str(itoa::Buffer::new().format(v));
+            if semantic == Some("signed_time") {
+                // MySQL / MariaDB TIME, as MySQL writes it.
+                out.push('"');
+                temporal::format_clock(v, per_second, out);
+                out.push('"');
+            } else {
+                out.push_str(itoa::Buffer::new().format(v));
+            }
         }
         DataType::List(child) => {
             let list = array.as_list::<i32>();
@@ -410,5 +430,72 @@ pub fn render_in_order(batches: &[ChangeBatch], controls: &[ControlRecord], out:
             Item::Control(i) => render_control(&controls[i], out),
         }
         out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{DurationMicrosecondArray, DurationNanosecondArray, Time64MicrosecondArray};
+    use decant_model::{ColumnType, TimeUnit as Unit};
+
+    use super::*;
+
+    fn rendered(array: ArrayRef, ty: &ColumnType) -> Vec<String> {
+        let field = ty.arrow_field("t", true);
+        (0..array.len())
+            .map(|row| {
+                let mut out = String::new();
+                push_value(&array, &field, row, &mut out);
+                out
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mysql_time_renders_as_mysql_writes_it() {
+        let max = (838 * 3600 + 59 * 60 + 59) * 1_000_000 + 999_999;
+        let spans = Arc::new(DurationMicrosecondArray::from(vec![
+            -1,
+            -1_000_000,
+            -5_400_500_000,
+            -max,
+            max,
+            90_000_000_000,
+            0,
+        ]));
+        assert_eq!(
+            rendered(spans, &ColumnType::SignedTime(Unit::Micros)),
+            [
+                "\"-00:00:00.000001\"",
+                "\"-00:00:01\"",
+                "\"-01:30:00.500000\"",
+                "\"-838:59:59.999999\"",
+                "\"838:59:59.999999\"",
+                "\"25:00:00\"",
+                "\"00:00:00\"",
+            ]
+        );
+        let nanos = Arc::new(DurationNanosecondArray::from(vec![-1, -1_000]));
+        assert_eq!(
+            rendered(nanos, &ColumnType::SignedTime(Unit::Nanos)),
+            ["\"-00:00:00.000000001\"", "\"-00:00:00.000001\""]
+        );
+    }
+
+    #[test]
+    fn durations_stay_numbers_and_foreign_times_never_wrap() {
+        let d = Arc::new(DurationMicrosecondArray::from(vec![-1, 5]));
+        assert_eq!(
+            rendered(d, &ColumnType::Duration(Unit::Micros)),
+            ["-1", "5"]
+        );
+        // The decoder never builds these, but an Arrow batch from elsewhere may hold them.
+        let t = Arc::new(Time64MicrosecondArray::from(vec![-1, i64::MAX]));
+        assert_eq!(
+            rendered(t, &ColumnType::Time(Unit::Micros)),
+            ["\"-00:00:00.000001\"", "\"2562047788:00:54.775807\""]
+        );
     }
 }

@@ -9,6 +9,12 @@ pub const PG_INFINITY_MICROS: i64 = 9_223_372_036_825_200_000;
 pub const PG_NEG_INFINITY_MICROS: i64 = -9_223_372_036_832_400_000;
 
 pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+pub const NANOS_PER_DAY: i64 = 86_400_000_000_000;
+
+/// The largest |year| the text parsers take: Date32 ends near ±5.9 million years and µs
+/// timestamps near ±292,000, so larger years can only be refused; refusing them here keeps
+/// [`days_from_civil`] far from overflow.
+const MAX_YEAR: i64 = 1_000_000_000;
 
 /// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
@@ -62,22 +68,87 @@ pub fn format_date(days: i64, out: &mut String) {
     push_padded(d as u64, 2, out);
 }
 
-/// `HH:MM:SS[.ffffff|.fffffffff]` from nanoseconds of day.
+/// `HH:MM:SS[.ffffff|.fffffffff]` from nanoseconds of day (see [`format_clock`]).
 pub fn format_time_nanos(nanos: i64, out: &mut String) {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let frac = nanos.rem_euclid(1_000_000_000);
-    push_padded((secs / 3600) as u64, 2, out);
+    format_clock(nanos, NANOS_PER_SECOND, out);
+}
+
+/// Units per second of nanosecond and microsecond values.
+pub const NANOS_PER_SECOND: u64 = 1_000_000_000;
+pub const MICROS_PER_SECOND: u64 = 1_000_000;
+
+/// A count of `1 / per_second` seconds as a clock reading, the way MySQL writes `TIME`:
+/// `[-]HH:MM:SS[.ffffff|.fffffffff]`, hours unbounded (at least two digits), the fraction only
+/// when it is not zero (six digits when it is whole microseconds, nine otherwise). A time of
+/// day is the non-negative case. `per_second` is 10^3, 10^6 or 10^9.
+pub fn format_clock(value: i64, per_second: u64, out: &mut String) {
+    if value < 0 {
+        out.push('-');
+    }
+    let magnitude = value.unsigned_abs();
+    let secs = magnitude / per_second;
+    // Below one second, so in nanoseconds below 10^9.
+    let frac_nanos = (magnitude % per_second) * (NANOS_PER_SECOND / per_second);
+    push_padded(secs / 3600, 2, out);
     out.push(':');
-    push_padded(((secs / 60) % 60) as u64, 2, out);
+    push_padded((secs / 60) % 60, 2, out);
     out.push(':');
-    push_padded((secs % 60) as u64, 2, out);
-    if frac != 0 {
+    push_padded(secs % 60, 2, out);
+    if frac_nanos != 0 {
         out.push('.');
-        if frac % 1000 == 0 {
-            push_padded((frac / 1000) as u64, 6, out);
+        if frac_nanos.is_multiple_of(1000) {
+            push_padded(frac_nanos / 1000, 6, out);
         } else {
-            push_padded(frac as u64, 9, out);
+            push_padded(frac_nanos, 9, out);
         }
+    }
+}
+
+/// Parses what [`format_clock`] writes back into a count of `1 / per_second` seconds:
+/// `[-]H…H:MM:SS[.f…]` with at least two hour digits, minutes and seconds below 60 and at most
+/// nine fraction digits, those finer than the unit zero (never rounded). `None` for anything
+/// else, or a value beyond i64.
+pub fn parse_clock(text: &str, per_second: u64) -> Option<i64> {
+    let (negative, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (hms, fraction) = match body.split_once('.') {
+        Some((hms, f)) => (hms, Some(f)),
+        None => (body, None),
+    };
+    let b = hms.as_bytes();
+    let n = b.len();
+    if n < 8 || b[n - 3] != b':' || b[n - 6] != b':' {
+        return None;
+    }
+    let hours = &b[..n - 6];
+    if !hours.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let hours = hms[..n - 6].parse::<u64>().ok()?;
+    let minutes = two_digits(&b[n - 5..n - 3])?.unsigned_abs();
+    let seconds = two_digits(&b[n - 2..])?.unsigned_abs();
+    if minutes > 59 || seconds > 59 {
+        return None;
+    }
+    let frac_nanos = match fraction {
+        Some(f) => parse_fraction_nanos(f.as_bytes())?.unsigned_abs(),
+        None => 0,
+    };
+    let nanos_per_unit = NANOS_PER_SECOND / per_second;
+    if !frac_nanos.is_multiple_of(nanos_per_unit) {
+        return None;
+    }
+    let magnitude = hours
+        .checked_mul(3600)?
+        .checked_add(minutes * 60 + seconds)?
+        .checked_mul(per_second)?
+        .checked_add(frac_nanos / nanos_per_unit)?;
+    if negative {
+        0i64.checked_sub_unsigned(magnitude)
+    } else {
+        i64::try_from(magnitude).ok()
     }
 }
 
@@ -101,6 +172,10 @@ pub fn parse_date(s: &str) -> Option<i64> {
     };
     let mut parts = body.splitn(3, '-');
     let y: i64 = parts.next()?.parse().ok()?;
+    // Far beyond every date and timestamp type, and small enough for the calendar arithmetic.
+    if y > MAX_YEAR {
+        return None;
+    }
     let m: u32 = parts.next()?.parse().ok()?;
     let d: u32 = parts.next()?.parse().ok()?;
     if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
@@ -240,6 +315,101 @@ mod tests {
         assert_eq!(s, "2020-07-17T18:00:22.500000");
         assert_eq!(parse_offset_time("10:15:30+01:00"), parse_time("09:15:30"));
         assert_eq!(parse_offset_time("00:30:00+01:00"), parse_time("23:30:00"));
+    }
+
+    /// MySQL's TIME(6) extremes in µs.
+    const MYSQL_MAX_US: i64 = (838 * 3600 + 59 * 60 + 59) * 1_000_000 + 999_999;
+
+    fn clock(v: i64, per_second: u64) -> String {
+        let mut s = String::new();
+        format_clock(v, per_second, &mut s);
+        s
+    }
+
+    #[test]
+    fn signed_spans_are_written_as_mysql_writes_time() {
+        // Issue #17: each of these used to come out of unsigned arithmetic.
+        for (us, text) in [
+            (-1, "-00:00:00.000001"),
+            (-1_000_000, "-00:00:01"),
+            (-5_400_500_000, "-01:30:00.500000"),
+            (-MYSQL_MAX_US, "-838:59:59.999999"),
+            (MYSQL_MAX_US, "838:59:59.999999"),
+            (-(MYSQL_MAX_US - 999_999), "-838:59:59"),
+            (90_000_000_000, "25:00:00"),
+            (0, "00:00:00"),
+            (86_400_000_000, "24:00:00"),
+            (i64::MIN, "-2562047788:00:54.775808"),
+            (i64::MAX, "2562047788:00:54.775807"),
+        ] {
+            assert_eq!(clock(us, MICROS_PER_SECOND), text, "{us}");
+            assert_eq!(parse_clock(text, MICROS_PER_SECOND), Some(us), "{text}");
+        }
+        assert_eq!(clock(-1, NANOS_PER_SECOND), "-00:00:00.000000001");
+        assert_eq!(clock(-1_000, NANOS_PER_SECOND), "-00:00:00.000001");
+        // The old entry point, now never wrapping either.
+        let mut s = String::new();
+        format_time_nanos(-1_000, &mut s);
+        assert_eq!(s, "-00:00:00.000001");
+    }
+
+    #[test]
+    fn clock_text_parses_only_what_format_clock_writes() {
+        for bad in [
+            "",
+            "-",
+            "1:00:00",
+            "00:60:00",
+            "00:00:60",
+            "00:00:00.",
+            "00:00:00.1234567890",
+            "00:00:00.0000001",
+            "+00:00:01",
+            "--00:00:01",
+            "00:00",
+            "0a:00:00",
+            "é0:00:00",
+            "00:00:00Z",
+            "99999999999999999999:00:00",
+            "2562047788:00:54.775808",
+        ] {
+            assert_eq!(parse_clock(bad, MICROS_PER_SECOND), None, "{bad:?}");
+        }
+        assert_eq!(
+            parse_clock("-2562047788:00:54.775808", MICROS_PER_SECOND),
+            Some(i64::MIN)
+        );
+        assert_eq!(parse_clock("-00:00:00", MICROS_PER_SECOND), Some(0));
+        assert_eq!(parse_clock("00:00:00.5", MICROS_PER_SECOND), Some(500_000));
+        assert_eq!(parse_clock("00:00:00.000000001", NANOS_PER_SECOND), Some(1));
+    }
+
+    #[test]
+    fn far_years_are_refused_not_wrapped() {
+        assert_eq!(parse_date("99999999999999999-01-01"), None);
+        assert_eq!(parse_date("-99999999999999999-01-01"), None);
+        assert!(parse_date("1000000000-01-01").is_some());
+        assert_eq!(
+            parse_offset_datetime("9223372036854775807-01-01T00:00:00Z"),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        /// Every MySQL TIME(6) value survives rendering and parsing back.
+        #[test]
+        fn mysql_time_range_round_trips(us in -MYSQL_MAX_US..=MYSQL_MAX_US) {
+            let text = clock(us, MICROS_PER_SECOND);
+            proptest::prop_assert_eq!(parse_clock(&text, MICROS_PER_SECOND), Some(us), "{}", text);
+        }
+
+        #[test]
+        fn every_i64_round_trips_in_both_units(v: i64) {
+            for per_second in [MICROS_PER_SECOND, NANOS_PER_SECOND] {
+                let text = clock(v, per_second);
+                proptest::prop_assert_eq!(parse_clock(&text, per_second), Some(v), "{}", text);
+            }
+        }
     }
 
     #[test]

@@ -290,7 +290,11 @@ fn binary_handling_modes_through_declared_types_and_propagated_source_types() {
 
 #[test]
 fn values_that_do_not_fit_are_errors_naming_the_field() {
-    let fields = r#"{"type":"int32","optional":false,"field":"id"},{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","parameters":{"scale":"2","connect.decimal.precision":"4"},"field":"d"},{"type":"int16","optional":true,"field":"s"},{"type":"string","optional":true,"name":"io.debezium.time.ZonedTimestamp","field":"z"}"#;
+    let fields = r#"{"type":"int32","optional":false,"field":"id"},{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","parameters":{"scale":"2","connect.decimal.precision":"4"},"field":"d"},{"type":"int16","optional":true,"field":"s"},{"type":"string","optional":true,"name":"io.debezium.time.ZonedTimestamp","field":"z"},
+        {"type":"int64","optional":true,"name":"org.apache.kafka.connect.data.Timestamp","field":"ms"},
+        {"type":"int32","optional":true,"name":"io.debezium.time.Date","field":"day"},
+        {"type":"string","optional":true,"name":"io.debezium.time.IsoDate","field":"iso"},
+        {"type":"struct","fields":[{"type":"int32","optional":false,"field":"scale"},{"type":"bytes","optional":false,"field":"value"}],"optional":true,"name":"io.debezium.data.VariableScaleDecimal","field":"vsd"}"#;
     let mut dec = Decoder::new(DecoderConfig::default()).expect("config");
     for (after, field, expected) in [
         (r#"{"id":1,"d":"AYag"}"#, "after.d", "precision"),
@@ -301,6 +305,24 @@ fn values_that_do_not_fit_are_errors_naming_the_field() {
             "microsecond",
         ),
         (r#"{"id":"one"}"#, "after.id", "an integer"),
+        // Beyond i64 µs once multiplied: an error, not ±infinity.
+        (
+            r#"{"id":1,"ms":9223372036854776}"#,
+            "after.ms",
+            "found a number 9223372036854776",
+        ),
+        (r#"{"id":1,"day":2147483648}"#, "after.day", "range"),
+        (
+            r#"{"id":1,"iso":"99999999999999999-01-01"}"#,
+            "after.iso",
+            "an ISO date",
+        ),
+        // A scale that would wrap as i32, or be written out as billions of zeros.
+        (
+            r#"{"id":1,"vsd":{"scale":4294967298,"value":"AeI="}}"#,
+            "after.vsd",
+            "scale within",
+        ),
     ] {
         let msg = schema_msg(fields, after);
         let err = dec

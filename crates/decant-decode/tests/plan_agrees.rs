@@ -23,6 +23,8 @@ const COLUMNS: &[(&str, &str)] = &[
     ("ratio", "double"),
     ("doc", "json"),
     ("mood", "enum"),
+    ("clock", "micro_time"),
+    ("span", "mysql_time"),
 ];
 
 /// A value for the column, raw JSON: well-formed ones, edge cases, and ones that must fail.
@@ -93,6 +95,26 @@ fn value_for(column: usize) -> BoxedStrategy<String> {
             1 => common
         ]
         .boxed(),
+        // A time of day: the builder refuses what lies outside one day, on either path.
+        "micro_time" => prop_oneof![
+            20 => (0i64..=86_400_000_000).prop_map(|v| v.to_string()),
+            2 => prop_oneof![
+                Just("-1".to_owned()),
+                Just("86400000000".to_owned()),
+                Just("86400000001".to_owned()),
+                Just("-3020399999999".to_owned()),
+            ],
+            1 => int_edges,
+            1 => common
+        ]
+        .boxed(),
+        // MySQL TIME: signed, beyond a day.
+        "mysql_time" => prop_oneof![
+            20 => (-3_020_399_999_999i64..=3_020_399_999_999).prop_map(|v| v.to_string()),
+            1 => int_edges,
+            1 => common
+        ]
+        .boxed(),
         "int16" => prop_oneof![
             20 => (-32768i64..32768).prop_map(|v| v.to_string()),
             1 => int_edges,
@@ -110,7 +132,7 @@ fn value_for(column: usize) -> BoxedStrategy<String> {
 
 fn good_row(id: i64) -> String {
     format!(
-        r#"{{"id":{id},"small":1,"qty":2,"ok":true,"name":"n","amount":"1.00","weight":2.5,"day":19000,"at":1717000000000000,"ratio":0.5,"doc":"{{}}","mood":"happy"}}"#
+        r#"{{"id":{id},"small":1,"qty":2,"ok":true,"name":"n","amount":"1.00","weight":2.5,"day":19000,"at":1717000000000000,"ratio":0.5,"doc":"{{}}","mood":"happy","clock":43200000000,"span":-1}}"#
     )
 }
 

@@ -1,6 +1,9 @@
 //! How decant's logical column types are stored in Iceberg, and the table layout (columns,
 //! field ids, identifier fields) derived from a decoded schema.
 //!
+//! MySQL `TIME` spans (signed, beyond a day) are not Iceberg `time`s of day: they are `long`
+//! microseconds, like durations.
+//!
 //! Iceberg v2 has no nanosecond, zoned-time, JSON, geometry or unsigned-128 types; those
 //! columns are stored as their canonical text (the same text `decant decode` prints), so no
 //! value is ever rounded. UUIDs are stored as text too: engines disagree on Iceberg's `uuid`
@@ -40,7 +43,8 @@ pub enum Storage {
     Timestamp,
     /// Microseconds since the epoch, UTC.
     TimestampTz,
-    /// A duration as its integer count in the source's unit (µs or ns).
+    /// A duration as its integer count in the source's unit (µs or ns); a MySQL `TIME` span
+    /// as its count of µs (rendered as `[-]HH:MM:SS[.ffffff]`, parsed back exactly).
     DurationCount,
     List(Box<Storage>),
 }
@@ -68,6 +72,7 @@ impl Storage {
             | C::Enum
             | C::ZonedTime
             | C::Time(TimeUnit::Nanos)
+            | C::SignedTime(TimeUnit::Nanos)
             | C::Timestamp(TimeUnit::Nanos)
             | C::TimestampTz(TimeUnit::Nanos) => Storage::Text,
             C::Json | C::Geometry | C::Point | C::Struct(_) => Storage::JsonText,
@@ -76,7 +81,9 @@ impl Storage {
             C::Time(TimeUnit::Micros) => Storage::Time,
             C::Timestamp(TimeUnit::Micros) => Storage::Timestamp,
             C::TimestampTz(TimeUnit::Micros) => Storage::TimestampTz,
-            C::Duration(_) => Storage::DurationCount,
+            // MySQL TIME: the signed µs count (no Iceberg type is a signed span of a day's
+            // clock; `time` is a time of day).
+            C::Duration(_) | C::SignedTime(TimeUnit::Micros) => Storage::DurationCount,
             C::List(elem) => match Storage::of(elem) {
                 Storage::List(_) => Storage::JsonText,
                 inner => Storage::List(Box::new(inner)),
@@ -344,6 +351,36 @@ mod tests {
         assert!(s.field_by_name("id").expect("id").required);
         assert_eq!(s.field_by_name("price").expect("price").id, 4);
         assert_eq!(s.highest_field_id(), 4);
+    }
+
+    #[test]
+    fn mysql_time_spans_are_long_microseconds_not_times_of_day() {
+        let mut next = 0;
+        let span = ColumnType::SignedTime(TimeUnit::Micros);
+        assert_eq!(Storage::of(&span), Storage::DurationCount);
+        assert_eq!(
+            iceberg_type(&span, &mut next),
+            Type::Primitive(PrimitiveType::Long)
+        );
+        // Nanosecond spans keep every digit as their canonical text, like nanosecond times.
+        assert_eq!(
+            Storage::of(&ColumnType::SignedTime(TimeUnit::Nanos)),
+            Storage::Text
+        );
+        // A time of day stays Iceberg `time`.
+        assert_eq!(
+            iceberg_type(&ColumnType::Time(TimeUnit::Micros), &mut next),
+            Type::Primitive(PrimitiveType::Time)
+        );
+        // A table made when MySQL TIME was (wrongly) a time of day refuses the change loudly.
+        let before = layout(&[
+            ("id", ColumnType::Int64),
+            ("t", ColumnType::Time(TimeUnit::Micros)),
+        ]);
+        let s = before.fresh_schema("t").expect("schema");
+        let after = layout(&[("id", ColumnType::Int64), ("t", span)]);
+        let err = after.evolve("t", &s, 2).expect_err("time → long");
+        assert!(err.to_string().contains("column t changed type"), "{err}");
     }
 
     #[test]

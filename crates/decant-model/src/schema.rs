@@ -90,8 +90,12 @@ pub enum ColumnType {
     Binary,
     /// Days since 1970-01-01.
     Date,
-    /// Time of day without zone.
+    /// Time of day without zone: 00:00:00 to 24:00:00 (PostgreSQL allows the latter).
     Time(TimeUnit),
+    /// A signed span written as a clock reading: MySQL / MariaDB `TIME`, which runs from
+    /// `-838:59:59.000000` to `838:59:59.000000` and is not a time of day. Arrow Duration,
+    /// tagged `signed_time`, rendered as MySQL writes it (`-01:30:00.500000`).
+    SignedTime(TimeUnit),
     /// Time of day normalised to UTC (PostgreSQL timetz).
     ZonedTime,
     /// Date-time without zone (wall clock as written in the database).
@@ -131,7 +135,7 @@ impl ColumnType {
             C::ZonedTime => DataType::Time64(arrow_schema::TimeUnit::Microsecond),
             C::Timestamp(u) => DataType::Timestamp(u.arrow(), None),
             C::TimestampTz(u) => DataType::Timestamp(u.arrow(), Some("UTC".into())),
-            C::Duration(u) => DataType::Duration(u.arrow()),
+            C::Duration(u) | C::SignedTime(u) => DataType::Duration(u.arrow()),
             C::Geometry => DataType::Struct(geometry_fields()),
             C::Point => DataType::Struct(point_fields()),
             C::List(elem) => DataType::List(Arc::new(elem.arrow_field("element", true))),
@@ -156,6 +160,7 @@ impl ColumnType {
             C::Uuid => "uuid",
             C::Enum => "enum",
             C::ZonedTime => "zoned_time",
+            C::SignedTime(_) => "signed_time",
             C::Geometry => "geometry",
             C::Point => "point",
             _ => return None,
@@ -262,6 +267,29 @@ mod tests {
         assert_eq!(
             f.metadata().get(SEMANTIC_KEY).map(String::as_str),
             Some("json")
+        );
+    }
+
+    #[test]
+    fn signed_times_are_tagged_durations() {
+        let f = ColumnType::SignedTime(TimeUnit::Micros).arrow_field("t", true);
+        assert_eq!(
+            f.data_type(),
+            &DataType::Duration(arrow_schema::TimeUnit::Microsecond)
+        );
+        assert_eq!(
+            f.metadata().get(SEMANTIC_KEY).map(String::as_str),
+            Some("signed_time")
+        );
+        assert_eq!(
+            ColumnType::SignedTime(TimeUnit::Nanos).arrow_type(),
+            DataType::Duration(arrow_schema::TimeUnit::Nanosecond)
+        );
+        // Elapsed-time durations stay untagged, times of day stay Time64.
+        assert_eq!(ColumnType::Duration(TimeUnit::Micros).semantic(), None);
+        assert_eq!(
+            ColumnType::Time(TimeUnit::Micros).arrow_type(),
+            DataType::Time64(arrow_schema::TimeUnit::Microsecond)
         );
     }
 

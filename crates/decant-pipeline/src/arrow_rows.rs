@@ -4,7 +4,9 @@
 //! The Iceberg sink renders rows exactly like the Kafka sink (projection, renames, TOAST fills,
 //! metadata columns all apply the same way) and converts at commit time, column by column,
 //! driven by the destination's Arrow types. A value that does not fit its column is an error
-//! naming the column, never a silent null.
+//! naming the column, never a silent null. It reads every form `decant_decode::render` writes:
+//! a `long` column takes a MySQL `TIME` span's text as well as a number (that column type
+//! renders as text and is stored as µs).
 
 use std::sync::Arc;
 
@@ -18,6 +20,7 @@ use arrow_buffer::{NullBuffer, OffsetBuffer};
 use arrow_schema::{DataType, Field, SchemaRef, TimeUnit};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use decant_decode::temporal;
 use serde_json::{Map, Value};
 
 /// Builds a batch of `schema` from rendered rows; absent columns are null.
@@ -75,10 +78,7 @@ fn column(field: &Field, values: &[Option<&Value>]) -> Result<ArrayRef, String> 
         DataType::Int64 => {
             let mut b = Int64Builder::with_capacity(n);
             for v in values {
-                b.append_option(
-                    v.map(|v| v.as_i64().ok_or_else(|| bad("a 64-bit integer", v)))
-                        .transpose()?,
-                );
+                b.append_option(v.map(long).transpose()?);
             }
             Arc::new(b.finish())
         }
@@ -209,6 +209,16 @@ fn column(field: &Field, values: &[Option<&Value>]) -> Result<ArrayRef, String> 
     })
 }
 
+/// A `long` column's value: a JSON integer, or a MySQL `TIME` span as rendered
+/// (`"-838:59:59.999999"`), stored as its exact count of microseconds.
+fn long(v: &Value) -> Result<i64, String> {
+    match v {
+        Value::String(s) => temporal::parse_clock(s, temporal::MICROS_PER_SECOND)
+            .ok_or_else(|| bad("a 64-bit integer or a time span [-]HH:MM:SS[.ffffff]", v)),
+        _ => v.as_i64().ok_or_else(|| bad("a 64-bit integer", v)),
+    }
+}
+
 fn base64_bytes(v: &Value) -> Result<Vec<u8>, String> {
     v.as_str()
         .and_then(|text| STANDARD.decode(text).ok())
@@ -330,7 +340,7 @@ fn parse_time_us(s: &[u8]) -> Option<i64> {
     let h = digits(&s[0..2])?;
     let m = digits(&s[3..5])?;
     let sec = digits(&s[6..8])?;
-    if h > 24 || m > 59 || sec > 60 {
+    if h > 24 || m > 59 || sec > 60 || (h == 24 && (m, sec) != (0, 0)) {
         return None;
     }
     let mut us = 0;
@@ -353,7 +363,9 @@ fn parse_time_us(s: &[u8]) -> Option<i64> {
             us *= 10;
         }
     }
-    Some(((h * 60 + m) * 60 + sec) * 1_000_000 + us)
+    let us = ((h * 60 + m) * 60 + sec) * 1_000_000 + us;
+    // A time of day ends at 24:00:00 (PostgreSQL's end of day); a leap second can't pass it.
+    (us <= 86_400_000_000).then_some(us)
 }
 
 fn timestamp(v: &Value, zoned: bool) -> Result<i64, String> {
@@ -380,6 +392,7 @@ fn timestamp(v: &Value, zoned: bool) -> Result<i64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::Array as _;
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Decimal128Type, TimestampMicrosecondType};
     use arrow_schema::Schema;
@@ -449,6 +462,76 @@ mod tests {
             86_399_500_000
         );
         assert_eq!(b.column(7).as_binary::<i64>().value(0), &[0u8, 1]);
+    }
+
+    /// A MySQL `TIME` span's value rendered the way the Kafka sink writes it, as a JSON row.
+    fn rendered_span(us: i64) -> Map<String, Value> {
+        let ty = decant_model::ColumnType::SignedTime(decant_model::TimeUnit::Micros);
+        let field = ty.arrow_field("t", true);
+        let array: ArrayRef = Arc::new(arrow_array::DurationMicrosecondArray::from(vec![us]));
+        let mut text = String::new();
+        decant_decode::render::push_value(&array, &field, 0, &mut text);
+        let mut row = Map::new();
+        row.insert("t".into(), serde_json::from_str(&text).expect("json"));
+        row
+    }
+
+    /// The Iceberg column of a MySQL `TIME` span: `long` µs, read back as Arrow Int64.
+    fn long_of(rows: &[Map<String, Value>]) -> Result<Vec<Option<i64>>, String> {
+        let schema = Arc::new(Schema::new(vec![Field::new("t", DataType::Int64, true)]));
+        let b = batch_from_rows(&schema, rows)?;
+        let col = b.column(0).as_primitive::<arrow_array::types::Int64Type>();
+        Ok((0..col.len())
+            .map(|i| col.is_valid(i).then(|| col.value(i)))
+            .collect())
+    }
+
+    #[test]
+    fn mysql_time_text_becomes_its_exact_microseconds() {
+        let max = (838 * 3600 + 59 * 60 + 59) * 1_000_000 + 999_999;
+        let values = [
+            -1,
+            -1_000_000,
+            -5_400_500_000,
+            -max,
+            max,
+            0,
+            i64::MIN,
+            i64::MAX,
+        ];
+        let rows: Vec<_> = values.iter().map(|v| rendered_span(*v)).collect();
+        assert_eq!(rows[3]["t"], "-838:59:59.999999");
+        let got = long_of(&rows).expect("batch");
+        assert_eq!(got, values.map(Some));
+        // Numbers still go in as numbers; anything else is refused.
+        assert_eq!(long_of(&self::rows(&[r#"{"t":-7}"#])), Ok(vec![Some(-7)]));
+        for bad in [
+            r#"{"t":"12:00"}"#,
+            r#"{"t":"00:00:00.0000001"}"#,
+            r#"{"t":1.5}"#,
+        ] {
+            let e = long_of(&self::rows(&[bad])).expect_err(bad);
+            assert!(e.starts_with("column t: expected a 64-bit integer"), "{e}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Every MySQL TIME(6) value: decant's rendering → this parser → the same µs.
+        #[test]
+        fn mysql_time_range_round_trips(
+            us in -((838 * 3600 + 59 * 60 + 59) * 1_000_000 + 999_999i64)
+                ..=(838 * 3600 + 59 * 60 + 59) * 1_000_000 + 999_999i64
+        ) {
+            proptest::prop_assert_eq!(long_of(&[rendered_span(us)]), Ok(vec![Some(us)]));
+        }
+    }
+
+    #[test]
+    fn times_of_day_end_at_midnight() {
+        assert_eq!(parse_time_us(b"24:00:00"), Some(86_400_000_000));
+        assert_eq!(parse_time_us(b"24:00:01"), None);
+        assert_eq!(parse_time_us(b"24:59:59"), None);
+        assert_eq!(parse_time_us(b"23:59:59.999999"), Some(86_399_999_999));
     }
 
     #[test]
