@@ -108,7 +108,8 @@ impl Bed {
     }
 }
 
-pub(crate) fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
+/// Runs a command to completion; panics with its output unless it exits 0. Returns stdout.
+pub fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
