@@ -36,8 +36,10 @@ bigint.unsigned.handling.mode=precise) can be compared with them:
   enum                         the label; set: the labels joined by "," in definition order
   json                         MariaDB stores JSON as LONGTEXT with a json_valid() check, and
                                Debezium's MariaDB connector sends it as a plain string: the text
-                               exactly as stored (not re-serialised); on MySQL (a real JSON type,
-                               io.debezium.data.Json) the same text
+                               exactly as stored (not re-serialised). MySQL's own JSON type
+                               (data_type json; Debezium's io.debezium.data.Json, which decant
+                               embeds) is rendered as the JSON value, numbers keeping their text
+                               (untested: the bed has no MySQL server)
   char/varchar/text            string
   binary/varbinary/blob        standard base64 with padding ("" for an empty value)
   geometry (any kind)          {"wkb": base64 of ST_AsWKB (little-endian WKB, no SRID prefix),
@@ -80,6 +82,8 @@ def dumps(v):
         return str(v)
     if isinstance(v, str):
         return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, list):
+        return "[" + ",".join(dumps(x) for x in v) + "]"
     if isinstance(v, dict):
         return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + dumps(x) for k, x in v.items()) + "}"
     raise TypeError(f"cannot render {type(v)}")
@@ -105,6 +109,11 @@ def bits_le(raw, width):
 
 def number(text):
     return Raw(text)
+
+
+def json_value(text):
+    """Parse JSON keeping the exact text of numbers and the order of object members."""
+    return json.loads(text, parse_float=Raw, parse_int=Raw, parse_constant=lambda c: Raw(json.dumps(c)))
 
 
 def geometry(text):
@@ -139,8 +148,10 @@ def column_plan(name, data_type, column_type):
     if data_type in ("geometry", "point", "linestring", "polygon", "multipoint", "multilinestring",
                      "multipolygon", "geometrycollection"):
         return f"case when {q} is null then null else concat(hex(ST_AsWKB({q})), '|', ST_SRID({q})) end", geometry
-    # char, varchar, *text, enum, set, json (MariaDB: longtext; MySQL: the stored JSON's text)
-    return text if data_type == "json" else q, str
+    if data_type == "json":
+        return text, json_value
+    # char, varchar, *text (MariaDB's JSON included), enum, set
+    return q, str
 
 
 def table_rows(conn, db, table):
