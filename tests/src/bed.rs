@@ -108,7 +108,8 @@ impl Bed {
     }
 }
 
-pub(crate) fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
+/// Runs a command to completion; panics with its output unless it exits 0. Returns stdout.
+pub fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: cannot start: {e}"));
@@ -676,10 +677,32 @@ impl Drop for DecantProcess {
 
 /// One HTTP GET to 127.0.0.1:`port` `path`; (status code, body).
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    http_request(port, "GET", path, None)
+}
+
+/// One HTTP/1.0 request to 127.0.0.1:`port` (a JSON body when given); (status code, body).
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    json_body: Option<&str>,
+) -> Option<(u16, String)> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    let body = json_body.unwrap_or("");
+    let content = match json_body {
+        Some(b) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ),
+        None => String::new(),
+    };
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\nAccept: application/json\r\n{content}\r\n{body}"
+    )
+    .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
@@ -836,5 +859,58 @@ fn kill_broker_process(dir: &Path) {
         if String::from_utf8_lossy(&cmdline).contains(&needle) {
             let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
         }
+    }
+}
+
+/// Reads every output topic `<out_prefix>.*` (read_committed) until a topic ending in `.marker`
+/// has a record and two reads 3 s apart agree; returns the records and their change list (as
+/// [`upsert_changes`]). Fails early if `decant` exits.
+pub fn read_output_settled(
+    bootstrap: &str,
+    out_prefix: &str,
+    decant: &mut DecantProcess,
+) -> (Vec<Input>, crate::Run) {
+    let start = Instant::now();
+    let mut last_len = usize::MAX;
+    loop {
+        let topics = topics_with_prefix(bootstrap, &format!("{out_prefix}."));
+        let records = consume(bootstrap, &topics, 0, Duration::from_secs(2));
+        let marker = records.iter().any(|r| r.topic.ends_with(".marker"));
+        if marker && records.len() == last_len {
+            let run = upsert_changes(out_prefix, &records);
+            return (records, run);
+        }
+        last_len = records.len();
+        assert!(
+            decant.is_running(),
+            "decant exited; log:\n{}",
+            decant.log_tail(60)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "output did not settle ({} records, marker {marker}); decant log:\n{}",
+            records.len(),
+            decant.log_tail(60)
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// No source record produced two output records (exactly once), by decant's provenance headers.
+pub fn assert_no_duplicate_sources(records: &[Input]) {
+    let mut seen = std::collections::HashSet::new();
+    for r in records {
+        let src = [
+            "decant.source.topic",
+            "decant.source.partition",
+            "decant.source.offset",
+        ]
+        .map(|h| header(r, h).unwrap_or_default().to_owned());
+        assert!(
+            seen.insert(src.clone()),
+            "source record {src:?} appears twice in the read_committed output ({}@{})",
+            r.topic,
+            r.offset
+        );
     }
 }

@@ -5,11 +5,15 @@
 //! - reducing a change stream to a final table state ([`final_state`]) and comparing values the
 //!   way the sources wrote them ([`values_match`]);
 //! - comparing decoded changes with PostgreSQL's own rendering ([`assert_pg_state`]);
-//! - the live test bed: broker, PostgreSQL, Debezium, read_committed consumer ([`bed`]).
+//! - the live test bed: broker, PostgreSQL, Debezium, read_committed consumer ([`bed`]);
+//! - a Kafka Connect worker with Debezium's connectors, driven through its REST API ([`connect`]);
+//! - the bed's MariaDB: databases, MariaDB's own state, a live capture ([`mysql`]).
 
 pub mod avro_json;
 pub mod bed;
+pub mod connect;
 pub mod lake;
+pub mod mysql;
 pub mod workload;
 
 use std::collections::BTreeMap;
@@ -289,6 +293,17 @@ pub fn pg_value_matches(expected: &Json, got: &Json, mode: PgMode) -> bool {
 /// from the last image — and asserts it equals PostgreSQL's rows (`{"table","row"}` lines of
 /// `tests/bed/pg_state.py`). Returns how many TOAST-unchanged values were filled.
 pub fn assert_pg_state(label: &str, run: &Run, expected: &[Json], mode: PgMode) -> usize {
+    assert_state_by(label, run, expected, |e, g| pg_value_matches(e, g, mode))
+}
+
+/// [`assert_pg_state`] for any source: `expected` holds the source's own `{"table","row"}` lines
+/// (`pg_state.py`, `mysql_state.py`), `matches(expected_row, decoded_row)` compares one row.
+pub fn assert_state_by(
+    label: &str,
+    run: &Run,
+    expected: &[Json],
+    matches: impl Fn(&Json, &Json) -> bool,
+) -> usize {
     assert!(run.errors.is_empty(), "{label}: {:?}", run.errors);
     let mut state: BTreeMap<(String, String), serde_json::Map<String, Json>> = BTreeMap::new();
     // The last image of a key deleted by a primary-key change (its delete names the new key), for
@@ -349,7 +364,7 @@ pub fn assert_pg_state(label: &str, run: &Run, expected: &[Json], mode: PgMode) 
         assert_eq!(
             rows.len(),
             have.len(),
-            "{label}: row count of {table}; PostgreSQL: {rows:?}; decoded: {have:?}; changes: {:?}",
+            "{label}: row count of {table}; source: {rows:?}; decoded: {have:?}; changes: {:?}",
             run.changes
                 .iter()
                 .filter(|c| c["table"] == table.as_str())
@@ -359,11 +374,11 @@ pub fn assert_pg_state(label: &str, run: &Run, expected: &[Json], mode: PgMode) 
         for e in rows {
             let found = have.iter().any(|g| {
                 e.as_object().is_some_and(|o| o.len() == g.len())
-                    && pg_value_matches(e, &Json::Object((*g).clone()), mode)
+                    && matches(e, &Json::Object((*g).clone()))
             });
             assert!(
                 found,
-                "{label}: {table}: no decoded row equals PostgreSQL's {e}\ndecoded rows: {have:#?}"
+                "{label}: {table}: no decoded row equals the source's {e}\ndecoded rows: {have:#?}"
             );
         }
     }
