@@ -16,6 +16,8 @@ set -euo pipefail
 
 DECANT_CACHE=${DECANT_CACHE:-$HOME/.cache/decant}
 BED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=service.sh
+. "$BED_DIR/service.sh"
 
 usage() { echo "usage: $0 start|stop|status [--dir DIR] [--port PORT]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
@@ -37,6 +39,7 @@ PIDFILE=$DIR/broker.pid
 LOG=$DIR/broker.log
 PROPS=$DIR/server.properties
 ADDR=127.0.0.1:$PORT
+NAME="broker.sh: Kafka"
 
 LIBS=${DECANT_KAFKA_LIBS:-}
 if [ -z "$LIBS" ] && [ -f "$DECANT_CACHE/bed.env" ]; then
@@ -121,59 +124,19 @@ do_start() {
     ) &
     local started=$!
     echo "$started" >"$PIDFILE"
-    for _ in $(seq 1 600); do
-        if ! kill -0 "$started" 2>/dev/null; then
-            echo "broker.sh: Kafka exited during start-up; last log lines:" >&2
-            tail -20 "$LOG" >&2
-            rm -f "$PIDFILE"
-            exit 1
-        fi
-        # "Kafka Server started" follows the listeners' start and the controller's activation.
-        if tail -n +"$((mark + 1))" "$LOG" | grep -q "Kafka Server started" && port_open "$PORT"; then
-            echo "$ADDR"
-            return
-        fi
-        sleep 0.1
-    done
-    echo "broker.sh: Kafka did not become ready on $ADDR within 60s; see $LOG" >&2
-    do_stop >/dev/null
-    exit 1
+    BROKER_LOG_MARK=$mark
+    service_wait_ready "$started" 60 broker_ready
 }
 
-do_stop() {
-    local pid
-    if pid=$(running_pid); then
-        # SIGTERM: a controlled shutdown (the log is flushed; a restart recovers nothing).
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 300); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "broker.sh: Kafka pid $pid ignored SIGTERM for 30s, sending SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.2
-        fi
-        echo "stopped $ADDR (pid $pid)"
-    else
-        echo "not running: $ADDR ($DIR)"
-    fi
-    rm -f "$PIDFILE"
-}
-
-do_status() {
-    local pid
-    if pid=$(running_pid); then
-        echo "running $ADDR pid $pid dir $DIR"
-    else
-        echo "stopped $ADDR dir $DIR"
-        exit 3
-    fi
+# "Kafka Server started" (after this start's mark in the log) follows the listeners' start and
+# the controller's activation.
+broker_ready() {
+    tail -n +"$((BROKER_LOG_MARK + 1))" "$LOG" | grep -q "Kafka Server started" && port_open "$PORT"
 }
 
 case $cmd in
     start) do_start ;;
-    stop) do_stop ;;
-    status) do_status ;;
+    stop) service_stop ;;
+    status) service_status ;;
     *) usage ;;
 esac

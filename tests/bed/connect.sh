@@ -21,6 +21,8 @@ set -euo pipefail
 
 DECANT_CACHE=${DECANT_CACHE:-$HOME/.cache/decant}
 BED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=service.sh
+. "$BED_DIR/service.sh"
 
 usage() { echo "usage: $0 start|stop|status [--dir DIR] [--port PORT] [--bootstrap HOST:PORT]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
@@ -44,6 +46,8 @@ PIDFILE=$DIR/connect.pid
 LOG=$DIR/connect.log
 PROPS=$DIR/worker.properties
 URL=http://127.0.0.1:$PORT
+ADDR=$URL
+NAME="connect.sh: the worker"
 
 from_env_file() { [ -f "$DECANT_CACHE/bed.env" ] && sed -n "s/^$1=//p" "$DECANT_CACHE/bed.env" || true; }
 LIBS=${DECANT_CONNECT_LIBS:-$(from_env_file DECANT_CONNECT_LIBS)}
@@ -123,59 +127,15 @@ do_start() {
     ) &
     local started=$!
     echo "$started" >"$PIDFILE"
-    for _ in $(seq 1 1200); do
-        if ! kill -0 "$started" 2>/dev/null; then
-            echo "connect.sh: the worker exited during start-up; last log lines:" >&2
-            tail -20 "$LOG" >&2
-            rm -f "$PIDFILE"
-            exit 1
-        fi
-        # /health answers 200 once the herder has joined its group and read the config topic
-        if curl -fsS -m 5 -o /dev/null "$URL/health" 2>/dev/null && plugins_listed; then
-            echo "$URL"
-            return
-        fi
-        sleep 0.1
-    done
-    echo "connect.sh: the worker did not become ready on $URL within 120s; see $LOG" >&2
-    do_stop >/dev/null
-    exit 1
+    # /health answers 200 once the herder has joined its group and read the config topic
+    service_wait_ready "$started" 120 worker_ready
 }
 
-do_stop() {
-    local pid
-    if pid=$(running_pid); then
-        # SIGTERM: tasks stop, offsets are flushed, the worker leaves its group
-        kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 300); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            echo "connect.sh: worker pid $pid ignored SIGTERM for 30s, sending SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            sleep 0.2
-        fi
-        echo "stopped $URL (pid $pid)"
-    else
-        echo "not running: $URL ($DIR)"
-    fi
-    rm -f "$PIDFILE"
-}
-
-do_status() {
-    local pid
-    if pid=$(running_pid); then
-        echo "running $URL pid $pid dir $DIR"
-    else
-        echo "stopped $URL dir $DIR"
-        exit 3
-    fi
-}
+worker_ready() { curl -fsS -m 5 -o /dev/null "$URL/health" 2>/dev/null && plugins_listed; }
 
 case $cmd in
     start) do_start ;;
-    stop) do_stop ;;
-    status) do_status ;;
+    stop) service_stop ;;
+    status) service_status ;;
     *) usage ;;
 esac

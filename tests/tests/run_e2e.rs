@@ -4,12 +4,11 @@
 //! the type zoo, TOAST-unchanged updates, composite keys, primary-key changes, deletes and
 //! multi-table transactions; a clean SIGTERM must exit 0 and a restart must not re-emit.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    DecantProcess, LiveSource, consume, header, http_get, random_name, topics_with_prefix,
-    upsert_changes, wait_for, write_decant_config,
+    DecantProcess, LiveSource, assert_no_duplicate_sources, consume, http_get, random_name,
+    read_output_settled, topics_with_prefix, upsert_changes, wait_for, write_decant_config,
 };
 use decant_tests::{PgMode, Run, assert_pg_state};
 
@@ -19,60 +18,6 @@ fn read_output(bootstrap: &str, out_prefix: &str) -> (Vec<decant_tests::Input>, 
     let records = consume(bootstrap, &topics, 0, Duration::from_secs(2));
     let run = upsert_changes(out_prefix, &records);
     (records, run)
-}
-
-/// Reads the output until the marker table has its row and two reads 3 s apart agree.
-pub fn read_settled(
-    bootstrap: &str,
-    out_prefix: &str,
-    decant: &mut DecantProcess,
-) -> (Vec<decant_tests::Input>, Run) {
-    let start = Instant::now();
-    let mut last_len = usize::MAX;
-    loop {
-        let (records, run) = read_output(bootstrap, out_prefix);
-        let marker = records.iter().any(|r| r.topic.ends_with(".marker"));
-        if marker && records.len() == last_len {
-            return (records, run);
-        }
-        last_len = records.len();
-        assert!(
-            decant.is_running(),
-            "decant exited; log:\n{}",
-            decant.log_tail(60)
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "output did not settle ({} records, marker {marker}); decant log:\n{}",
-            records.len(),
-            decant.log_tail(60)
-        );
-        std::thread::sleep(Duration::from_secs(3));
-    }
-}
-
-/// No source record produced two output records (exactly once), by provenance headers.
-pub fn assert_no_duplicates(records: &[decant_tests::Input]) {
-    let mut seen = HashSet::new();
-    for r in records {
-        let src = (
-            header(r, "decant.source.topic")
-                .unwrap_or_default()
-                .to_owned(),
-            header(r, "decant.source.partition")
-                .unwrap_or_default()
-                .to_owned(),
-            header(r, "decant.source.offset")
-                .unwrap_or_default()
-                .to_owned(),
-        );
-        assert!(
-            seen.insert(src.clone()),
-            "source record {src:?} appears twice in the read_committed output ({}@{})",
-            r.topic,
-            r.offset
-        );
-    }
 }
 
 #[test]
@@ -102,9 +47,9 @@ fn debezium_to_upsert_topics_equals_postgres() {
     );
     let expected = bed.pg_state(&schema.name);
     // decant keeps up on its own schedule: read until the marker is out and nothing changes.
-    let (records, run) = read_settled(&broker.bootstrap(), &out_prefix, &mut decant);
+    let (records, run) = read_output_settled(&broker.bootstrap(), &out_prefix, &mut decant);
     assert_pg_state("decant run", &run, &expected, PgMode::Exact);
-    assert_no_duplicates(&records);
+    assert_no_duplicate_sources(&records);
     // JSON documents keep every number exactly as PostgreSQL has it.
     let doc = records
         .iter()
