@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 
 use crate::bed::{
-    Broker, bed_dir, consume_uncommitted, free_port, http_request, random_name, run_ok,
-    topics_with_prefix,
+    Bed, Broker, PgSchema, bed_dir, consume_uncommitted, free_port, http_request, random_name,
+    run_ok, topics_with_prefix,
 };
 
 /// A Kafka Connect worker on 127.0.0.1 (REST on `port`), its state in topics of one broker.
@@ -223,4 +223,80 @@ pub fn wait_snapshot_done(
         );
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// A live capture through a Kafka Connect worker, the starting point of the crash tests: a broker,
+/// a fresh PostgreSQL schema holding the snapshot workload, a worker, and Debezium's PostgreSQL
+/// connector (created over REST) streaming it into `<prefix>.<schema>.<table>` topics, its
+/// snapshot done. Dropping it deletes the connector (freeing the slot) before the schema goes.
+pub struct ConnectSource {
+    pub bed: Bed,
+    pub broker: Broker,
+    pub connect: Connect,
+    pub connector: String,
+    pub prefix: String,
+    pub schema: PgSchema,
+}
+
+impl ConnectSource {
+    pub fn start() -> ConnectSource {
+        let bed = Bed::load();
+        let broker = Broker::start_retrying();
+        let schema = PgSchema::create(&bed);
+        bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
+        let connect = Connect::start(&broker);
+        let prefix = random_name("src");
+        let connector = format!("pg-{}", schema.name);
+        connect.create_connector(&connector, &postgres_connector(&bed, &schema, &prefix));
+        connect.wait_running(&connector, Duration::from_secs(120));
+        wait_snapshot_done(&connect, &connector, &prefix, Duration::from_secs(300));
+        ConnectSource {
+            bed,
+            broker,
+            connect,
+            connector,
+            prefix,
+            schema,
+        }
+    }
+
+    /// Restarts the worker and waits until the connector runs again (it resumes from the source
+    /// offsets the worker committed).
+    pub fn restart_worker(&self) {
+        self.connect.restart();
+        self.connect
+            .wait_running(&self.connector, Duration::from_secs(120));
+    }
+}
+
+impl Drop for ConnectSource {
+    fn drop(&mut self) {
+        self.connect.delete(&self.connector);
+    }
+}
+
+/// Debezium's PostgreSQL connector for `schema` (pgoutput, a slot and publication of the schema's
+/// own), topics `<prefix>.<schema>.<table>`.
+pub fn postgres_connector(bed: &Bed, schema: &PgSchema, prefix: &str) -> Json {
+    let port = bed
+        .pg_url()
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next().map(str::to_owned))
+        .unwrap_or_else(|| "5432".into());
+    json!({
+        "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+        "tasks.max": "1",
+        "database.hostname": "127.0.0.1",
+        "database.port": port,
+        "database.user": "postgres",
+        "database.password": "postgres",
+        "database.dbname": "postgres",
+        "topic.prefix": prefix,
+        "schema.include.list": schema.name,
+        "plugin.name": "pgoutput",
+        "slot.name": schema.slot(),
+        "publication.name": schema.slot(),
+        "publication.autocreate.mode": "filtered",
+        "snapshot.mode": "initial",
+    })
 }

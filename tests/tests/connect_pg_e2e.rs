@@ -12,9 +12,8 @@ use decant_tests::bed::{
     Bed, Broker, DecantProcess, PgSchema, assert_no_duplicate_sources, http_get, random_name,
     read_output_settled, wait_for, write_decant_config,
 };
-use decant_tests::connect::{Connect, wait_snapshot_done};
+use decant_tests::connect::{Connect, postgres_connector, wait_snapshot_done};
 use decant_tests::{PgMode, assert_pg_state};
-use serde_json::json;
 
 #[test]
 fn connect_postgres_to_upsert_topics_equals_postgres() {
@@ -26,30 +25,7 @@ fn connect_postgres_to_upsert_topics_equals_postgres() {
     let connect = Connect::start(&broker);
     let prefix = random_name("src");
     let name = format!("pg-{}", schema.name);
-    let port = bed
-        .pg_url()
-        .rsplit_once(':')
-        .and_then(|(_, rest)| rest.split('/').next().map(str::to_owned))
-        .unwrap_or_else(|| "5432".into());
-    connect.create_connector(
-        &name,
-        &json!({
-            "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
-            "tasks.max": "1",
-            "database.hostname": "127.0.0.1",
-            "database.port": port,
-            "database.user": "postgres",
-            "database.password": "postgres",
-            "database.dbname": "postgres",
-            "topic.prefix": prefix,
-            "schema.include.list": schema.name,
-            "plugin.name": "pgoutput",
-            "slot.name": schema.slot(),
-            "publication.name": schema.slot(),
-            "publication.autocreate.mode": "filtered",
-            "snapshot.mode": "initial",
-        }),
-    );
+    connect.create_connector(&name, &postgres_connector(&bed, &schema, &prefix));
     connect.wait_running(&name, Duration::from_secs(120));
     let snapshot = wait_snapshot_done(&connect, &name, &prefix, Duration::from_secs(300));
     eprintln!(

@@ -1,11 +1,12 @@
 //! Exactly-once under crashes: a sustained PostgreSQL workload (TOAST-unchanged updates, toasted
 //! value changes, composite keys, primary-key changes, deletes, multi-statement transactions) flows
-//! through Debezium while `decant run` is killed with SIGKILL at random moments and restarted
-//! (`DECANT_CRASH_KILLS` times, default 22; every other incarnation flushes every 20 rows so that
-//! kills leave open transactions behind), and the broker is restarted once mid-load. Afterwards the
-//! committed output, reduced per key, equals PostgreSQL, and no source record (by the provenance
-//! headers) appears twice in it. The broker (Apache Kafka) is the only judge of what committed: the
-//! output is read with read_committed, and a read_uncommitted pass counts the records of aborted
+//! through Debezium (its PostgreSQL connector on a Kafka Connect worker) while `decant run` is
+//! killed with SIGKILL at random moments and restarted (`DECANT_CRASH_KILLS` times, default 22;
+//! every other incarnation flushes every 20 rows so that kills leave open transactions behind), and
+//! the broker and the Connect worker are each restarted once mid-load. Afterwards the committed
+//! output, reduced per key, equals PostgreSQL, and no source record (by the provenance headers)
+//! appears twice in it. The broker (Apache Kafka) is the only judge of what committed: the output
+//! is read with read_committed, and a read_uncommitted pass counts the records of aborted
 //! transactions it hid.
 
 use std::collections::HashSet;
@@ -14,9 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    DecantProcess, LiveSource, consume, consume_uncommitted, header, http_get, random_name,
-    topics_with_prefix, upsert_changes, write_decant_config,
+    DecantProcess, consume, consume_uncommitted, header, http_get, random_name, topics_with_prefix,
+    upsert_changes, write_decant_config,
 };
+use decant_tests::connect::ConnectSource;
 use decant_tests::workload::{Rng, SMALL_FLUSHES, committed, crash_kills, round_sql};
 use decant_tests::{Input, PgMode, assert_pg_state};
 
@@ -41,13 +43,10 @@ const NAME: &str = "run_crash";
 #[test]
 fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let started = Instant::now();
-    let LiveSource {
-        bed,
-        broker,
-        schema,
-        prefix,
-        dbz,
-    } = LiveSource::start();
+    // Debezium runs as users run it: a connector on a Kafka Connect worker.
+    let source = ConnectSource::start();
+    let (bed, broker, schema, prefix) =
+        (&source.bed, &source.broker, &source.schema, &source.prefix);
     let out_prefix = random_name("out");
     bed.psql_files(&["workload_stream.sql"], &[("schema", &schema.name)]);
 
@@ -56,7 +55,7 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let (config, port) = write_decant_config(
         &work,
         &broker.bootstrap(),
-        &prefix,
+        prefix,
         &out_prefix,
         "[defaults]\non_toast_missing = \"fail\"\n\n[log]\nformat = \"json\"\nlevel = \"info,decant_pipeline=debug\"\n",
     );
@@ -102,6 +101,13 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
             std::thread::sleep(rng.millis(500, 3_000));
             broker.restart();
             eprintln!("{NAME}: broker restarted under load");
+        }
+        if k == kills / 3 {
+            // Mid-load: the Connect worker stops (offsets flushed) and resumes; Debezium may send
+            // again what it sent after its last offset commit, which must not change the output.
+            std::thread::sleep(rng.millis(500, 3_000));
+            source.restart_worker();
+            eprintln!("{NAME}: Connect worker restarted under load");
         }
         // Two kills in three wait for the first commit of this incarnation (they land
         // mid-stream: in an open transaction, while staging, while committing); the others
@@ -208,7 +214,6 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     );
     let status = decant.terminate(Duration::from_secs(60));
     assert!(status.success(), "exit status {status}");
-    dbz.stop();
     let _ = std::fs::remove_dir_all(&work);
     eprintln!("{NAME}: {:.1} s", started.elapsed().as_secs_f64());
 }
