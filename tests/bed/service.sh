@@ -1,6 +1,7 @@
 # Sourced by broker.sh and connect.sh: the life cycle of a bed service started in the background.
 # The caller sets NAME (for messages), ADDR (what it serves), DIR, PIDFILE and LOG, and defines
-# running_pid (prints the pid of DIR's service, or fails: it also guards against pid reuse).
+# running_pid (prints the pid of DIR's service, or fails: it also guards against pid reuse) and,
+# if the service has helpers of its own to end with it, service_cleanup.
 
 # service_wait_ready PID SECONDS READY_FN: polls READY_FN every 0.1 s until it succeeds (prints
 # ADDR), the process PID exits (its log's tail, exit 1) or SECONDS pass (stop, exit 1).
@@ -11,6 +12,7 @@ service_wait_ready() {
             echo "$NAME exited during start-up; last log lines:" >&2
             tail -20 "$LOG" >&2
             rm -f "$PIDFILE"
+            run_cleanup
             exit 1
         fi
         if "$ready"; then
@@ -43,6 +45,13 @@ service_stop() {
         echo "not running: $ADDR ($DIR)"
     fi
     rm -f "$PIDFILE"
+    run_cleanup
+}
+
+run_cleanup() {
+    if declare -F service_cleanup >/dev/null; then
+        service_cleanup
+    fi
 }
 
 # service_status: exit 0 and a line when running, exit 3 when not.

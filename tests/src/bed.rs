@@ -165,6 +165,8 @@ pub fn free_port() -> u16 {
 pub struct Broker {
     pub port: u16,
     pub dir: PathBuf,
+    /// Started with `--secure`: SASL_SSL, mTLS and OAUTHBEARER listeners too ([`Broker::secure`]).
+    pub secure: bool,
 }
 
 impl Broker {
@@ -179,6 +181,7 @@ impl Broker {
         Broker {
             port: free_port(),
             dir: std::env::temp_dir().join(random_name("decant-broker")),
+            secure: false,
         }
     }
 
@@ -190,7 +193,60 @@ impl Broker {
             .arg(&self.dir)
             .arg("--port")
             .arg(self.port.to_string());
+        if self.secure && action == "start" {
+            cmd.arg("--secure");
+        }
         cmd
+    }
+
+    /// The secure listeners' addresses, files and credentials (`DIR/secure.env`, see
+    /// `tests/bed/broker.sh`); panics for a broker started without `--secure`.
+    pub fn secure(&self) -> SecureEnv {
+        let text = std::fs::read_to_string(self.dir.join("secure.env"))
+            .unwrap_or_else(|e| panic!("{}: {e} (not a --secure broker?)", self.dir.display()));
+        SecureEnv(
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+        )
+    }
+
+    /// The codecs of the data batches stored in partition 0 of `topic`, read from the broker's
+    /// own log segment files (record batch v2 headers: the low 3 bits of `attributes`; control
+    /// batches such as transaction markers are skipped). Independent of any client.
+    pub fn stored_codecs(&self, topic: &str) -> std::collections::BTreeSet<&'static str> {
+        let dir = self.dir.join("data").join(format!("{topic}-0"));
+        let mut out = std::collections::BTreeSet::new();
+        let files = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        for f in files.flatten() {
+            if f.path().extension().is_none_or(|x| x != "log") {
+                continue;
+            }
+            let bytes = std::fs::read(f.path()).expect("segment");
+            let mut pos = 0;
+            // baseOffset i64, batchLength i32, partitionLeaderEpoch i32, magic i8, crc u32,
+            // attributes i16 …
+            while pos + 23 <= bytes.len() {
+                let len = i32::from_be_bytes(bytes[pos + 8..pos + 12].try_into().expect("4"));
+                if len <= 0 {
+                    break;
+                }
+                let attrs = u16::from_be_bytes(bytes[pos + 21..pos + 23].try_into().expect("2"));
+                if attrs & 0x20 == 0 {
+                    out.insert(match attrs & 0x7 {
+                        0 => "none",
+                        1 => "gzip",
+                        2 => "snappy",
+                        3 => "lz4",
+                        4 => "zstd",
+                        _ => "unknown",
+                    });
+                }
+                pos += 12 + len as usize;
+            }
+        }
+        out
     }
 
     /// Stops and starts the same broker (same port, same data).
@@ -201,6 +257,20 @@ impl Broker {
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// What `broker.sh --secure` wrote to `DIR/secure.env`: `SASL_SSL`, `MTLS`, `OAUTH` (addresses),
+/// `OIDC_TOKEN_URL`, `CA`, `OTHER_CA`, `CLIENT_CERT`, `CLIENT_KEY`, users and secrets.
+#[derive(Debug, Clone)]
+pub struct SecureEnv(pub HashMap<String, String>);
+
+impl SecureEnv {
+    pub fn get(&self, key: &str) -> &str {
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("secure.env has no {key}"))
     }
 }
 
@@ -282,8 +352,16 @@ impl LiveSource {
 
     /// With connector properties that may name the schema (`extra` as in [`Debezium::start`]).
     pub fn start_with(extra: impl FnOnce(&PgSchema) -> Vec<(String, String)>) -> LiveSource {
+        LiveSource::start_on(Broker::start_retrying(), extra)
+    }
+
+    /// On a broker the caller started (e.g. [`Broker::start_secure`]); Debezium produces to its
+    /// plaintext listener.
+    pub fn start_on(
+        broker: Broker,
+        extra: impl FnOnce(&PgSchema) -> Vec<(String, String)>,
+    ) -> LiveSource {
         let bed = Bed::load();
-        let broker = Broker::start_retrying();
         let schema = PgSchema::create(&bed);
         bed.psql_files(&["workload_snapshot.sql"], &[("schema", &schema.name)]);
         let prefix = random_name("src");
@@ -717,6 +795,40 @@ pub fn http_request(
 /// A record to produce: key and value (`None` value = tombstone).
 pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
+/// Produces `inputs` (their key, value and headers; the topic mapped by `topic`) in order with
+/// `compression.type = codec`, and waits for delivery.
+pub fn produce_inputs(
+    bootstrap: &str,
+    inputs: &[Input],
+    codec: &str,
+    topic: impl Fn(&str) -> String,
+) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("compression.type", codec)
+        .set("linger.ms", "50")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for i in inputs {
+        let name = topic(&i.topic);
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &i.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&name).headers(headers);
+        r.key = i.key.as_deref();
+        r.payload = i.value.as_deref();
+        p.send(r).map_err(|(e, _)| e).expect("queue record");
+    }
+    p.flush(Duration::from_secs(30)).expect("flush");
+}
+
 /// Produces records to `topic` and waits for delivery.
 pub fn produce(bootstrap: &str, topic: &str, records: &[KeyValue<'_>]) {
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -829,9 +941,20 @@ impl Broker {
     /// taken between `free_port` and the bind, or a broker slow to answer on a loaded machine);
     /// a stray broker of the failed attempt is killed.
     pub fn start_retrying() -> Broker {
+        Broker::start_retrying_as(false)
+    }
+
+    /// [`Broker::start_retrying`] with `--secure` (TLS/SASL/mTLS/OAUTHBEARER listeners and the
+    /// bed's token endpoint, see `tests/bed/broker.sh`).
+    pub fn start_secure() -> Broker {
+        Broker::start_retrying_as(true)
+    }
+
+    fn start_retrying_as(secure: bool) -> Broker {
         let mut last = String::new();
         for _ in 0..5 {
-            let broker = Broker::unstarted();
+            let mut broker = Broker::unstarted();
+            broker.secure = secure;
             let out = broker.script("start").output().expect("run broker.sh");
             if out.status.success() {
                 return broker;

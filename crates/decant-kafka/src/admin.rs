@@ -4,10 +4,12 @@ use std::time::Duration;
 
 use futures_executor::block_on;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
 use rdkafka::error::RDKafkaErrorCode;
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, Role};
 use crate::error::Error;
 
 /// A topic decant writes to.
@@ -33,9 +35,22 @@ pub enum TopicCheck {
     Unverified(String),
 }
 
+/// Routes the admin client's librdkafka logs and errors into decant's log.
+pub struct AdminContext;
+
+impl ClientContext for AdminContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::consumer::log_librdkafka("admin", level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        crate::consumer::log_client_error("admin", &error, reason);
+    }
+}
+
 /// Admin client for output topics.
 pub struct Admin {
-    client: AdminClient<DefaultClientContext>,
+    client: AdminClient<AdminContext>,
     timeout: Duration,
 }
 
@@ -44,9 +59,10 @@ impl Admin {
         // A metadata request for one topic would otherwise ask the broker to auto-create it
         // (with the broker's default policy, not compact).
         let client = cfg
-            .base()
+            .for_role(Role::Admin)
             .set("allow.auto.create.topics", "false")
-            .create()
+            .set_log_level(RDKafkaLogLevel::Warning)
+            .create_with_context(AdminContext)
             .map_err(|e| Error::kafka("creating the admin client", e))?;
         Ok(Admin {
             client,

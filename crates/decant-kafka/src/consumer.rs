@@ -12,7 +12,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, Role};
 use crate::error::Error;
 
 /// What to consume.
@@ -87,7 +87,7 @@ impl ClientContext for SourceContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(client = "consumer", error = %error, reason, "librdkafka error");
+        log_client_error("consumer", &error, reason);
     }
 }
 
@@ -109,6 +109,18 @@ impl ConsumerContext for SourceContext {
             }
             self.hooks.assigned(&pairs(tpl));
         }
+    }
+}
+
+/// librdkafka's error callback: a refused connection (authentication, TLS) needs an operator,
+/// everything else is retried by librdkafka itself.
+pub(crate) fn log_client_error(client: &str, error: &KafkaError, reason: &str) {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    match error.rdkafka_error_code() {
+        Some(C::Authentication | C::SSL | C::SaslAuthenticationFailed) => {
+            tracing::error!(client, error = %error, reason, "the Kafka cluster refused the connection")
+        }
+        _ => tracing::warn!(client, error = %error, reason, "librdkafka error"),
     }
 }
 
@@ -141,9 +153,7 @@ pub fn create(cfg: &KafkaConfig, hooks: Arc<dyn SourceHooks>) -> Result<SourceCo
             "statistics.interval.ms",
             cfg.statistics_interval_ms.to_string(),
         );
-    for (k, v) in &cfg.consumer {
-        c.set(k, v);
-    }
+    cfg.apply_role(&mut c, Role::Consumer);
     c.set_log_level(RDKafkaLogLevel::Warning);
     c.create_with_context(SourceContext::new(hooks))
         .map_err(|e| Error::kafka("creating the consumer", e))

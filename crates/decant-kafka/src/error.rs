@@ -152,18 +152,39 @@ pub enum Error {
     /// An output topic is missing and creating topics is turned off, or creating it failed.
     #[error("topic {topic}: {message}")]
     Topic { topic: String, message: String },
+    /// The cluster refused the connection: authentication (SASL, token) or TLS failed.
+    #[error("the Kafka cluster refused the {role}'s connection: {reason}")]
+    Refused { role: &'static str, reason: String },
+    /// No broker answered in time (wrong address, firewall, or a listener of another protocol).
+    #[error(
+        "no Kafka broker of {bootstrap} answered the {role} within {timeout_ms} ms (last error: {last})"
+    )]
+    Unreachable {
+        role: &'static str,
+        bootstrap: String,
+        timeout_ms: u64,
+        last: String,
+    },
 }
 
 impl Error {
+    /// Wraps a librdkafka error; a rejected secret property value is replaced by
+    /// [`crate::config::REDACTED`] (rdkafka's message would show it).
     pub fn kafka(op: &'static str, source: KafkaError) -> Self {
-        Error::Kafka { op, source }
+        Error::Kafka {
+            op,
+            source: crate::config::redact(source),
+        }
     }
 
     /// What the caller should do; see [`classify`].
     pub fn disposition(&self) -> Disposition {
         match self {
             Error::Kafka { source, .. } => classify(source),
-            Error::NotCompacted { .. } | Error::Topic { .. } => Disposition::Fatal,
+            Error::NotCompacted { .. }
+            | Error::Topic { .. }
+            | Error::Refused { .. }
+            | Error::Unreachable { .. } => Disposition::Fatal,
         }
     }
 

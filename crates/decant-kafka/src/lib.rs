@@ -2,7 +2,8 @@
 //! crate does; this crate only builds correctly configured clients and names what errors mean.
 //!
 //! - [`config`]: [`KafkaConfig`] — the `[kafka]` section (bootstrap, group, transactional id,
-//!   pass-through librdkafka properties).
+//!   pass-through librdkafka properties, which of them are secrets) and its offline check
+//!   ([`ConfigProblem`]).
 //! - [`consumer`]: [`SourceConsumer`] — a group consumer (topic list or regex) that reports
 //!   rebalances and per-partition lag to a [`SourceHooks`] implementation; read_committed, no auto
 //!   commit, no auto offset store.
@@ -10,20 +11,28 @@
 //!   producer with Java-compatible key partitioning (`murmur2_random`).
 //! - [`admin`]: [`Admin`] — creates missing output topics (`cleanup.policy=compact`) and refuses an
 //!   existing output topic that is not compacted.
+//! - [`reach`]: [`reach()`] — the start-up check that the cluster answers and accepts these
+//!   credentials (a refusal is one clear [`Error::Refused`], not endless retries).
+//! - [`build`]: [`BuildInfo`] — librdkafka's version and `builtin.features` (`decant version`).
 //! - [`error`]: [`Error`] and [`classify`], the one function that sorts every Kafka error into
 //!   [`Disposition::Retriable`], [`Disposition::AbortAndRewind`] or [`Disposition::Fatal`].
 
 pub mod admin;
+pub mod build;
 pub mod config;
 pub mod consumer;
 pub mod error;
 pub mod producer;
+mod quiet;
+pub mod reach;
 
 pub use admin::{Admin, TopicCheck, TopicSpec};
-pub use config::KafkaConfig;
+pub use build::BuildInfo;
+pub use config::{ConfigProblem, KafkaConfig, is_secret_property};
 pub use consumer::{PartitionLag, SourceConsumer, SourceContext, SourceHooks, Subscription};
 pub use error::{Disposition, Error, classify};
 pub use producer::{Delivery, SinkProducer};
+pub use reach::{Reached, reach};
 
 /// Re-exported so the pipeline can name offsets, partition lists and messages without depending
 /// on rdkafka's module layout.

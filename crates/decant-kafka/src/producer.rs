@@ -16,7 +16,7 @@ use rdkafka::message::OwnedHeaders;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, Role};
 use crate::error::Error;
 
 /// Counts deliveries and keeps the first failure since it was last taken.
@@ -40,7 +40,7 @@ impl ClientContext for Delivery {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(client = "producer", error = %error, reason, "librdkafka error");
+        crate::consumer::log_client_error("producer", &error, reason);
     }
 }
 
@@ -91,9 +91,7 @@ impl SinkProducer {
             c.set("transactional.id", id)
                 .set("transaction.timeout.ms", transaction_timeout_ms.to_string());
         }
-        for (k, v) in &cfg.producer {
-            c.set(k, v);
-        }
+        cfg.apply_role(&mut c, Role::Producer);
         c.set_log_level(RDKafkaLogLevel::Warning);
         let inner: ThreadedProducer<Delivery> = c
             .create_with_context(Delivery::default())

@@ -1,10 +1,15 @@
 //! decant's configuration file (TOML, unknown keys rejected at every level): loading with
-//! `${ENV}` interpolation and `DECANT_<SECTION>__<KEY>` overrides, per-section typing that
-//! collects every error, and the `[decode]` / `[log]` sections owned by the binary. The
-//! pipeline's sections are typed in `decant_pipeline::config`, the `[kafka]` section in
-//! `decant_kafka::config`.
+//! `${ENV}` / `${env:NAME}` / `${file:/path}` interpolation and `DECANT_<SECTION>__<KEY>`
+//! overrides, per-section typing that collects every error, and the `[decode]` / `[log]`
+//! sections owned by the binary. The pipeline's sections are typed in
+//! `decant_pipeline::config`, the `[kafka]` section in `decant_kafka::config`.
+//!
+//! Secrets: the value of every secret-named key (`sasl.password`, `…secret…`, `…token…`,
+//! `ssl.key.pem` …, see [`decant_kafka::is_secret_property`]) and everything read through
+//! `${file:…}` are collected in [`FileConfig::secrets`]; every message this module returns has
+//! them replaced by `[redacted]`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use anyhow::Result;
@@ -12,7 +17,7 @@ use decant_decode::{BinaryText, DeclaredTable, DecoderConfig, TombstonePolicy};
 use decant_kafka::KafkaConfig;
 use decant_model::TableId;
 use decant_pipeline::PipelineConfig;
-use decant_pipeline::config::TableConfig;
+use decant_pipeline::config::{SinkKind, TableConfig};
 use serde::Deserialize;
 
 /// `[decode]` settings.
@@ -66,6 +71,21 @@ pub struct FileConfig {
     /// `[source]`, `[output]`, `[delivery]`, `[dead_letter]`, `[defaults]`, `[tables.*]`,
     /// `[state]`, `[observability]`.
     pub pipeline: PipelineConfig,
+    /// Dotted paths the file (or an override) sets, up to three levels (`iceberg`,
+    /// `output.partitions`, `tables.s.t.topic`): what was chosen, as opposed to defaulted.
+    pub present: BTreeSet<String>,
+    /// Secret values (see the module comment), to be kept out of every message.
+    pub secrets: Secrets,
+}
+
+/// Secret values; `Debug` shows how many, never what.
+#[derive(Default)]
+pub struct Secrets(pub Vec<String>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} redacted)", self.0.len())
+    }
 }
 
 /// `[log]`: structured logs on stderr.
@@ -136,14 +156,52 @@ pub fn load_all(path: &Path, env: &BTreeMap<String, String>) -> Result<FileConfi
 
 /// [`load_all`] on text.
 pub fn parse_all(text: &str, env: &BTreeMap<String, String>) -> Result<FileConfig, Vec<String>> {
+    let mut secrets = Vec::new();
+    // A secret typed into the file itself must not come back in a syntax error either.
+    let literal = toml::from_str::<toml::Value>(text).map(|v| {
+        let mut s = Vec::new();
+        collect_secrets(&v, "", &mut s);
+        s
+    });
+    let result = parse_inner(text, env, &mut secrets);
+    secrets.extend(literal.unwrap_or_default());
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    match result {
+        Ok(mut cfg) => {
+            cfg.secrets = Secrets(secrets);
+            Ok(cfg)
+        }
+        Err(errors) => Err(errors.iter().map(|e| scrub(e, &secrets)).collect()),
+    }
+}
+
+fn parse_inner(
+    text: &str,
+    env: &BTreeMap<String, String>,
+    secrets: &mut Vec<String>,
+) -> Result<FileConfig, Vec<String>> {
     let mut errors = Vec::new();
-    let mut root: toml::Value =
-        toml::from_str(text).map_err(|e| vec![format!("TOML syntax: {e}")])?;
-    interpolate(&mut root, "", env, &mut errors);
+    let mut root: toml::Value = toml::from_str(text).map_err(|e| {
+        // toml's message quotes the offending line, which may hold a secret: line and column
+        // and the reason only.
+        let at = e
+            .span()
+            .map(|sp| {
+                let line = text[..sp.start].matches('\n').count() + 1;
+                format!(" at line {line}")
+            })
+            .unwrap_or_default();
+        vec![format!("TOML syntax{at}: {}", e.message().trim())]
+    })?;
+    interpolate(&mut root, "", env, secrets, &mut errors);
     apply_overrides(&mut root, env, &mut errors);
+    collect_secrets(&root, "", secrets);
     let Some(table) = root.as_table() else {
         return Err(vec!["expected a TOML table".into()]);
     };
+    let mut present = BTreeSet::new();
+    collect_paths(table, "", 0, &mut present);
     for key in table.keys() {
         if !SECTIONS.contains(&key.as_str()) {
             errors.push(format!(
@@ -206,6 +264,8 @@ pub fn parse_all(text: &str, env: &BTreeMap<String, String>) -> Result<FileConfi
             observability: section(table, "observability", &mut errors),
             iceberg: section(table, "iceberg", &mut errors),
         },
+        present,
+        secrets: Secrets::default(),
     };
     if let Err(e) = cfg.decode.decoder_config() {
         errors.push(format!("[decode]: {e}"));
@@ -237,8 +297,102 @@ fn typed<T: serde::de::DeserializeOwned>(label: &str, v: &toml::Value) -> Result
     })
 }
 
+/// Dotted paths of `t`'s keys, three levels deep.
+fn collect_paths(t: &toml::Table, prefix: &str, depth: usize, out: &mut BTreeSet<String>) {
+    for (k, v) in t {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        if depth < 2
+            && let Some(inner) = v.as_table()
+        {
+            collect_paths(inner, &path, depth + 1, out);
+        }
+        out.insert(path);
+    }
+}
+
+/// Values of secret-named keys, anywhere in the tree.
+fn collect_secrets(v: &toml::Value, key: &str, out: &mut Vec<String>) {
+    match v {
+        // A `${…}` reference names where the secret is; the value it expands to is collected
+        // after interpolation.
+        toml::Value::String(s)
+            if !s.is_empty() && !s.contains("${") && decant_kafka::is_secret_property(key) =>
+        {
+            out.push(s.clone())
+        }
+        toml::Value::Array(a) => a.iter().for_each(|x| collect_secrets(x, key, out)),
+        toml::Value::Table(t) => t.iter().for_each(|(k, x)| collect_secrets(x, k, out)),
+        _ => {}
+    }
+}
+
+/// `msg` with every secret replaced by `[redacted]` (longest first, so a secret that contains
+/// another is not half-replaced).
+pub fn scrub(msg: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| !s.is_empty())
+        .fold(msg.to_owned(), |acc, s| {
+            acc.replace(s.as_str(), decant_kafka::config::REDACTED)
+        })
+}
+
+/// Keys read only by the Kafka (topics) output; with `output.type = "iceberg"` setting them
+/// is a mistake. (`[delivery]` is not listed: the Iceberg sink reads part of it, and a
+/// commit cadence shared by both outputs is a reasonable thing to keep in one file.)
+const TOPICS_ONLY: &[&str] = &[
+    "output.topic_template",
+    "output.partitions",
+    "output.replication_factor",
+    "output.create_topics",
+    "output.provenance_headers",
+];
+
+/// Settings the chosen output never reads.
+fn ignored_by_output(cfg: &FileConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    match cfg.pipeline.output.sink {
+        SinkKind::Kafka => {
+            if cfg.present.contains("iceberg") {
+                out.push(
+                    "[iceberg]: ignored: output.type is \"kafka\" (compacted topics); set output.type = \"iceberg\" to write Iceberg tables, or remove the section".into(),
+                );
+            }
+        }
+        SinkKind::Iceberg => {
+            for key in TOPICS_ONLY {
+                if cfg.present.contains(*key) {
+                    out.push(format!(
+                        "{key}: ignored with output.type = \"iceberg\" (only the topics output reads it; Iceberg tables are named by iceberg.namespace / iceberg.table)"
+                    ));
+                }
+            }
+            for name in cfg.pipeline.tables.keys() {
+                if cfg.present.contains(&format!("tables.{name}.topic")) {
+                    out.push(format!(
+                        "tables.\"{name}\".topic: ignored with output.type = \"iceberg\" (use iceberg.namespace / iceberg.table templates)"
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Everything `decant run` needs beyond parsing: the `[kafka]` section and the semantic checks.
+/// Nothing is contacted; librdkafka is asked about the `[kafka]` properties offline.
 pub fn check_for_run(cfg: &FileConfig) -> Vec<String> {
+    check_for_run_inner(cfg)
+        .iter()
+        .map(|e| scrub(e, &cfg.secrets.0))
+        .collect()
+}
+
+fn check_for_run_inner(cfg: &FileConfig) -> Vec<String> {
     let mut errors = Vec::new();
     match &cfg.kafka {
         None => errors.push("[kafka]: missing (bootstrap_servers is required)".into()),
@@ -254,8 +408,10 @@ pub fn check_for_run(cfg: &FileConfig) -> Vec<String> {
                     "{r}: decant sets this property itself for correctness"
                 ));
             }
+            errors.extend(k.check_offline().iter().map(ToString::to_string));
         }
     }
+    errors.extend(ignored_by_output(cfg));
     if !["text", "json"].contains(&cfg.log.format.as_str()) {
         errors.push(format!(
             "log.format: expected text or json, found {:?}",
@@ -271,21 +427,23 @@ pub fn check_for_run(cfg: &FileConfig) -> Vec<String> {
     errors
 }
 
-/// Replaces `${NAME}` and `${NAME:-default}` in every string value; `$${` is a literal `${`.
+/// Replaces `${NAME}`, `${NAME:-default}`, `${env:NAME}` and `${file:/path}` in every string
+/// value; `$${` is a literal `${`. What files gave is added to `secrets`.
 fn interpolate(
     v: &mut toml::Value,
     path: &str,
     env: &BTreeMap<String, String>,
+    secrets: &mut Vec<String>,
     errors: &mut Vec<String>,
 ) {
     match v {
-        toml::Value::String(s) if s.contains('$') => match expand(s, env) {
+        toml::Value::String(s) if s.contains('$') => match expand_into(s, env, secrets) {
             Ok(x) => *s = x,
             Err(e) => errors.push(format!("{path}: {e}")),
         },
         toml::Value::Array(a) => {
             for (i, x) in a.iter_mut().enumerate() {
-                interpolate(x, &format!("{path}[{i}]"), env, errors);
+                interpolate(x, &format!("{path}[{i}]"), env, secrets, errors);
             }
         }
         toml::Value::Table(t) => {
@@ -295,15 +453,33 @@ fn interpolate(
                 } else {
                     format!("{path}.{k}")
                 };
-                interpolate(x, &p, env, errors);
+                interpolate(x, &p, env, secrets, errors);
             }
         }
         _ => {}
     }
 }
 
-/// Expands `${NAME}` / `${NAME:-default}` in one string.
-pub fn expand(s: &str, env: &BTreeMap<String, String>) -> Result<String, String> {
+/// The contents of a secret file (a mounted Kubernetes/Docker secret): one trailing newline is
+/// not part of the value. The error names the file, never its contents.
+fn read_secret_file(path: &str) -> Result<String, String> {
+    let mut text = std::fs::read_to_string(path).map_err(|e| format!("${{file:{path}}}: {e}"))?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+/// Expands `${NAME}` / `${NAME:-default}` / `${env:NAME}` / `${file:/path}` in one string;
+/// what files gave is added to `secrets`.
+fn expand_into(
+    s: &str,
+    env: &BTreeMap<String, String>,
+    secrets: &mut Vec<String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -323,6 +499,14 @@ pub fn expand(s: &str, env: &BTreeMap<String, String>) -> Result<String, String>
             return Err(format!("unterminated ${{ in {s:?}"));
         };
         let expr = &inner[..end];
+        if let Some(path) = expr.strip_prefix("file:") {
+            let value = read_secret_file(path)?;
+            out.push_str(&value);
+            secrets.push(value);
+            rest = &inner[end + 1..];
+            continue;
+        }
+        let expr = expr.strip_prefix("env:").unwrap_or(expr);
         let (name, default) = match expr.split_once(":-") {
             Some((n, d)) => (n, Some(d)),
             None => (expr, None),
@@ -470,7 +654,14 @@ rename = { id = "order_id" }
         assert!(check_for_run(&cfg).is_empty(), "{:?}", check_for_run(&cfg));
         let cfg = parse_all(GOOD, &env(&[("BROKER", "b:1")])).expect("valid");
         assert_eq!(cfg.kafka.expect("kafka").bootstrap_servers, "b:1");
-        assert_eq!(expand("a$${b}$c", &env(&[])).expect("literal"), "a${b}$c");
+        assert_eq!(
+            expand_into("a$${b}$c", &env(&[]), &mut Vec::new()).expect("literal"),
+            "a${b}$c"
+        );
+        assert_eq!(
+            expand_into("${env:X}-${Y:-d}", &env(&[("X", "x")]), &mut Vec::new()).expect("env"),
+            "x-d"
+        );
     }
 
     #[test]
@@ -526,6 +717,81 @@ colums = ["x"]
                 .iter()
                 .any(|p| p.contains("transactional.id"))
         );
+    }
+
+    #[test]
+    fn secrets_come_from_env_or_file_and_never_show() {
+        let dir = std::env::temp_dir().join(format!("decant-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("password");
+        std::fs::write(&file, "from-a-file-pw\n").expect("write");
+        let text = format!(
+            "[kafka]\nbootstrap_servers = \"b:1\"\n[kafka.client]\n\"sasl.username\" = \"${{env:KAFKA_USER}}\"\n\"sasl.password\" = \"${{file:{}}}\"\n\"sasl.oauthbearer.client.secret\" = \"${{CLIENT_SECRET}}\"\n[source]\ntopics = [\"t\"]\n",
+            file.display()
+        );
+        let e = env(&[
+            ("KAFKA_USER", "alice"),
+            ("CLIENT_SECRET", "env-secret-value"),
+        ]);
+        let cfg = parse_all(&text, &e).expect("valid");
+        let k = cfg.kafka.as_ref().expect("kafka");
+        assert_eq!(k.client["sasl.username"], "alice");
+        assert_eq!(k.client["sasl.password"], "from-a-file-pw");
+        let shown = format!("{cfg:?}");
+        for secret in ["from-a-file-pw", "env-secret-value"] {
+            assert!(!shown.contains(secret), "{secret} in Debug output");
+        }
+        // A problem that would quote a secret shows it redacted.
+        let bad = text.replace("[source]", "bogus_key = \"${CLIENT_SECRET}\"\n[source]");
+        let bad = bad.replace("\"sasl.password\"", "\"sasl.pasword\"");
+        let errors = match parse_all(&bad, &e) {
+            Ok(cfg) => check_for_run(&cfg),
+            Err(errors) => errors,
+        }
+        .join("\n");
+        assert!(errors.contains("bogus_key"), "{errors}");
+        for secret in ["from-a-file-pw", "env-secret-value"] {
+            assert!(!errors.contains(secret), "{secret} shown:\n{errors}");
+        }
+        let missing = text.replace(&file.display().to_string(), "/nonexistent/secret");
+        let errors = parse_all(&missing, &e)
+            .expect_err("missing file")
+            .join("\n");
+        assert!(errors.contains("/nonexistent/secret"), "{errors}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sections_the_output_ignores_are_reported() {
+        let base = "[kafka]\nbootstrap_servers = \"b:1\"\n[source]\ntopics = [\"t\"]\n";
+        let cfg = parse_all(
+            &format!("{base}[iceberg]\ncatalog_uri = \"sqlite:x.db\"\n"),
+            &env(&[]),
+        )
+        .expect("parses");
+        let p = check_for_run(&cfg).join("\n");
+        assert!(p.contains("[iceberg]: ignored"), "{p}");
+        let cfg = parse_all(
+            &format!(
+                "{base}[output]\ntype = \"iceberg\"\npartitions = 3\n[iceberg]\ncatalog_uri = \"sqlite:x.db\"\nwarehouse = \"w\"\n[tables.\"s.t\"]\ntopic = \"x\"\n"
+            ),
+            &env(&[]),
+        )
+        .expect("parses");
+        let p = check_for_run(&cfg).join("\n");
+        assert!(p.contains("output.partitions: ignored"), "{p}");
+        assert!(p.contains("tables.\"s.t\".topic: ignored"), "{p}");
+        assert!(!p.contains("[iceberg]"), "{p}");
+    }
+
+    #[test]
+    fn unsupported_or_missing_kafka_settings_fail_validation() {
+        let text = "[kafka]\nbootstrap_servers = \"b:1\"\n[kafka.client]\n\"security.protocol\" = \"SSL\"\n\"ssl.ca.location\" = \"/nonexistent/ca.pem\"\n[kafka.producer]\n\"compression.type\" = \"zstd\"\n\"no.such.property\" = \"1\"\n[source]\ntopics = [\"t\"]\n";
+        let cfg = parse_all(text, &env(&[])).expect("parses");
+        let p = check_for_run(&cfg).join("\n");
+        assert!(p.contains("/nonexistent/ca.pem"), "{p}");
+        assert!(p.contains("no.such.property"), "{p}");
+        assert!(!p.contains("compression.type"), "zstd is built in:\n{p}");
     }
 
     #[test]

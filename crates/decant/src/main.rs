@@ -12,17 +12,20 @@ mod config;
 mod decode;
 mod run;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
     name = "decant",
-    version,
-    about = "Debezium change streams, decoded right"
+    about = "Debezium change streams, decoded right",
+    disable_version_flag = true
 )]
 struct Cli {
+    /// Print decant's version, librdkafka's version and its built-in features.
+    #[arg(short = 'V', long)]
+    version: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -31,14 +34,35 @@ enum Command {
     Decode(decode::DecodeArgs),
     /// Consume Debezium topics and write compacted upsert topics, exactly once (a service).
     Run(run::RunArgs),
-    /// Check a configuration file and report every problem at once.
+    /// Check a configuration file and report every problem at once (connects to nothing).
     Validate(run::ValidateArgs),
+    /// Print decant's version, librdkafka's version and its built-in features.
+    Version,
+}
+
+/// `decant version` / `decant --version`.
+fn version() -> String {
+    let b = decant_kafka::BuildInfo::get();
+    format!(
+        "decant {}\nlibrdkafka {}\nbuiltin.features {}",
+        env!("CARGO_PKG_VERSION"),
+        b.librdkafka_version,
+        b.features.join(",")
+    )
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Decode(args) => decode::run(args),
-        Command::Run(args) => run::run(args),
-        Command::Validate(args) => run::validate(args),
+    let cli = Cli::parse();
+    match cli.command {
+        _ if cli.version => println!("{}", version()),
+        Some(Command::Version) => println!("{}", version()),
+        Some(Command::Decode(args)) => decode::run(args)?,
+        Some(Command::Run(args)) => run::run(args)?,
+        Some(Command::Validate(args)) => run::validate(args)?,
+        None => {
+            Cli::command().print_help()?;
+            std::process::exit(2);
+        }
     }
+    Ok(())
 }

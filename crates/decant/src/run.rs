@@ -1,5 +1,6 @@
 //! `decant run` and `decant validate`: load and check the configuration, set up logs, metrics
-//! endpoints and signal handling, then hand over to `decant_pipeline::run`.
+//! endpoints and signal handling, check that the cluster answers and accepts the credentials,
+//! then hand over to `decant_pipeline::run`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -53,22 +54,25 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
                 SinkKind::Kafka => format!("topics {:?}", p.output.topic_template),
                 SinkKind::Iceberg if p.iceberg.warehouse.is_empty() => format!(
                     "Iceberg tables {}.{} (catalog {})",
-                    p.iceberg.namespace, p.iceberg.table, p.iceberg.catalog_uri
+                    p.iceberg.namespace,
+                    p.iceberg.table,
+                    without_password(&p.iceberg.catalog_uri)
                 ),
                 SinkKind::Iceberg => format!(
                     "Iceberg tables {}.{} in {} (catalog {})",
                     p.iceberg.namespace,
                     p.iceberg.table,
                     p.iceberg.warehouse,
-                    p.iceberg.catalog_uri
+                    without_password(&p.iceberg.catalog_uri)
                 ),
             };
-            println!(
+            let line = format!(
                 "{}: OK — {source}, output {output}, {} table section(s), {:?} delivery",
                 args.config.display(),
                 p.tables.len(),
                 p.delivery.mode
             );
+            println!("{}", config::scrub(&line, &cfg.secrets.0));
             Ok(())
         }
         Err(problems) => {
@@ -80,13 +84,37 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
     }
 }
 
+/// `scheme://user:password@host…` → `scheme://user:[redacted]@host…`.
+fn without_password(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rsplit_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!(
+                "{scheme}://{user}:{}@{host}{}",
+                decant_kafka::config::REDACTED,
+                &rest[authority_end..]
+            )
+        }
+        _ => uri.to_owned(),
+    }
+}
+
+/// Logs go to stderr: colour only when stderr is a terminal (never into files or collectors)
+/// and `NO_COLOR` is unset; `log.format = "json"` writes one JSON object per line.
 fn init_logging(log: &LogConfig) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&log.level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = if log.format == "json" {
         builder.json().flatten_event(true).try_init()
@@ -130,6 +158,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         )
         .with_context(|| format!("listening on {}", obs.listen))?;
         tracing::info!(%addr, "serving /metrics, /health, /ready");
+    }
+    // A wrong password, an untrusted certificate or a rejected token stops here, with one
+    // error, instead of librdkafka retrying behind a pipeline that never becomes ready.
+    match decant_kafka::reach(&kafka) {
+        Ok(r) => tracing::info!(brokers = r.brokers, "connected to the Kafka cluster"),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            bail!("{e}");
+        }
     }
     let rt = Runtime {
         metrics,
