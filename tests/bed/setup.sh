@@ -68,6 +68,8 @@ apt_install() {
 # by the pom's hash: a changed pom gets a fresh directory, an unchanged one is reused.
 step_kafka() {
     command -v java >/dev/null || apt_install openjdk-17-jdk-headless
+    # broker.sh --secure makes its CA and certificates with openssl
+    command -v openssl >/dev/null || apt_install openssl
     command -v mvn >/dev/null || apt_install maven
     local sha
     sha=$(sha256_of "$BED_DIR/kafka/pom.xml" | cut -c1-16)
