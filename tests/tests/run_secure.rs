@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Broker, DecantProcess, LiveSource, SecureEnv, consume, http_get, random_name,
-    topics_with_prefix, upsert_changes, wait_for, write_decant_config,
+    Broker, DecantProcess, LiveSource, SecureEnv, http_get, random_name, read_output_settled,
+    wait_for, write_decant_config,
 };
 use decant_tests::{PgMode, assert_pg_state};
 
@@ -78,38 +78,6 @@ fn client_block(s: &SecureEnv, how: &str, secret_file: &std::path::Path) -> (Str
     }
 }
 
-/// Reads the output over the plaintext listener until the marker row is out and two reads 3 s
-/// apart agree.
-fn read_settled(
-    bootstrap: &str,
-    out_prefix: &str,
-    decant: &mut DecantProcess,
-) -> decant_tests::Run {
-    let start = Instant::now();
-    let mut last_len = usize::MAX;
-    loop {
-        let topics = topics_with_prefix(bootstrap, &format!("{out_prefix}."));
-        let records = consume(bootstrap, &topics, 0, Duration::from_secs(2));
-        let marker = records.iter().any(|r| r.topic.ends_with(".marker"));
-        if marker && records.len() == last_len {
-            return upsert_changes(out_prefix, &records);
-        }
-        last_len = records.len();
-        assert!(
-            decant.is_running(),
-            "decant exited; log:\n{}",
-            decant.log_tail(60)
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "output did not settle ({} records); decant log:\n{}",
-            records.len(),
-            decant.log_tail(60)
-        );
-        std::thread::sleep(Duration::from_secs(3));
-    }
-}
-
 #[test]
 fn sasl_plain_scram_mtls_and_oidc_carry_the_stream() {
     let started = Instant::now();
@@ -160,7 +128,8 @@ fn sasl_plain_scram_mtls_and_oidc_carry_the_stream() {
                 http_get(port, "/ready").filter(|(st, _)| *st == 200)
             },
         );
-        let run = read_settled(&broker.bootstrap(), &out_prefix, &mut decant);
+        // Read back over the plaintext listener.
+        let (_, run) = read_output_settled(&broker.bootstrap(), &out_prefix, &mut decant);
         assert_pg_state(
             &format!("decant run over {how}"),
             &run,
