@@ -59,34 +59,7 @@ from urllib.parse import unquote, urlparse
 
 import pymysql
 
-
-class Raw:
-    """A pre-rendered JSON token (keeps numbers exactly as the server printed them)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text):
-        self.text = text
-
-
-def dumps(v):
-    if v is None:
-        return "null"
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, Raw):
-        return v.text
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, list):
-        return "[" + ",".join(dumps(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ",".join(json.dumps(k, ensure_ascii=False) + ":" + dumps(x) for k, x in v.items()) + "}"
-    raise TypeError(f"cannot render {type(v)}")
+from canonical_json import Raw, dumps
 
 
 def norm_frac(text):
