@@ -14,18 +14,28 @@
 //!   metadata written with iceberg's public types, then published through the catalog's
 //!   conditional commit; progress (offsets, commit id, epoch) read
 //!   back from the newest snapshot of the pipeline ([`commit::Progress`]).
+//! - [`sink`]: [`IcebergSink`] — the sink behind `decant_model::Sink`: changes reduced per key,
+//!   one snapshot per table per batch with the offsets in it, progress read back from the
+//!   tables.
+//! - [`config`]: [`IcebergSinkConfig`] — the `[iceberg]` section and its checks.
+//! - `arrow_rows`: rendered rows → Arrow batches of a destination table's schema.
 //! - [`error`]: [`IcebergError`] and its retry class.
 //!
 //! The API is blocking: [`Lake`] owns a small tokio runtime, so the pipeline's loop stays
 //! synchronous like its Kafka half.
 
+mod arrow_rows;
 pub mod catalog;
 pub mod commit;
+pub mod config;
 pub mod error;
 pub mod lake;
+pub mod sink;
 pub mod types;
 
 pub use commit::{CommitOutcome, Progress, TableDelta};
+pub use config::IcebergSinkConfig;
 pub use error::IcebergError;
 pub use lake::{Lake, LakeConfig, LakeTable};
+pub use sink::IcebergSink;
 pub use types::{TableLayout, iceberg_type};

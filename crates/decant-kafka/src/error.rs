@@ -3,27 +3,7 @@
 use decant_model::RetryClass;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
-/// What the pipeline must do after a Kafka error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// Transient (broker unavailable, timeout, full local queue): retry the same call.
-    Retriable,
-    /// The open transaction (or the uncommitted batch) cannot be completed: abort it, rewind the
-    /// consumer to the last committed offsets, and process the records again.
-    AbortAndRewind,
-    /// Configuration, authorization or fencing: stop the process (a supervisor restarts it).
-    Fatal,
-}
-
-impl Disposition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Disposition::Retriable => "retriable",
-            Disposition::AbortAndRewind => "abort_and_rewind",
-            Disposition::Fatal => "fatal",
-        }
-    }
-}
+pub use decant_model::Disposition;
 
 /// Sorts every rdkafka error into retriable / abort-and-rewind / fatal. Transaction errors carry
 /// librdkafka's own verdict (`is_fatal`, `txn_requires_abort`, `is_retriable`), which wins;
@@ -193,6 +173,13 @@ impl Error {
             Disposition::Retriable | Disposition::AbortAndRewind => RetryClass::Retriable,
             Disposition::Fatal => RetryClass::Fatal,
         }
+    }
+}
+
+impl From<Error> for decant_model::SinkError {
+    fn from(e: Error) -> Self {
+        let disposition = e.disposition();
+        decant_model::SinkError::new("kafka", disposition, e)
     }
 }
 

@@ -9,6 +9,8 @@
 //!   commit, no auto offset store.
 //! - [`producer`]: [`SinkProducer`] — transactional (exactly-once) or idempotent (at-least-once)
 //!   producer with Java-compatible key partitioning (`murmur2_random`).
+//! - [`upsert`]: [`UpsertTopics`] — the compacted-topic upsert sink behind `decant_model::Sink`
+//!   (one Kafka transaction per batch with the consumed offsets in it).
 //! - [`admin`]: [`Admin`] — creates missing output topics (`cleanup.policy=compact`) and refuses an
 //!   existing output topic that is not compacted.
 //! - [`reach`]: [`reach()`] — the start-up check that the cluster answers and accepts these
@@ -25,6 +27,7 @@ pub mod error;
 pub mod producer;
 mod quiet;
 pub mod reach;
+pub mod upsert;
 
 pub use admin::{Admin, TopicCheck, TopicSpec};
 pub use build::BuildInfo;
@@ -33,6 +36,7 @@ pub use consumer::{PartitionLag, SourceConsumer, SourceContext, SourceHooks, Sub
 pub use error::{Disposition, Error, classify};
 pub use producer::{Delivery, SinkProducer};
 pub use reach::{Reached, reach};
+pub use upsert::{UpsertConfig, UpsertTopics};
 
 /// Re-exported so the pipeline can name offsets, partition lists and messages without depending
 /// on rdkafka's module layout.

@@ -139,6 +139,24 @@ impl SinkProducer {
         }
     }
 
+    /// [`SinkProducer::send`] with headers given as decant's model headers.
+    pub fn send_headers(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[decant_model::Header<'_>],
+    ) -> Result<(), Error> {
+        let mut h = OwnedHeaders::new_with_capacity(headers.len());
+        for x in headers {
+            h = h.insert(rdkafka::message::Header {
+                key: x.key,
+                value: x.value,
+            });
+        }
+        self.send(topic, key, value, Some(h))
+    }
+
     /// Registers the transactional id, fencing any previous incarnation and completing or
     /// aborting the transaction it left open.
     pub fn init_transactions(&self) -> Result<(), Error> {

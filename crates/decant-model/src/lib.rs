@@ -5,15 +5,19 @@
 //!   types), [`TableSchema`] and its Arrow mapping.
 //! - [`change`]: what a record means — [`ChangeKind`] (upsert, delete, truncate, control kinds) and
 //!   the [`SourcePosition`] it came from in the source database.
+//! - [`sink`]: the [`Sink`] trait — what the one loop asks of every output (write a change,
+//!   commit with the offsets, abort, resume) — and the [`Disposition`] of every error.
 //! - [`RetryClass`]: how every crate's errors tell the pipeline whether to retry, rewind or stop.
 
 pub mod change;
 pub mod record;
 pub mod schema;
+pub mod sink;
 
 pub use change::{ChangeKind, ControlEvent, SourceOp, SourcePosition};
 pub use record::{Header, KafkaRecord, RecordCoordinates};
 pub use schema::{Column, ColumnType, TableId, TableSchema, TimeUnit};
+pub use sink::{Disposition, Sink, SinkError};
 
 /// What the caller should do about an error. Each crate's error enum maps every variant to one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

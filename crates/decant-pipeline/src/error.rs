@@ -1,7 +1,7 @@
 //! Pipeline errors. Per-record problems never become errors here: they are policies
 //! (`fail` / `skip` / `dead_letter`). What reaches [`PipelineError`] stops or rewinds the loop.
 
-use decant_model::RetryClass;
+use decant_model::{Disposition, RetryClass};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -18,8 +18,9 @@ pub enum PipelineError {
     /// The decoder failed outside a record (building Arrow batches): a decoder bug.
     #[error("building decoded batches")]
     Batches(#[source] decant_decode::DecodeErrorKind),
-    #[error("iceberg")]
-    Iceberg(#[source] decant_iceberg::IcebergError),
+    /// The sink failed; its disposition says whether to retry, rewind or stop.
+    #[error("sink")]
+    Sink(#[from] decant_model::SinkError),
     #[error("configuration: {0}")]
     Config(String),
     #[error("gave up after {count} abort-and-rewind cycles without a successful commit")]
@@ -34,16 +35,20 @@ impl PipelineError {
     pub fn retry_class(&self) -> RetryClass {
         match self {
             PipelineError::Kafka(e) => e.retry_class(),
-            PipelineError::Iceberg(e) => e.retry_class(),
+            PipelineError::Sink(e) => match e.disposition {
+                Disposition::Fatal => RetryClass::Fatal,
+                _ => RetryClass::Retriable,
+            },
             _ => RetryClass::Fatal,
         }
     }
 
-    /// What the loop does about it; only Kafka errors can be anything but fatal.
-    pub fn disposition(&self) -> decant_kafka::Disposition {
+    /// What the loop does about it; only Kafka and sink errors can be anything but fatal.
+    pub fn disposition(&self) -> Disposition {
         match self {
             PipelineError::Kafka(e) => e.disposition(),
-            _ => decant_kafka::Disposition::Fatal,
+            PipelineError::Sink(e) => e.disposition,
+            _ => Disposition::Fatal,
         }
     }
 }

@@ -9,12 +9,14 @@ use std::cmp::Ordering;
 
 use decant_decode::decimal::{Decimal, parse_text};
 use decant_decode::render::push_json_string;
+use decant_model::sink::OutputShape;
 use decant_model::{ColumnType, TableId, TableSchema};
 
 use crate::config::{
     BadRecordPolicy, CondOp, Condition, Op, OutputConfig, PipelineConfig, TableConfig, ToastPolicy,
     TruncatePolicy,
 };
+use crate::render::MetaColumn;
 
 /// Where one source table goes and what applies to it.
 #[derive(Debug)]
@@ -50,6 +52,9 @@ pub struct Plan {
     /// The `where` conditions resolved against this schema (all must hold), or why they cannot
     /// be (a table error: every upsert is then a bad record).
     pub filter: Result<Vec<Predicate>, String>,
+    /// Output column names and types (metadata columns included) and key names, for sinks
+    /// that store typed columns.
+    pub shape: Arc<OutputShape>,
 }
 
 /// How a predicate column's values compare.
@@ -243,6 +248,7 @@ pub struct Router {
     routes: HashMap<TableId, Arc<Route>>,
     /// Plans by schema identity; the schema is kept alive so its address is never reused.
     plans: HashMap<(usize, usize), (Arc<TableSchema>, Arc<Plan>)>,
+    meta_columns: Vec<MetaColumn>,
 }
 
 impl Router {
@@ -257,6 +263,7 @@ impl Router {
                 .collect(),
             routes: HashMap::new(),
             plans: HashMap::new(),
+            meta_columns: meta_columns(cfg),
         }
     }
 
@@ -328,7 +335,7 @@ impl Router {
         if let Some((_, p)) = self.plans.get(&id) {
             return p.clone();
         }
-        let plan = Arc::new(build_plan(route.shape.as_ref(), schema));
+        let plan = Arc::new(build_plan(route.shape.as_ref(), schema, &self.meta_columns));
         self.plans.insert(id, (schema.clone(), plan.clone()));
         plan
     }
@@ -340,18 +347,22 @@ fn quoted(name: &str) -> String {
     s
 }
 
-fn build_plan(shape: Option<&TableConfig>, schema: &TableSchema) -> Plan {
+fn build_plan(
+    shape: Option<&TableConfig>,
+    schema: &TableSchema,
+    meta_columns: &[MetaColumn],
+) -> Plan {
     let out_name = |name: &str| -> String {
         shape
             .and_then(|s| s.rename.get(name).cloned())
             .unwrap_or_else(|| name.to_owned())
     };
-    let key = schema
+    let key: Vec<(usize, String)> = schema
         .key
         .iter()
         .map(|&i| (i, quoted(&out_name(&schema.columns[i].name))))
         .collect();
-    let value = schema
+    let value: Vec<ValueColumn> = schema
         .columns
         .iter()
         .enumerate()
@@ -378,7 +389,36 @@ fn build_plan(shape: Option<&TableConfig>, schema: &TableSchema) -> Plan {
             .map(|c| Predicate::resolve(c, schema))
             .collect()
     });
-    Plan { key, value, filter }
+    let mut columns: Vec<(String, ColumnType)> = value
+        .iter()
+        .map(|v| (out_name(&v.name), schema.columns[v.index].ty.clone()))
+        .collect();
+    for m in meta_columns {
+        columns.push((m.name().to_owned(), m.column_type()));
+    }
+    let shape = Arc::new(OutputShape {
+        columns,
+        key: schema
+            .key
+            .iter()
+            .map(|&i| out_name(&schema.columns[i].name))
+            .collect(),
+    });
+    Plan {
+        key,
+        value,
+        filter,
+        shape,
+    }
+}
+
+/// The configured metadata columns (`output.metadata_columns`), in order.
+pub fn meta_columns(cfg: &PipelineConfig) -> Vec<MetaColumn> {
+    cfg.output
+        .metadata_columns
+        .iter()
+        .filter_map(|m| MetaColumn::parse(m))
+        .collect()
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ pub struct FileConfig {
     /// `[source]`, `[output]`, `[delivery]`, `[dead_letter]`, `[defaults]`, `[tables.*]`,
     /// `[state]`, `[observability]`.
     pub pipeline: PipelineConfig,
+    /// `[iceberg]`: the Iceberg sink (`output.type = "iceberg"`).
+    pub iceberg: decant_iceberg::IcebergSinkConfig,
     /// Dotted paths the file (or an override) sets, up to three levels (`iceberg`,
     /// `output.partitions`, `tables.s.t.topic`): what was chosen, as opposed to defaulted.
     pub present: BTreeSet<String>,
@@ -262,8 +264,8 @@ fn parse_inner(
             tables,
             state: section(table, "state", &mut errors),
             observability: section(table, "observability", &mut errors),
-            iceberg: section(table, "iceberg", &mut errors),
         },
+        iceberg: section(table, "iceberg", &mut errors),
         present,
         secrets: Secrets::default(),
     };
@@ -419,6 +421,9 @@ fn check_for_run_inner(cfg: &FileConfig) -> Vec<String> {
         ));
     }
     errors.extend(cfg.pipeline.problems());
+    if cfg.pipeline.output.sink == SinkKind::Iceberg {
+        errors.extend(cfg.iceberg.problems());
+    }
     if let Ok(d) = cfg.decode.decoder_config()
         && let Err(e) = decant_decode::Decoder::new(d)
     {

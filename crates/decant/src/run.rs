@@ -46,24 +46,25 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
     match load_checked(&args.config) {
         Ok(cfg) => {
             let p = &cfg.pipeline;
+            let i = &cfg.iceberg;
             let source = match &p.source.topic_pattern {
                 Some(re) => format!("topics matching {re:?}"),
                 None => format!("{} topic(s)", p.source.topics.len()),
             };
             let output = match p.output.sink {
                 SinkKind::Kafka => format!("topics {:?}", p.output.topic_template),
-                SinkKind::Iceberg if p.iceberg.warehouse.is_empty() => format!(
+                SinkKind::Iceberg if i.warehouse.is_empty() => format!(
                     "Iceberg tables {}.{} (catalog {})",
-                    p.iceberg.namespace,
-                    p.iceberg.table,
-                    without_password(&p.iceberg.catalog_uri)
+                    i.namespace,
+                    i.table,
+                    without_password(&i.catalog_uri)
                 ),
                 SinkKind::Iceberg => format!(
                     "Iceberg tables {}.{} in {} (catalog {})",
-                    p.iceberg.namespace,
-                    p.iceberg.table,
-                    p.iceberg.warehouse,
-                    without_password(&p.iceberg.catalog_uri)
+                    i.namespace,
+                    i.table,
+                    i.warehouse,
+                    without_password(&i.catalog_uri)
                 ),
             };
             let line = format!(
@@ -82,6 +83,43 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
             bail!("{} configuration problem(s)", problems.len())
         }
     }
+}
+
+/// The compacted-topic sink from `[output]` and `[delivery]`.
+fn upsert_topics(
+    kafka: &decant_kafka::KafkaConfig,
+    p: &decant_pipeline::PipelineConfig,
+) -> Result<decant_kafka::UpsertTopics> {
+    let d = &p.delivery;
+    decant_kafka::UpsertTopics::create(
+        kafka,
+        decant_kafka::UpsertConfig {
+            exactly_once: d.mode == decant_pipeline::config::DeliveryMode::ExactlyOnce,
+            transaction_timeout_ms: d.transaction_timeout_ms,
+            commit_interval: Duration::from_millis(d.commit_interval_ms),
+            commit_max_records: d.commit_max_records,
+            partitions: p.output.partitions,
+            replication_factor: p.output.replication_factor,
+            create_topics: p.output.create_topics,
+            provenance_headers: p.output.provenance_headers,
+        },
+    )
+    .context("creating the output producer")
+}
+
+/// The Iceberg sink from `[iceberg]`; the pipeline id defaults to the consumer group.
+fn iceberg(
+    kafka: &decant_kafka::KafkaConfig,
+    p: &decant_pipeline::PipelineConfig,
+    ic: &decant_iceberg::IcebergSinkConfig,
+) -> Result<decant_iceberg::IcebergSink> {
+    let pipeline = ic
+        .pipeline
+        .clone()
+        .unwrap_or_else(|| kafka.group_id.clone());
+    decant_iceberg::IcebergSink::open(ic.clone(), pipeline, p.output.prefix.clone())
+        .map_err(|e| anyhow::anyhow!(decant_pipeline::error::chain(&e)))
+        .context("opening the Iceberg catalog")
 }
 
 /// `scheme://user:password@host…` → `scheme://user:[redacted]@host…`.
@@ -173,9 +211,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         health,
         shutdown,
     };
-    let summary = match cfg.pipeline.output.sink {
-        SinkKind::Kafka => decant_pipeline::run(&kafka, &cfg.pipeline, decoder, &rt),
-        SinkKind::Iceberg => decant_pipeline::lake::run(&kafka, &cfg.pipeline, decoder, &rt),
+    let p = &cfg.pipeline;
+    // One line per sink: build it, hand it to the loop.
+    let summary = match p.output.sink {
+        SinkKind::Kafka => decant_pipeline::run(&kafka, p, decoder, upsert_topics(&kafka, p)?, &rt),
+        SinkKind::Iceberg => {
+            decant_pipeline::run(&kafka, p, decoder, iceberg(&kafka, p, &cfg.iceberg)?, &rt)
+        }
     }
     .map_err(|e| anyhow::anyhow!(decant_pipeline::error::chain(&e)))?;
     tracing::info!(

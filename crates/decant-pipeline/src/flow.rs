@@ -1,0 +1,437 @@
+//! The one loop: consume → decode → route and render → sink → commit → apply staged state,
+//! generic over the [`Sink`] (static dispatch) and the [`Source`]. Per-row work is in
+//! `rows`, bad records in `triage`, the durability protocol in `durable`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use decant_decode::{Decoder, DecoderConfig, Outcome};
+use decant_kafka::KafkaConfig;
+use decant_kafka::TopicSpec;
+use decant_model::sink::{BatchStats, Destination, Offsets, Resume, TopicPartition};
+use decant_model::{ControlEvent, KafkaRecord, Sink, TableId};
+
+use crate::config::PipelineConfig;
+use crate::error::PipelineError;
+use crate::metrics::Metrics;
+use crate::observe::{Health, now_ms};
+use crate::render::MetaColumn;
+use crate::route::{Route, Router, meta_columns};
+use crate::source::{Hooks, KafkaSource, Record, Source};
+use crate::state::{Overlay, StateStore};
+use crate::triage::{DeadLetterQueue, Refused, count_control, refused};
+
+/// What the process shares with the loop.
+pub struct Runtime {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// Set by SIGTERM/SIGINT: finish the open batch and return.
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// Totals of one run, for the exit log.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub dead_lettered: u64,
+    pub commits: u64,
+    pub rewinds: u64,
+}
+
+/// The open batch: everything consumed since the last commit.
+pub(crate) struct Batch {
+    pub(crate) started: Instant,
+    pub(crate) records: u64,
+    /// Next offset to commit per source partition this batch read from.
+    pub(crate) offsets: Vec<(String, i32, i64)>,
+    /// State-store changes made by this batch.
+    pub(crate) overlay: Overlay,
+}
+
+impl Batch {
+    fn advance(&mut self, topic: &str, partition: i32, next: i64) {
+        match self
+            .offsets
+            .iter_mut()
+            .find(|(t, p, _)| *p == partition && t == topic)
+        {
+            Some(e) => e.2 = next,
+            None => self.offsets.push((topic.to_owned(), partition, next)),
+        }
+    }
+
+    pub(crate) fn hold_back(&mut self, topic: &str, partition: i32, offset: i64) {
+        match self
+            .offsets
+            .iter_mut()
+            .find(|(t, p, _)| *p == partition && t == topic)
+        {
+            Some(e) => e.2 = e.2.min(offset),
+            None => self.offsets.push((topic.to_owned(), partition, offset)),
+        }
+    }
+
+    pub(crate) fn offsets_map(&self) -> Offsets {
+        self.offsets
+            .iter()
+            .map(|(t, p, o)| ((t.clone(), *p), *o))
+            .collect()
+    }
+}
+
+/// The loop's state.
+pub(crate) struct Flow<'c, S: Sink, Src: Source> {
+    pub(crate) cfg: &'c PipelineConfig,
+    pub(crate) sink: S,
+    pub(crate) source: Src,
+    /// The sink keeps its own progress ([`Resume::Own`]).
+    pub(crate) own: bool,
+    pub(crate) store: StateStore,
+    pub(crate) router: Router,
+    pub(crate) decoder: Decoder,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) meta_columns: Vec<MetaColumn>,
+    pub(crate) dead_letters: DeadLetterQueue,
+    pub(crate) batch: Option<Batch>,
+    /// Next offset per assigned partition as of the last commit (the open batch's offsets are
+    /// merged in at commit); own mode records all of them in every commit.
+    pub(crate) position: Offsets,
+    /// Records whose rows are in the decoder's open batches (for dead-lettering at render).
+    pub(crate) held: Vec<Src::Msg>,
+    /// The route of the table last seen on each source topic (bad records get its policy).
+    pub(crate) topic_routes: HashMap<String, Arc<Route>>,
+    /// Quarantined source partitions and the offset they stopped at.
+    pub(crate) quarantine: HashMap<TopicPartition, i64>,
+    pub(crate) rewinds_in_a_row: u32,
+    pub(crate) key_buf: String,
+    pub(crate) value_buf: String,
+    /// Scratch for rendering `where` predicate columns.
+    pub(crate) filter_buf: String,
+    pub(crate) summary: Summary,
+    /// This process's id in `decant.txn` headers (`<pid>-<start ms>`).
+    run_id: String,
+    /// `decant.txn` of the open batch: `<run_id>:<sequence>`.
+    pub(crate) batch_label: String,
+    batch_seq: u64,
+    last_idle: Instant,
+}
+
+/// Runs `sink` until `rt.shutdown` is set (returns after committing the open batch) or a
+/// fatal error.
+pub fn run<S: Sink>(
+    kafka: &KafkaConfig,
+    cfg: &PipelineConfig,
+    decoder: DecoderConfig,
+    mut sink: S,
+    rt: &Runtime,
+) -> Result<Summary, PipelineError> {
+    if let Some(dlq) = &cfg.dead_letter.topic {
+        decant_kafka::Admin::create(kafka)?.ensure(
+            &TopicSpec {
+                name: dlq.clone(),
+                partitions: cfg.dead_letter.partitions,
+                replication_factor: cfg.output.replication_factor,
+                compacted: false,
+            },
+            cfg.output.create_topics,
+        )?;
+    }
+    let resume = sink.resume()?;
+    let hooks = Arc::new(Hooks::new(
+        sink.revocation_handle(),
+        matches!(resume, Resume::Own(_)),
+        rt.metrics.clone(),
+    ));
+    let consumer = decant_kafka::consumer::create(kafka, hooks.clone())?;
+    let source = KafkaSource::new(
+        &consumer,
+        hooks,
+        cfg.source.clone(),
+        kafka.request_timeout(),
+    );
+    let dead_letters =
+        DeadLetterQueue::new(Some(kafka.clone()), cfg.delivery.transaction_timeout_ms);
+    let result = run_with(cfg, decoder, sink, source, dead_letters, resume, rt);
+    // Leaving the group revokes (nothing is open any more) and commits nothing on its own.
+    decant_kafka::rdkafka::consumer::Consumer::unsubscribe(&consumer);
+    result
+}
+
+/// The loop over any source; `run` wires the real one.
+pub(crate) fn run_with<S: Sink, Src: Source>(
+    cfg: &PipelineConfig,
+    decoder: DecoderConfig,
+    sink: S,
+    source: Src,
+    dead_letters: DeadLetterQueue,
+    resume: Resume,
+    rt: &Runtime,
+) -> Result<Summary, PipelineError> {
+    let mut w = Flow::open(
+        cfg,
+        decoder,
+        sink,
+        source,
+        dead_letters,
+        resume,
+        rt.metrics.clone(),
+    )?;
+    tracing::info!(sink = w.sink.name(), "decant run started");
+    rt.health.set_ready(true);
+    let result = w.run_loop(rt);
+    rt.health.set_ready(false);
+    if result.is_err() {
+        rt.health.set_failed();
+    }
+    result.map(|()| w.summary.clone())
+}
+
+impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
+    /// Settles what an earlier run left staged, opens the configured tables' destinations and
+    /// starts the source.
+    pub(crate) fn open(
+        cfg: &'c PipelineConfig,
+        decoder: DecoderConfig,
+        sink: S,
+        source: Src,
+        dead_letters: DeadLetterQueue,
+        resume: Resume,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, PipelineError> {
+        let decoder =
+            Decoder::new(decoder).map_err(|e| PipelineError::Config(format!("decode: {e}")))?;
+        let store = StateStore::open(&cfg.state.dir)?;
+        metrics.state_keys.set(store.len()? as i64);
+        let mut w = Flow {
+            cfg,
+            sink,
+            source,
+            own: matches!(resume, Resume::Own(_)),
+            store,
+            router: Router::new(cfg),
+            decoder,
+            metrics,
+            meta_columns: meta_columns(cfg),
+            dead_letters,
+            batch: None,
+            position: Offsets::new(),
+            held: Vec::new(),
+            topic_routes: HashMap::new(),
+            quarantine: HashMap::new(),
+            rewinds_in_a_row: 0,
+            key_buf: String::new(),
+            value_buf: String::new(),
+            filter_buf: String::new(),
+            summary: Summary::default(),
+            run_id: format!("{}-{}", std::process::id(), now_ms()),
+            batch_label: String::new(),
+            batch_seq: 0,
+            last_idle: Instant::now(),
+        };
+        w.resolve_pending()?;
+        if !cfg.output.topic_template.contains("{topic}") {
+            for table in w.router.configured_tables() {
+                w.route(&table, "")?;
+            }
+        }
+        let assigned = w.source.start(&resume)?;
+        w.position.extend(assigned);
+        Ok(w)
+    }
+
+    fn run_loop(&mut self, rt: &Runtime) -> Result<(), PipelineError> {
+        loop {
+            rt.health.turn();
+            if rt.shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            self.turn()?;
+        }
+        tracing::info!("shutting down: committing the open batch");
+        if self.batch.is_some()
+            && let Err(e) = self.commit()
+        {
+            tracing::warn!(error = %crate::error::chain(&e), "final commit failed; aborting");
+            self.abort_open();
+            return Err(e);
+        }
+        tracing::info!(
+            records_in = self.summary.records_in,
+            records_out = self.summary.records_out,
+            commits = self.summary.commits,
+            "stopped"
+        );
+        Ok(())
+    }
+
+    /// One turn of the loop: poll one record and process it, commit when due, let idle
+    /// destinations record progress.
+    pub(crate) fn turn(&mut self) -> Result<(), PipelineError> {
+        let added = self.source.maintain()?;
+        self.position.extend(added);
+        let polled = self.source.poll(Duration::from_millis(100));
+        if self.source.take_revoked() {
+            self.after_revoke();
+        }
+        let step = match polled {
+            None => Ok(()),
+            Some(Err(e)) => Err(e),
+            Some(Ok(m)) => self.process(m),
+        };
+        self.settle(step)?;
+        let due = self.batch.as_ref().is_some_and(|b| {
+            self.sink.commit_due(&BatchStats {
+                age: b.started.elapsed(),
+                records: b.records,
+            })
+        });
+        if due {
+            let step = self.commit();
+            self.settle(step)?;
+        } else if self.batch.is_none()
+            && self.own
+            && self.last_idle.elapsed() >= Duration::from_secs(1)
+        {
+            // Nothing consumed since the last commit: the position is all committed, and
+            // destinations without changes can record it.
+            self.last_idle = Instant::now();
+            self.dead_letters.flush()?;
+            self.sink.idle(&self.position)?;
+        }
+        Ok(())
+    }
+
+    /// Opens a batch if none is open.
+    fn begin_if_needed(&mut self) -> Result<(), PipelineError> {
+        if self.batch.is_some() {
+            return Ok(());
+        }
+        self.sink.begin()?;
+        self.batch_seq += 1;
+        self.batch_label = format!("{}:{}", self.run_id, self.batch_seq);
+        self.batch = Some(Batch {
+            started: Instant::now(),
+            records: 0,
+            offsets: Vec::new(),
+            overlay: Overlay::new(),
+        });
+        Ok(())
+    }
+
+    fn process(&mut self, m: Src::Msg) -> Result<(), PipelineError> {
+        let (topic, partition, offset) = (m.topic(), m.partition(), m.offset());
+        if self.is_quarantined(topic, partition, offset) {
+            return Ok(());
+        }
+        self.begin_if_needed()?;
+        if let Some(b) = self.batch.as_mut() {
+            b.advance(topic, partition, offset + 1);
+            b.records += 1;
+        }
+        self.summary.records_in += 1;
+        let headers = m.headers();
+        let rec = KafkaRecord {
+            topic,
+            partition,
+            offset,
+            timestamp_ms: m.timestamp_ms(),
+            headers: &headers,
+            key: m.key(),
+            value: m.value(),
+        };
+        match self.decoder.decode(&rec) {
+            Ok(Outcome::Row { table, kind }) => {
+                let route = self.route_for_topic(&table, topic)?;
+                self.metrics
+                    .input_records
+                    .with_label_values(&[&route.label, kind.as_str()])
+                    .inc();
+                drop(headers);
+                self.held.push(m);
+                if self.decoder.pending_rows() >= self.cfg.delivery.flush_max_rows {
+                    self.flush()?;
+                }
+            }
+            Ok(Outcome::Control(c)) => {
+                count_control(&self.metrics, &c);
+                if c.event == ControlEvent::Truncate {
+                    drop(headers);
+                    self.flush()?;
+                    return self.truncate(&c, &m);
+                }
+            }
+            Err(e) => {
+                let Refused {
+                    label,
+                    policy,
+                    route,
+                    bad,
+                } = refused(
+                    &self.metrics,
+                    &self.topic_routes,
+                    self.cfg.defaults.on_bad_record,
+                    topic,
+                    &e,
+                );
+                drop(headers);
+                self.bad_record(policy, &m, &label, route.as_deref(), &bad)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands every decoded row to the sink, in input order.
+    pub(crate) fn flush(&mut self) -> Result<(), PipelineError> {
+        let batches = self
+            .decoder
+            .take_batches()
+            .map_err(PipelineError::Batches)?;
+        for (b, r) in crate::triage::input_order(&batches) {
+            self.emit(&batches[b], r)?;
+        }
+        self.held.clear();
+        Ok(())
+    }
+
+    /// The route of `table`, remembered as the last table of `topic`.
+    fn route_for_topic(
+        &mut self,
+        table: &TableId,
+        topic: &str,
+    ) -> Result<Arc<Route>, PipelineError> {
+        if let Some(r) = self.topic_routes.get(topic)
+            && r.table == *table
+        {
+            return Ok(r.clone());
+        }
+        let route = self.route(table, topic)?;
+        self.topic_routes.insert(topic.to_owned(), route.clone());
+        Ok(route)
+    }
+
+    /// The route of `table`; a table seen for the first time has its destination opened.
+    pub(crate) fn route(
+        &mut self,
+        table: &TableId,
+        topic: &str,
+    ) -> Result<Arc<Route>, PipelineError> {
+        let (route, new) = self.router.route(table, topic);
+        if new && let Err(e) = self.sink.open_destination(destination(&route)) {
+            self.router.forget(table);
+            return Err(e.into());
+        }
+        Ok(route)
+    }
+}
+
+/// The sink's view of a route.
+pub(crate) fn destination(route: &Route) -> Destination<'_> {
+    Destination {
+        table: &route.table,
+        label: &route.label,
+        topic: &route.topic,
+    }
+}

@@ -1,0 +1,386 @@
+//! One decoded row → one change for the sink: the key, the TOAST state (staged in the batch's
+//! overlay), the `where` filter, the op filter, and the value with TOAST fills and metadata
+//! columns. Also truncates, which become a delete of every key the state knows.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use decant_decode::{ChangeBatch, ControlRecord};
+use decant_model::sink::{Change, ChangeOp, Origin, OutputShape};
+use decant_model::{ChangeKind, Sink};
+
+use crate::config::{BadRecordPolicy, ToastPolicy, TruncatePolicy};
+use crate::error::PipelineError;
+use crate::flow::{Flow, destination};
+use crate::observe::now_ms;
+use crate::render::{other_store_key, push_key, push_row, row_passes};
+use crate::route::{Plan, Route};
+use crate::source::{Record, Source};
+use crate::state::{ToastEntry, previous_entry, row_key, stage_delete};
+use crate::triage::Bad;
+
+/// Where a row is going, as one value for the helpers below.
+struct Target<'r> {
+    route: &'r Arc<Route>,
+    plan: &'r Plan,
+}
+
+impl<S: Sink, Src: Source> Flow<'_, S, Src> {
+    /// Turns decoded row `row` into a change for the sink (or a policy).
+    pub(crate) fn emit(&mut self, batch: &ChangeBatch, row: usize) -> Result<(), PipelineError> {
+        let meta = &batch.meta[row];
+        if self.is_quarantined(&meta.topic, meta.partition, meta.offset) {
+            return Ok(());
+        }
+        let route = self.route(&batch.schema.table, &meta.topic)?;
+        let dest = destination(&route);
+        if self.sink.is_stopped(dest) {
+            self.metrics
+                .skipped_records
+                .with_label_values(&[&route.label, "table_stopped"])
+                .inc();
+            return Ok(());
+        }
+        if self.own
+            && self
+                .sink
+                .holds(dest, &(meta.topic.to_string(), meta.partition), meta.offset)
+        {
+            // Re-read after a restart: this destination committed the record already.
+            return Ok(());
+        }
+        let plan = self.router.plan(&route, &batch.schema);
+        let mut key = std::mem::take(&mut self.key_buf);
+        key.clear();
+        let res = self.emit_keyed(
+            batch,
+            row,
+            &Target {
+                route: &route,
+                plan: &plan,
+            },
+            &mut key,
+        );
+        self.key_buf = key;
+        res
+    }
+
+    fn emit_keyed(
+        &mut self,
+        batch: &ChangeBatch,
+        row: usize,
+        t: &Target<'_>,
+        key: &mut String,
+    ) -> Result<(), PipelineError> {
+        let route = t.route;
+        if !push_key(batch, row, t.plan, key) {
+            let bad = Bad {
+                class: "no_key",
+                field: None,
+                message: format!(
+                    "table {} has no primary key: upsert output needs one (records of keyless tables cannot be compacted or upserted)",
+                    route.label
+                ),
+            };
+            return self.row_bad(route.on_bad_record, route, batch, row, &bad);
+        }
+        let store_key = row_key(&route.label, key);
+        match batch.meta[row].kind {
+            ChangeKind::Delete => {
+                let new_key = other_store_key(batch, row, t.plan, &route.label);
+                let Some(b) = self.batch.as_mut() else {
+                    return Err(PipelineError::Config("a row outside an open batch".into()));
+                };
+                stage_delete(&self.store, &mut b.overlay, store_key, new_key)?;
+                if route.emit_delete {
+                    self.write(t, ChangeOp::Delete, key, None, batch, row)
+                } else {
+                    self.metrics
+                        .skipped_records
+                        .with_label_values(&[&route.label, "op_filter"])
+                        .inc();
+                    Ok(())
+                }
+            }
+            ChangeKind::Upsert => {
+                if let Err(e) = &t.plan.filter {
+                    let bad = Bad {
+                        class: "filter",
+                        field: None,
+                        message: e.clone(),
+                    };
+                    return self.row_bad(route.on_bad_record, route, batch, row, &bad);
+                }
+                self.emit_upsert(batch, row, t, key, store_key)
+            }
+        }
+    }
+
+    fn emit_upsert(
+        &mut self,
+        batch: &ChangeBatch,
+        row: usize,
+        t: &Target<'_>,
+        key: &str,
+        store_key: Vec<u8>,
+    ) -> Result<(), PipelineError> {
+        let (route, plan) = (t.route, t.plan);
+        let prev = if batch.unchanged(row).is_empty() {
+            None
+        } else {
+            let old_key = other_store_key(batch, row, plan, &route.label);
+            previous_entry(
+                &self.store,
+                self.batch.as_ref().map(|b| &b.overlay),
+                &store_key,
+                old_key.as_deref(),
+            )?
+        };
+        let mut value = std::mem::take(&mut self.value_buf);
+        value.clear();
+        let rendered = push_row(
+            batch,
+            row,
+            plan,
+            prev.as_ref(),
+            &self.meta_columns,
+            &mut value,
+        );
+        let res = self.finish_upsert(batch, row, t, key, store_key, prev, rendered, &value);
+        self.value_buf = value;
+        res
+    }
+
+    /// TOAST policy, state, filters and the write of a rendered upsert.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_upsert(
+        &mut self,
+        batch: &ChangeBatch,
+        row: usize,
+        t: &Target<'_>,
+        key: &str,
+        store_key: Vec<u8>,
+        prev: Option<ToastEntry>,
+        rendered: crate::render::ValueRender,
+        value: &str,
+    ) -> Result<(), PipelineError> {
+        let (route, plan) = (t.route, t.plan);
+        if rendered.fills > 0 {
+            self.metrics
+                .toast_fills
+                .with_label_values(&[&route.label])
+                .inc_by(u64::from(rendered.fills));
+        }
+        if !rendered.missing.is_empty() {
+            let (policy, name) = match route.on_toast_missing {
+                ToastPolicy::EmitWithoutColumn => (None, "emit_without_column"),
+                ToastPolicy::DeadLetter => (Some(BadRecordPolicy::DeadLetter), "dead_letter"),
+                // The partition stops before this record: the row must not reach the sink.
+                ToastPolicy::Fail => (Some(BadRecordPolicy::Fail), "fail"),
+            };
+            self.metrics
+                .toast_misses
+                .with_label_values(&[&route.label, name])
+                .inc_by(rendered.missing.len() as u64);
+            if let Some(policy) = policy {
+                let bad = Bad {
+                    class: "toast_missing",
+                    field: Some(&rendered.missing[0]),
+                    message: format!(
+                        "TOAST-unchanged column(s) {} of key {key}: last value never seen",
+                        rendered.missing.join(", ")
+                    ),
+                };
+                return self.row_bad(policy, route, batch, row, &bad);
+            }
+        }
+        // Whether the key was seen before, for the delete of a row that stops matching; looked
+        // up before this row's entry is staged (only tables with a filter pay for it).
+        let filtered = matches!(&plan.filter, Ok(f) if !f.is_empty());
+        let seen_before = filtered && (prev.is_some() || self.lookup(&store_key)?.is_some());
+        // The state keeps the row even when the filter drops it: a later change of the key may
+        // pass and need its TOAST values.
+        self.batch_mut()?
+            .overlay
+            .insert(store_key, Some(rendered.entry));
+        let passes = match &plan.filter {
+            Ok(f) if !f.is_empty() => {
+                let mut scratch = std::mem::take(&mut self.filter_buf);
+                let ok = row_passes(batch, row, f, prev.as_ref(), &mut scratch);
+                self.filter_buf = scratch;
+                ok
+            }
+            _ => true,
+        };
+        if !passes {
+            self.metrics
+                .filtered_records
+                .with_label_values(&[&route.label])
+                .inc();
+            // A key seen before may have been written while it matched: a delete keeps the
+            // output equal to the rows that match now (redundant ones are no-ops for readers).
+            if seen_before && route.emit_delete {
+                return self.write(t, ChangeOp::Delete, key, None, batch, row);
+            }
+            Ok(())
+        } else if route.emit_upsert {
+            self.write(t, ChangeOp::Upsert, key, Some(value), batch, row)
+        } else {
+            self.metrics
+                .skipped_records
+                .with_label_values(&[&route.label, "op_filter"])
+                .inc();
+            Ok(())
+        }
+    }
+
+    fn batch_mut(&mut self) -> Result<&mut crate::flow::Batch, PipelineError> {
+        self.batch
+            .as_mut()
+            .ok_or_else(|| PipelineError::Config("a row outside an open batch".into()))
+    }
+
+    /// The previous TOAST entry of a key: this batch's change, else the store.
+    fn lookup(&self, store_key: &[u8]) -> Result<Option<ToastEntry>, PipelineError> {
+        if let Some(b) = &self.batch
+            && let Some(v) = b.overlay.get(store_key)
+        {
+            return Ok(v.as_deref().map(ToastEntry::decode));
+        }
+        Ok(self
+            .store
+            .get(store_key)?
+            .as_deref()
+            .map(ToastEntry::decode))
+    }
+
+    /// Hands one change of decoded row `row` to the sink.
+    fn write(
+        &mut self,
+        t: &Target<'_>,
+        op: ChangeOp,
+        key: &str,
+        value: Option<&str>,
+        batch: &ChangeBatch,
+        row: usize,
+    ) -> Result<(), PipelineError> {
+        let meta = &batch.meta[row];
+        self.sink.write(&Change {
+            dest: destination(t.route),
+            shape: &t.plan.shape,
+            op,
+            key,
+            value,
+            origin: Origin {
+                topic: &meta.topic,
+                partition: meta.partition,
+                offset: meta.offset,
+                lsn: meta.position.lsn,
+                ts_ms: meta.position.ts_ms,
+            },
+            batch: &self.batch_label,
+        })?;
+        if let Some(ts) = meta.position.ts_ms {
+            let lag_ms = now_ms() as i64 - ts;
+            if lag_ms >= 0 {
+                self.metrics.source_latency.observe(lag_ms as f64 / 1000.0);
+            }
+        }
+        Ok(())
+    }
+
+    /// A Debezium truncate (everything decoded before it has been handed over): the table's
+    /// policy; `tombstone_all` deletes every key the state knows for the table.
+    pub(crate) fn truncate(
+        &mut self,
+        c: &ControlRecord,
+        m: &Src::Msg,
+    ) -> Result<(), PipelineError> {
+        let Some(table) = &c.table else {
+            // Never silently passed over: a truncate that names no table is a bad record.
+            let bad = Bad {
+                class: "truncate",
+                field: None,
+                message: "truncate of an unknown table".into(),
+            };
+            return self.bad_record(self.cfg.defaults.on_bad_record, m, "unknown", None, &bad);
+        };
+        let route = self.route(table, m.topic())?;
+        match route.on_truncate {
+            TruncatePolicy::Skip => {
+                tracing::warn!(table = %route.label, "truncate skipped (on_truncate = skip)");
+                self.metrics
+                    .skipped_records
+                    .with_label_values(&[&route.label, "truncate"])
+                    .inc();
+                Ok(())
+            }
+            TruncatePolicy::DeadLetter => {
+                let bad = Bad {
+                    class: "truncate",
+                    field: None,
+                    message: format!("truncate of {}", route.label),
+                };
+                self.dead_letter(Some(m), &route.label, Some(&route), &bad)
+            }
+            TruncatePolicy::Fail => {
+                let at = (m.topic().to_owned(), m.partition());
+                let why = format!("truncate of {} under on_truncate = fail", route.label);
+                self.quarantine_at(at, m.offset(), &route.label, &why);
+                Ok(())
+            }
+            TruncatePolicy::TombstoneAll => self.truncate_all(&route, m),
+        }
+    }
+
+    fn truncate_all(&mut self, route: &Arc<Route>, m: &Src::Msg) -> Result<(), PipelineError> {
+        let dest = destination(route);
+        if self.sink.is_stopped(dest) {
+            self.metrics
+                .skipped_records
+                .with_label_values(&[&route.label, "table_stopped"])
+                .inc();
+            return Ok(());
+        }
+        let mut prefix = route.label.as_bytes().to_vec();
+        prefix.push(0);
+        let mut keys: BTreeSet<Vec<u8>> = self.store.keys_of(&route.label)?.into_iter().collect();
+        let batch = self.batch_mut()?;
+        for (k, v) in &batch.overlay {
+            if k.starts_with(&prefix) {
+                if v.is_some() {
+                    keys.insert(k.clone());
+                } else {
+                    keys.remove(k);
+                }
+            }
+        }
+        let n = keys.len();
+        // A truncate's deletes carry no columns: the sink keeps the table's last known shape.
+        let shape = Arc::new(OutputShape {
+            columns: Vec::new(),
+            key: Vec::new(),
+        });
+        for k in keys {
+            let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
+            self.sink.write(&Change {
+                dest,
+                shape: &shape,
+                op: ChangeOp::Truncate,
+                key: &key,
+                value: None,
+                origin: Origin {
+                    topic: m.topic(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    lsn: None,
+                    ts_ms: None,
+                },
+                batch: &self.batch_label,
+            })?;
+            self.batch_mut()?.overlay.insert(k, None);
+        }
+        tracing::warn!(table = %route.label, deletes = n, "truncate: deleted every known key");
+        Ok(())
+    }
+}

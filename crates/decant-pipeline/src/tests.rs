@@ -1,0 +1,766 @@
+//! The loop against an in-memory source and an in-memory sink: no broker, no clock (batches
+//! commit by record count, or when a test commits). Each test drives the loop turn by turn
+//! and looks at what the sink made durable, what the source's group committed, the state
+//! store and the metrics.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use decant_decode::{ControlRecord, DecoderConfig};
+use decant_model::sink::{
+    BatchStats, Change, ChangeOp, Commit, Committed, DeadLetter, Destination, Offsets, Resume,
+    SourceGroup, TopicPartition,
+};
+use decant_model::{
+    ControlEvent, Disposition, Header, RecordCoordinates, Sink, SinkError, SourcePosition,
+};
+
+use crate::config::{BadRecordPolicy, Op, PipelineConfig, TableConfig, ToastPolicy};
+use crate::error::PipelineError;
+use crate::flow::Flow;
+use crate::metrics::Metrics;
+use crate::source::{Record, Source};
+use crate::triage::DeadLetterQueue;
+
+const TOPIC: &str = "s.public.t";
+
+/// An owned record.
+#[derive(Debug, Clone)]
+struct Rec {
+    topic: String,
+    partition: i32,
+    offset: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+}
+
+impl Record for Rec {
+    fn topic(&self) -> &str {
+        &self.topic
+    }
+    fn partition(&self) -> i32 {
+        self.partition
+    }
+    fn offset(&self) -> i64 {
+        self.offset
+    }
+    fn timestamp_ms(&self) -> Option<i64> {
+        None
+    }
+    fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+    fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
+    }
+    fn headers(&self) -> Vec<Header<'_>> {
+        vec![Header {
+            key: "origin",
+            value: Some(b"test"),
+        }]
+    }
+}
+
+/// Partitions of records; a position per partition; the group's committed offsets.
+#[derive(Default)]
+struct MemorySource {
+    log: BTreeMap<TopicPartition, Vec<Rec>>,
+    next: BTreeMap<TopicPartition, i64>,
+    paused: HashSet<TopicPartition>,
+    committed: RefCell<Offsets>,
+}
+
+impl MemorySource {
+    fn push(&mut self, partition: i32, key: Option<String>, value: Option<String>) {
+        let tp = (TOPIC.to_owned(), partition);
+        let records = self.log.entry(tp).or_default();
+        records.push(Rec {
+            topic: TOPIC.into(),
+            partition,
+            offset: records.len() as i64,
+            key: key.map(String::into_bytes),
+            value: value.map(String::into_bytes),
+        });
+    }
+
+    fn drained(&self) -> bool {
+        self.log.iter().all(|(tp, recs)| {
+            self.paused.contains(tp) || self.next.get(tp).copied().unwrap_or(0) >= recs.len() as i64
+        })
+    }
+}
+
+impl SourceGroup for MemorySource {
+    fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<Vec<(TopicPartition, Option<i64>)>, SinkError> {
+        let c = self.committed.borrow();
+        Ok(partitions
+            .iter()
+            .map(|tp| (tp.clone(), c.get(tp).copied()))
+            .collect())
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+
+impl Source for MemorySource {
+    type Msg = Rec;
+
+    fn start(&mut self, resume: &Resume) -> Result<Vec<(TopicPartition, i64)>, PipelineError> {
+        let start = match resume {
+            Resume::Group => self.committed.borrow().clone(),
+            Resume::Own(start) => start.clone(),
+        };
+        let mut assigned = Vec::new();
+        for tp in self.log.keys() {
+            let at = start.get(tp).copied().unwrap_or(0);
+            self.next.insert(tp.clone(), at);
+            assigned.push((tp.clone(), at));
+        }
+        Ok(if matches!(resume, Resume::Own(_)) {
+            assigned
+        } else {
+            Vec::new()
+        })
+    }
+
+    fn maintain(&mut self) -> Result<Vec<(TopicPartition, i64)>, PipelineError> {
+        Ok(Vec::new())
+    }
+
+    fn poll(&mut self, _timeout: Duration) -> Option<Result<Rec, PipelineError>> {
+        for (tp, recs) in &self.log {
+            if self.paused.contains(tp) {
+                continue;
+            }
+            let next = self.next.entry(tp.clone()).or_insert(0);
+            if let Some(r) = recs.get(*next as usize) {
+                *next += 1;
+                return Some(Ok(r.clone()));
+            }
+        }
+        None
+    }
+
+    fn take_revoked(&self) -> bool {
+        false
+    }
+
+    fn pause(&mut self, partition: &TopicPartition) {
+        self.paused.insert(partition.clone());
+    }
+
+    fn resume_partition(&mut self, partition: &TopicPartition) {
+        self.paused.remove(partition);
+    }
+
+    fn rewind(&mut self) -> Result<usize, PipelineError> {
+        let committed = self.committed.borrow().clone();
+        for (tp, next) in &mut self.next {
+            *next = committed.get(tp).copied().unwrap_or(0);
+        }
+        Ok(self.next.len())
+    }
+
+    fn commit_offsets(&self, offsets: &Offsets, sync: bool) -> Result<(), PipelineError> {
+        if sync {
+            self.committed.borrow_mut().extend(offsets.clone());
+        }
+        Ok(())
+    }
+}
+
+/// One change as the sink got it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Out {
+    table: String,
+    op: ChangeOp,
+    key: String,
+    value: Option<String>,
+    offset: i64,
+}
+
+/// Collects the open batch; a commit makes it durable.
+struct MemorySink {
+    resume: Resume,
+    /// Commit after this many source records.
+    commit_every: u64,
+    open: Vec<Out>,
+    durable: Vec<Out>,
+    open_letters: Vec<BTreeMap<String, String>>,
+    letters: Vec<BTreeMap<String, String>>,
+    /// The next commit fails with this disposition.
+    fail_next_commit: Option<Disposition>,
+    /// Destinations stopped (by source label) and what a `holds` check answers below.
+    stopped: BTreeSet<String>,
+    holds_below: Offsets,
+    aborts: u32,
+}
+
+impl MemorySink {
+    fn new(resume: Resume) -> Self {
+        MemorySink {
+            resume,
+            commit_every: u64::MAX,
+            open: Vec::new(),
+            durable: Vec::new(),
+            open_letters: Vec::new(),
+            letters: Vec::new(),
+            fail_next_commit: None,
+            stopped: BTreeSet::new(),
+            holds_below: Offsets::new(),
+            aborts: 0,
+        }
+    }
+}
+
+impl Sink for MemorySink {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+    fn resume(&mut self) -> Result<Resume, SinkError> {
+        Ok(self.resume.clone())
+    }
+    fn offsets_in_commit(&self) -> bool {
+        false
+    }
+    fn open_destination(&mut self, _dest: Destination<'_>) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn holds(&self, _dest: Destination<'_>, partition: &TopicPartition, offset: i64) -> bool {
+        self.holds_below
+            .get(partition)
+            .is_some_and(|next| offset < *next)
+    }
+    fn is_stopped(&self, dest: Destination<'_>) -> bool {
+        self.stopped.contains(dest.label)
+    }
+    fn stopped_destinations(&self) -> usize {
+        self.stopped.len()
+    }
+    fn begin(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn write(&mut self, c: &Change<'_>) -> Result<(), SinkError> {
+        self.open.push(Out {
+            table: c.dest.label.to_owned(),
+            op: c.op,
+            key: c.key.to_owned(),
+            value: c.value.map(str::to_owned),
+            offset: c.origin.offset,
+        });
+        Ok(())
+    }
+    fn dead_letter(&mut self, letter: &DeadLetter<'_>) -> Result<bool, SinkError> {
+        let mut h: BTreeMap<String, String> = letter
+            .headers
+            .iter()
+            .map(|x| {
+                (
+                    x.key.to_owned(),
+                    String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
+                )
+            })
+            .collect();
+        h.insert("@topic".into(), letter.topic.to_owned());
+        self.open_letters.push(h);
+        Ok(true)
+    }
+    fn commit_due(&self, batch: &BatchStats) -> bool {
+        batch.records >= self.commit_every
+    }
+    fn prepare(&mut self, _commit: &Commit<'_>) -> Result<(), SinkError> {
+        Ok(())
+    }
+    fn commit(
+        &mut self,
+        _commit: &Commit<'_>,
+        _group: &dyn SourceGroup,
+    ) -> Result<Committed, SinkError> {
+        if let Some(d) = self.fail_next_commit.take() {
+            return Err(SinkError {
+                what: "injected commit failure".into(),
+                disposition: d,
+                source: None,
+            });
+        }
+        let mut written = BTreeMap::new();
+        for o in &self.open {
+            let op = if o.op == ChangeOp::Upsert {
+                "upsert"
+            } else {
+                "delete"
+            };
+            *written.entry((o.table.clone(), op)).or_insert(0) += 1;
+        }
+        self.durable.append(&mut self.open);
+        self.letters.append(&mut self.open_letters);
+        Ok(Committed { written })
+    }
+    fn abort(&mut self) {
+        self.aborts += 1;
+        self.open.clear();
+        self.open_letters.clear();
+    }
+}
+
+type TestFlow<'c> = Flow<'c, MemorySink, MemorySource>;
+
+fn config(dir: &tempfile::TempDir) -> PipelineConfig {
+    let mut cfg = PipelineConfig::default();
+    cfg.source.topics = vec![TOPIC.into()];
+    cfg.state.dir = dir.path().to_path_buf();
+    cfg.dead_letter.topic = Some("dlq".into());
+    cfg
+}
+
+fn open<'c>(
+    cfg: &'c PipelineConfig,
+    sink: MemorySink,
+    source: MemorySource,
+    metrics: Arc<Metrics>,
+) -> TestFlow<'c> {
+    let resume = sink.resume.clone();
+    Flow::open(
+        cfg,
+        DecoderConfig::default(),
+        sink,
+        source,
+        DeadLetterQueue::new(None, 60_000),
+        resume,
+        metrics,
+    )
+    .expect("the loop opens")
+}
+
+/// Turns the loop until the source has nothing left to give.
+fn drain(w: &mut TestFlow<'_>) {
+    for _ in 0..10_000 {
+        if w.source.drained() {
+            return;
+        }
+        w.turn().expect("a turn");
+    }
+    panic!("the source never drained");
+}
+
+/// A Debezium JSON-with-schema change of `public.t (id int4 primary key, note text)`.
+fn change(op: &str, id: i32, note: Option<&str>) -> (Option<String>, Option<String>) {
+    let row = |n: Option<&str>| match n {
+        Some(n) => format!(r#"{{"id":{id},"note":{}}}"#, serde_json::json!(n)),
+        None => format!(r#"{{"id":{id},"note":null}}"#),
+    };
+    let (before, after) = match op {
+        "d" => (row(note), "null".to_owned()),
+        _ => ("null".to_owned(), row(note)),
+    };
+    let cols = r#"[{"type":"int32","optional":false,"field":"id"},{"type":"string","optional":true,"field":"note"}]"#;
+    let source = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"version"},{"type":"string","optional":false,"field":"connector"},{"type":"string","optional":false,"field":"name"},{"type":"int64","optional":false,"field":"ts_ms"},{"type":"string","optional":false,"field":"db"},{"type":"string","optional":false,"field":"schema"},{"type":"string","optional":false,"field":"table"},{"type":"int64","optional":true,"field":"lsn"}],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"}"#;
+    let value = format!(
+        r#"{{"schema":{{"type":"struct","fields":[{{"type":"struct","fields":{cols},"optional":true,"name":"s.public.t.Value","field":"before"}},{{"type":"struct","fields":{cols},"optional":true,"name":"s.public.t.Value","field":"after"}},{source},{{"type":"string","optional":false,"field":"op"}},{{"type":"int64","optional":true,"field":"ts_ms"}}],"optional":false,"name":"s.public.t.Envelope"}},"payload":{{"before":{before},"after":{after},"source":{{"version":"3.6.1.Final","connector":"postgresql","name":"s","ts_ms":1,"db":"db","schema":"public","table":"t","lsn":{id}}},"op":"{op}","ts_ms":1}}}}"#
+    );
+    let key = format!(
+        r#"{{"schema":{{"type":"struct","fields":[{{"type":"int32","optional":false,"field":"id"}}],"optional":false,"name":"s.public.t.Key"}},"payload":{{"id":{id}}}}}"#
+    );
+    (Some(key), Some(value))
+}
+
+fn push(src: &mut MemorySource, partition: i32, op: &str, id: i32, note: Option<&str>) {
+    let (k, v) = change(op, id, note);
+    src.push(partition, k, v);
+}
+
+fn metric(metrics: &Metrics, line_start: &str) -> f64 {
+    metrics
+        .render()
+        .lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn keys_and_values(out: &[Out]) -> Vec<(ChangeOp, String, Option<String>)> {
+    out.iter()
+        .map(|o| (o.op, o.key.clone(), o.value.clone()))
+        .collect()
+}
+
+#[test]
+fn changes_become_durable_only_with_a_commit_and_their_offsets() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    let mut src = MemorySource::default();
+    push(&mut src, 0, "c", 1, Some("a"));
+    push(&mut src, 0, "u", 1, Some("b"));
+    push(&mut src, 0, "c", 2, Some("c"));
+    push(&mut src, 0, "d", 2, Some("c"));
+    let metrics = Arc::new(Metrics::new());
+    let mut w = open(&cfg, MemorySink::new(Resume::Group), src, metrics.clone());
+    drain(&mut w);
+    w.flush().expect("flush");
+    assert!(
+        w.sink.durable.is_empty(),
+        "nothing is durable before a commit"
+    );
+    assert!(w.source.committed.borrow().is_empty());
+    w.commit().expect("commit");
+    assert_eq!(
+        keys_and_values(&w.sink.durable),
+        vec![
+            (
+                ChangeOp::Upsert,
+                r#"{"id":1}"#.into(),
+                Some(r#"{"id":1,"note":"a"}"#.into())
+            ),
+            (
+                ChangeOp::Upsert,
+                r#"{"id":1}"#.into(),
+                Some(r#"{"id":1,"note":"b"}"#.into())
+            ),
+            (
+                ChangeOp::Upsert,
+                r#"{"id":2}"#.into(),
+                Some(r#"{"id":2,"note":"c"}"#.into())
+            ),
+            (ChangeOp::Delete, r#"{"id":2}"#.into(), None),
+        ]
+    );
+    assert_eq!(
+        w.source.committed.borrow().get(&(TOPIC.to_owned(), 0)),
+        Some(&4)
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"decant_output_records_total{op="upsert",table="public.t"}"#
+        ),
+        3.0
+    );
+    // The state knows key 1 and no longer key 2.
+    assert_eq!(w.store.keys_of("public.t").expect("keys").len(), 1);
+}
+
+#[test]
+fn toast_state_applies_after_a_commit_and_is_discarded_after_an_abort() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    let mut src = MemorySource::default();
+    push(&mut src, 0, "c", 1, Some("long text"));
+    push(&mut src, 0, "u", 1, Some("__debezium_unavailable_value"));
+    let mut sink = MemorySink::new(Resume::Group);
+    sink.fail_next_commit = Some(Disposition::AbortAndRewind);
+    let metrics = Arc::new(Metrics::new());
+    let mut w = open(&cfg, sink, src, metrics.clone());
+    // The first record, then a commit that fails: abort and rewind.
+    w.turn().expect("turn");
+    let step = w.commit();
+    assert!(step.is_err());
+    w.settle(step).expect("a rewind, not a stop");
+    assert_eq!(w.sink.aborts, 1);
+    assert!(
+        !w.store.has_pending().expect("pending"),
+        "the staged state is settled"
+    );
+    assert!(
+        w.store.keys_of("public.t").expect("keys").is_empty(),
+        "an aborted batch leaves no state behind"
+    );
+    assert_eq!(
+        metric(&metrics, r#"decant_rewinds_total{reason="kafka_error"}"#),
+        1.0
+    );
+    // Re-read from the committed offset (none): both records, the TOAST value filled from the
+    // first, and the state applied only now.
+    drain(&mut w);
+    w.commit().expect("commit");
+    assert_eq!(
+        keys_and_values(&w.sink.durable),
+        vec![
+            (
+                ChangeOp::Upsert,
+                r#"{"id":1}"#.into(),
+                Some(r#"{"id":1,"note":"long text"}"#.into())
+            ),
+            (
+                ChangeOp::Upsert,
+                r#"{"id":1}"#.into(),
+                Some(r#"{"id":1,"note":"long text"}"#.into())
+            ),
+        ]
+    );
+    assert_eq!(w.store.keys_of("public.t").expect("keys").len(), 1);
+    assert_eq!(
+        metric(&metrics, r#"decant_toast_fills_total{table="public.t"}"#),
+        1.0
+    );
+}
+
+#[test]
+fn a_toast_miss_under_fail_quarantines_only_its_partition() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    let mut src = MemorySource::default();
+    push(&mut src, 0, "c", 1, Some("x"));
+    push(&mut src, 0, "u", 2, Some("__debezium_unavailable_value"));
+    push(&mut src, 0, "c", 3, Some("after the miss"));
+    push(&mut src, 1, "c", 4, Some("other partition"));
+    let metrics = Arc::new(Metrics::new());
+    let mut w = open(&cfg, MemorySink::new(Resume::Group), src, metrics.clone());
+    drain(&mut w);
+    w.commit().expect("commit");
+    let keys: Vec<String> = w.sink.durable.iter().map(|o| o.key.clone()).collect();
+    assert_eq!(keys, vec![r#"{"id":1}"#, r#"{"id":4}"#]);
+    let committed = w.source.committed.borrow().clone();
+    assert_eq!(
+        committed.get(&(TOPIC.to_owned(), 0)),
+        Some(&1),
+        "held at the miss"
+    );
+    assert_eq!(committed.get(&(TOPIC.to_owned(), 1)), Some(&1));
+    assert_eq!(metric(&metrics, "decant_quarantined_partitions"), 1.0);
+}
+
+#[test]
+fn bad_records_follow_their_policy() {
+    for policy in [
+        BadRecordPolicy::Skip,
+        BadRecordPolicy::DeadLetter,
+        BadRecordPolicy::Fail,
+    ] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut cfg = config(&dir);
+        cfg.defaults.on_bad_record = policy;
+        let mut src = MemorySource::default();
+        push(&mut src, 0, "c", 1, Some("x"));
+        src.push(0, Some("{}".into()), Some("{not json".into()));
+        push(&mut src, 0, "c", 2, Some("y"));
+        let metrics = Arc::new(Metrics::new());
+        let mut w = open(&cfg, MemorySink::new(Resume::Group), src, metrics.clone());
+        drain(&mut w);
+        w.commit().expect("commit");
+        let keys: Vec<String> = w.sink.durable.iter().map(|o| o.key.clone()).collect();
+        let committed = w
+            .source
+            .committed
+            .borrow()
+            .get(&(TOPIC.to_owned(), 0))
+            .copied();
+        match policy {
+            BadRecordPolicy::Skip => {
+                assert_eq!(keys, vec![r#"{"id":1}"#, r#"{"id":2}"#]);
+                assert!(w.sink.letters.is_empty());
+                assert_eq!(committed, Some(3));
+            }
+            BadRecordPolicy::DeadLetter => {
+                assert_eq!(keys, vec![r#"{"id":1}"#, r#"{"id":2}"#]);
+                assert_eq!(w.sink.letters.len(), 1);
+                let h = &w.sink.letters[0];
+                assert_eq!(h["@topic"], "dlq");
+                assert_eq!(h["origin"], "test", "the original headers are kept");
+                assert_eq!(h["decant.source.topic"], TOPIC);
+                assert_eq!(h["decant.source.offset"], "1");
+                assert!(h.contains_key("decant.error.class"));
+                assert_eq!(committed, Some(3));
+            }
+            BadRecordPolicy::Fail => {
+                assert_eq!(keys, vec![r#"{"id":1}"#]);
+                assert_eq!(committed, Some(1), "the partition stops at the bad record");
+                assert_eq!(metric(&metrics, "decant_quarantined_partitions"), 1.0);
+            }
+        }
+    }
+}
+
+/// Regression: the Iceberg loop once ignored a truncate that named no table. The decoder names
+/// the table of every truncate it decodes (from the topic when the envelope does not), so the
+/// control record is handed to the loop directly.
+#[test]
+fn a_truncate_that_names_no_table_is_a_bad_record() {
+    for own in [false, true] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut cfg = config(&dir);
+        cfg.defaults.on_bad_record = BadRecordPolicy::DeadLetter;
+        let mut src = MemorySource::default();
+        push(&mut src, 0, "c", 1, Some("a"));
+        let resume = if own {
+            Resume::Own(Offsets::new())
+        } else {
+            Resume::Group
+        };
+        let metrics = Arc::new(Metrics::new());
+        let mut w = open(&cfg, MemorySink::new(resume), src, metrics.clone());
+        drain(&mut w);
+        let rec = w.source.log[&(TOPIC.to_owned(), 0)][0].clone();
+        let control = ControlRecord {
+            seq: 99,
+            coords: RecordCoordinates {
+                topic: TOPIC.into(),
+                partition: 0,
+                offset: 0,
+            },
+            table: None,
+            event: ControlEvent::Truncate,
+            position: SourcePosition::default(),
+            key: None,
+        };
+        w.flush().expect("flush");
+        w.truncate(&control, &rec).expect("a policy, not an error");
+        w.commit().expect("commit");
+        assert_eq!(w.sink.letters.len(), 1, "own={own}");
+        assert_eq!(w.sink.letters[0]["decant.error.class"], "truncate");
+        assert_eq!(
+            metric(
+                &metrics,
+                r#"decant_dead_letter_records_total{reason="truncate",table="unknown"}"#
+            ),
+            1.0,
+            "own={own}"
+        );
+    }
+}
+
+#[test]
+fn a_truncate_deletes_every_known_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    let mut src = MemorySource::default();
+    push(&mut src, 0, "c", 1, Some("a"));
+    push(&mut src, 0, "c", 2, Some("b"));
+    push(&mut src, 0, "d", 2, Some("b"));
+    push(&mut src, 0, "c", 3, Some("c"));
+    src.push(
+        0,
+        None,
+        Some(
+            r#"{"source":{"db":"db","schema":"public","table":"t","lsn":9},"op":"t","ts_ms":1}"#
+                .into(),
+        ),
+    );
+    let mut w = open(
+        &cfg,
+        MemorySink::new(Resume::Group),
+        src,
+        Arc::new(Metrics::new()),
+    );
+    // Key 1 is committed (in the store), key 3 only in the open batch.
+    w.turn().expect("turn");
+    w.commit().expect("commit");
+    drain(&mut w);
+    w.commit().expect("commit");
+    let truncated: BTreeSet<String> = w
+        .sink
+        .durable
+        .iter()
+        .filter(|o| o.op == ChangeOp::Truncate)
+        .map(|o| o.key.clone())
+        .collect();
+    assert_eq!(
+        truncated,
+        BTreeSet::from([r#"{"id":1}"#.to_owned(), r#"{"id":3}"#.to_owned()])
+    );
+    assert!(w.store.keys_of("public.t").expect("keys").is_empty());
+}
+
+/// Regression: the Iceberg loop once skipped deletes left out by `ops` without counting them.
+#[test]
+fn the_op_filter_counts_what_it_leaves_out_for_every_sink() {
+    for own in [false, true] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut cfg = config(&dir);
+        cfg.tables.insert(
+            "public.t".into(),
+            TableConfig {
+                ops: Some(vec![Op::Upsert]),
+                ..TableConfig::default()
+            },
+        );
+        let mut src = MemorySource::default();
+        push(&mut src, 0, "c", 1, Some("a"));
+        push(&mut src, 0, "d", 1, Some("a"));
+        let resume = if own {
+            Resume::Own(Offsets::new())
+        } else {
+            Resume::Group
+        };
+        let metrics = Arc::new(Metrics::new());
+        let mut w = open(&cfg, MemorySink::new(resume), src, metrics.clone());
+        drain(&mut w);
+        w.commit().expect("commit");
+        assert_eq!(w.sink.durable.len(), 1, "own={own}");
+        assert_eq!(
+            metric(
+                &metrics,
+                r#"decant_skipped_records_total{reason="op_filter",table="public.t"}"#
+            ),
+            1.0,
+            "own={own}"
+        );
+    }
+}
+
+#[test]
+fn a_sink_that_keeps_its_progress_gets_only_what_it_does_not_hold() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    let mut src = MemorySource::default();
+    for id in 1..=4 {
+        push(&mut src, 0, "c", id, Some("v"));
+    }
+    // The sink's smallest offset is 1 (the loop starts there); it already holds 0..=1.
+    let mut sink = MemorySink::new(Resume::Own(Offsets::from([((TOPIC.to_owned(), 0), 1)])));
+    sink.holds_below.insert((TOPIC.to_owned(), 0), 2);
+    let mut w = open(&cfg, sink, src, Arc::new(Metrics::new()));
+    drain(&mut w);
+    w.commit().expect("commit");
+    let offsets: Vec<i64> = w.sink.durable.iter().map(|o| o.offset).collect();
+    assert_eq!(offsets, vec![2, 3]);
+    assert_eq!(w.position.get(&(TOPIC.to_owned(), 0)), Some(&4));
+}
+
+#[test]
+fn a_stopped_destination_keeps_its_old_state() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    let mut src = MemorySource::default();
+    push(&mut src, 0, "c", 1, Some("a"));
+    let mut sink = MemorySink::new(Resume::Own(Offsets::new()));
+    sink.stopped.insert("public.t".into());
+    let metrics = Arc::new(Metrics::new());
+    let mut w = open(&cfg, sink, src, metrics.clone());
+    drain(&mut w);
+    w.commit().expect("commit");
+    assert!(w.sink.durable.is_empty());
+    assert!(w.store.keys_of("public.t").expect("keys").is_empty());
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"decant_skipped_records_total{reason="table_stopped",table="public.t"}"#
+        ),
+        1.0
+    );
+}
+
+#[test]
+fn a_fatal_sink_error_stops_and_emit_without_column_leaves_the_column_out() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = config(&dir);
+    cfg.defaults.on_toast_missing = ToastPolicy::EmitWithoutColumn;
+    let mut src = MemorySource::default();
+    push(&mut src, 0, "u", 1, Some("__debezium_unavailable_value"));
+    let mut sink = MemorySink::new(Resume::Group);
+    sink.fail_next_commit = Some(Disposition::Fatal);
+    let mut w = open(&cfg, sink, src, Arc::new(Metrics::new()));
+    drain(&mut w);
+    w.flush().expect("flush");
+    assert_eq!(w.sink.open[0].value.as_deref(), Some(r#"{"id":1}"#));
+    let step = w.commit();
+    assert!(w.settle(step).is_err(), "a fatal error stops the loop");
+    assert!(w.sink.durable.is_empty());
+}
