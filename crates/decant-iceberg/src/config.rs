@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use decant_model::template_vars;
 use serde::Deserialize;
 
 /// `[iceberg]`: the Iceberg sink. Each source table becomes an Iceberg v2 table keyed by its
@@ -162,23 +163,6 @@ impl IcebergSinkConfig {
         }
         out
     }
-}
-
-/// `{name}` variables of a template.
-fn template_vars(template: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let after = &rest[start + 1..];
-        match after.find('}') {
-            Some(end) => {
-                out.push(after[..end].to_owned());
-                rest = &after[end + 1..];
-            }
-            None => break,
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use decant_model::sink::{
     BatchStats, Change, ChangeOp, Commit, Committed, Destination, Offsets, OutputShape, Resume,
     SourceGroup, TopicPartition,
 };
-use decant_model::{Disposition, RetryClass, Sink, SinkError, TableId};
+use decant_model::{Disposition, RetryClass, Sink, SinkError, TableId, error_chain as chain};
 use serde_json::{Map, Value};
 
 use crate::arrow_rows::{batch_from_rows, parse_row};
@@ -108,36 +108,7 @@ impl IcebergSink {
     }
 
     /// Destination namespace and table of a source table.
-    fn named(&mut self, table: &TableId, label: &str) -> &Named {
-        if !self.names.contains_key(label) {
-            let fill = |t: &str| {
-                t.replace("{schema}", &table.namespace)
-                    .replace("{table}", &table.name)
-                    .replace("{prefix}", &self.prefix)
-            };
-            let mut ns = fill(&self.cfg.namespace);
-            if ns.is_empty() {
-                ns = "default".into();
-            }
-            let name = fill(&self.cfg.table);
-            let label_out = format!("{ns}.{name}");
-            self.names.insert(
-                label.to_owned(),
-                Named {
-                    ns,
-                    name,
-                    label: label_out,
-                },
-            );
-        }
-        &self.names[label]
-    }
-
-    /// `ns.name` of a source table without caching (read-only paths).
-    fn dest_label(&self, table: &TableId, label: &str) -> String {
-        if let Some(n) = self.names.get(label) {
-            return n.label.clone();
-        }
+    fn name_of(&self, table: &TableId) -> Named {
         let fill = |t: &str| {
             t.replace("{schema}", &table.namespace)
                 .replace("{table}", &table.name)
@@ -147,7 +118,29 @@ impl IcebergSink {
         if ns.is_empty() {
             ns = "default".into();
         }
-        format!("{ns}.{}", fill(&self.cfg.table))
+        let name = fill(&self.cfg.table);
+        Named {
+            label: format!("{ns}.{name}"),
+            ns,
+            name,
+        }
+    }
+
+    /// [`IcebergSink::name_of`], remembered by source label.
+    fn named(&mut self, table: &TableId, label: &str) -> &Named {
+        if !self.names.contains_key(label) {
+            let named = self.name_of(table);
+            self.names.insert(label.to_owned(), named);
+        }
+        &self.names[label]
+    }
+
+    /// `ns.name` of a source table (read-only paths).
+    fn dest_label(&self, table: &TableId, label: &str) -> String {
+        match self.names.get(label) {
+            Some(n) => n.label.clone(),
+            None => self.name_of(table).label,
+        }
     }
 
     /// Opens (creates, evolves, claims) the destination; `false` when it is stopped.
@@ -338,18 +331,6 @@ impl IcebergSink {
         }
         Ok(())
     }
-}
-
-/// `error: cause: cause …`.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 impl Sink for IcebergSink {

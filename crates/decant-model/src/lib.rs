@@ -7,6 +7,7 @@
 //!   the [`SourcePosition`] it came from in the source database.
 //! - [`sink`]: the [`Sink`] trait — what the one loop asks of every output (write a change,
 //!   commit with the offsets, abort, resume) — and the [`Disposition`] of every error.
+//! - [`template_vars`] and [`error_chain`]: small helpers every sink crate needs the same way.
 //! - [`RetryClass`]: how every crate's errors tell the pipeline whether to retry, rewind or stop.
 
 pub mod change;
@@ -28,4 +29,33 @@ pub enum RetryClass {
     BadRecord,
     /// Processing must stop: configuration or invariant violations.
     Fatal,
+}
+
+/// The `{name}` variables of an output-name template (`{schema}.{table}`), in order.
+pub fn template_vars(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('{') {
+        let after = &rest[start + 1..];
+        match after.find('}') {
+            Some(end) => {
+                out.push(after[..end].to_owned());
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// `error: cause: cause …`, for logs and messages that print the whole chain on purpose.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

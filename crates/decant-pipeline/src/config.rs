@@ -641,22 +641,7 @@ impl TablePolicy {
     }
 }
 
-/// `{name}` variables of a template.
-pub fn template_vars(template: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        let after = &rest[start + 1..];
-        match after.find('}') {
-            Some(end) => {
-                out.push(after[..end].to_owned());
-                rest = &after[end + 1..];
-            }
-            None => break,
-        }
-    }
-    out
-}
+pub use decant_model::template_vars;
 
 #[cfg(test)]
 mod tests {

@@ -53,14 +53,4 @@ impl PipelineError {
     }
 }
 
-/// `error: cause: cause …`, for logs that print the chain on purpose.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use decant_model::error_chain as chain;

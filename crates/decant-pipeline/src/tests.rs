@@ -371,6 +371,15 @@ fn change(op: &str, id: i32, note: Option<&str>) -> (Option<String>, Option<Stri
     (Some(key), Some(value))
 }
 
+/// A source of `(partition, op, id, note)` changes of `public.t`.
+fn source_of(changes: &[(i32, &str, i32, Option<&str>)]) -> MemorySource {
+    let mut src = MemorySource::default();
+    for (partition, op, id, note) in changes {
+        push(&mut src, *partition, op, *id, *note);
+    }
+    src
+}
+
 fn push(src: &mut MemorySource, partition: i32, op: &str, id: i32, note: Option<&str>) {
     let (k, v) = change(op, id, note);
     src.push(partition, k, v);
@@ -396,11 +405,12 @@ fn keys_and_values(out: &[Out]) -> Vec<(ChangeOp, String, Option<String>)> {
 fn changes_become_durable_only_with_a_commit_and_their_offsets() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = config(&dir);
-    let mut src = MemorySource::default();
-    push(&mut src, 0, "c", 1, Some("a"));
-    push(&mut src, 0, "u", 1, Some("b"));
-    push(&mut src, 0, "c", 2, Some("c"));
-    push(&mut src, 0, "d", 2, Some("c"));
+    let src = source_of(&[
+        (0, "c", 1, Some("a")),
+        (0, "u", 1, Some("b")),
+        (0, "c", 2, Some("c")),
+        (0, "d", 2, Some("c")),
+    ]);
     let metrics = Arc::new(Metrics::new());
     let mut w = open(&cfg, MemorySink::new(Resume::Group), src, metrics.clone());
     drain(&mut w);
@@ -451,9 +461,10 @@ fn changes_become_durable_only_with_a_commit_and_their_offsets() {
 fn toast_state_applies_after_a_commit_and_is_discarded_after_an_abort() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = config(&dir);
-    let mut src = MemorySource::default();
-    push(&mut src, 0, "c", 1, Some("long text"));
-    push(&mut src, 0, "u", 1, Some("__debezium_unavailable_value"));
+    let src = source_of(&[
+        (0, "c", 1, Some("long text")),
+        (0, "u", 1, Some("__debezium_unavailable_value")),
+    ]);
     let mut sink = MemorySink::new(Resume::Group);
     sink.fail_next_commit = Some(Disposition::AbortAndRewind);
     let metrics = Arc::new(Metrics::new());
@@ -506,11 +517,12 @@ fn toast_state_applies_after_a_commit_and_is_discarded_after_an_abort() {
 fn a_toast_miss_under_fail_quarantines_only_its_partition() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = config(&dir);
-    let mut src = MemorySource::default();
-    push(&mut src, 0, "c", 1, Some("x"));
-    push(&mut src, 0, "u", 2, Some("__debezium_unavailable_value"));
-    push(&mut src, 0, "c", 3, Some("after the miss"));
-    push(&mut src, 1, "c", 4, Some("other partition"));
+    let src = source_of(&[
+        (0, "c", 1, Some("x")),
+        (0, "u", 2, Some("__debezium_unavailable_value")),
+        (0, "c", 3, Some("after the miss")),
+        (1, "c", 4, Some("other partition")),
+    ]);
     let metrics = Arc::new(Metrics::new());
     let mut w = open(&cfg, MemorySink::new(Resume::Group), src, metrics.clone());
     drain(&mut w);
@@ -630,11 +642,12 @@ fn a_truncate_that_names_no_table_is_a_bad_record() {
 fn a_truncate_deletes_every_known_key() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = config(&dir);
-    let mut src = MemorySource::default();
-    push(&mut src, 0, "c", 1, Some("a"));
-    push(&mut src, 0, "c", 2, Some("b"));
-    push(&mut src, 0, "d", 2, Some("b"));
-    push(&mut src, 0, "c", 3, Some("c"));
+    let mut src = source_of(&[
+        (0, "c", 1, Some("a")),
+        (0, "c", 2, Some("b")),
+        (0, "d", 2, Some("b")),
+        (0, "c", 3, Some("c")),
+    ]);
     src.push(
         0,
         None,
@@ -728,8 +741,7 @@ fn a_sink_that_keeps_its_progress_gets_only_what_it_does_not_hold() {
 fn a_stopped_destination_keeps_its_old_state() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = config(&dir);
-    let mut src = MemorySource::default();
-    push(&mut src, 0, "c", 1, Some("a"));
+    let src = source_of(&[(0, "c", 1, Some("a"))]);
     let mut sink = MemorySink::new(Resume::Own(Offsets::new()));
     sink.stopped.insert("public.t".into());
     let metrics = Arc::new(Metrics::new());
@@ -752,8 +764,7 @@ fn a_fatal_sink_error_stops_and_emit_without_column_leaves_the_column_out() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut cfg = config(&dir);
     cfg.defaults.on_toast_missing = ToastPolicy::EmitWithoutColumn;
-    let mut src = MemorySource::default();
-    push(&mut src, 0, "u", 1, Some("__debezium_unavailable_value"));
+    let src = source_of(&[(0, "u", 1, Some("__debezium_unavailable_value"))]);
     let mut sink = MemorySink::new(Resume::Group);
     sink.fail_next_commit = Some(Disposition::Fatal);
     let mut w = open(&cfg, sink, src, Arc::new(Metrics::new()));
