@@ -71,7 +71,7 @@ pub fn batch_from_rows(
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
 
-fn column(field: &Field, values: &[Option<&Value>]) -> Result<ArrayRef, String> {
+pub(crate) fn column(field: &Field, values: &[Option<&Value>]) -> Result<ArrayRef, String> {
     let n = values.len();
     Ok(match field.data_type() {
         DataType::Boolean => {

@@ -18,7 +18,10 @@
 //!   one snapshot per table per batch with the offsets in it, progress read back from the
 //!   tables.
 //! - [`config`]: [`IcebergSinkConfig`] — the `[iceberg]` section and its checks.
-//! - `arrow_rows`: rendered rows → Arrow batches of a destination table's schema.
+//! - `typed`: upserts as decoded Arrow columns → batches of a destination table's schema
+//!   (gathered column by column; canonical text only where Iceberg stores text).
+//! - `arrow_rows`: canonical JSON values → Arrow columns of a destination table's schema (keys,
+//!   TOAST fills, metadata values and the columns stored as text).
 //! - [`error`]: [`IcebergError`] and its retry class.
 //!
 //! The API is blocking: [`Lake`] owns a small tokio runtime, so the pipeline's loop stays
@@ -31,6 +34,7 @@ pub mod config;
 pub mod error;
 pub mod lake;
 pub mod sink;
+mod typed;
 pub mod types;
 
 pub use commit::{CommitOutcome, Progress, TableDelta};

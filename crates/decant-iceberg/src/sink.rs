@@ -21,6 +21,7 @@ use crate::commit::{CommitOutcome, Progress, TableDelta};
 use crate::config::IcebergSinkConfig;
 use crate::error::IcebergError;
 use crate::lake::{Lake, LakeConfig, LakeTable};
+use crate::typed::{Decoded, StagedRow, batch_of};
 use crate::types::TableLayout;
 
 impl From<IcebergError> for SinkError {
@@ -46,8 +47,9 @@ struct Pending {
     name: String,
     /// `None`: only deletes of an existing table (a truncate before any row of this run).
     shape: Option<Arc<OutputShape>>,
-    /// Key JSON → final value JSON (`None`: deleted).
-    rows: HashMap<String, Option<String>>,
+    /// Key JSON → the final upsert in `staged` (`None`: deleted).
+    rows: HashMap<String, Option<usize>>,
+    staged: Vec<StagedRow>,
 }
 
 /// A source table's destination: namespace, name and `ns.name` label.
@@ -73,6 +75,8 @@ pub struct IcebergSink {
     ready: Vec<(String, Pending)>,
     /// Destination of each source table (by label).
     names: HashMap<String, Named>,
+    /// The decoded batches the open batch's upserts point into.
+    decoded: Decoded,
     batch_bytes: u64,
 }
 
@@ -103,6 +107,7 @@ impl IcebergSink {
             pending: HashMap::new(),
             ready: Vec::new(),
             names: HashMap::new(),
+            decoded: Decoded::new(),
             batch_bytes: 0,
         })
     }
@@ -207,41 +212,39 @@ impl IcebergSink {
         let parse = |json: &str| -> Result<Map<String, Value>, IcebergError> {
             parse_row(&schema, json).map_err(|why| IcebergError::Inconsistent {
                 table: label.to_owned(),
-                why: format!("re-reading a rendered row: {why}"),
+                why: format!("re-reading a rendered key: {why}"),
             })
         };
-        let to_batch = |rows: &[Map<String, Value>]| {
-            batch_from_rows(&schema, rows).map_err(|why| IcebergError::IncompatibleSchema {
-                table: label.to_owned(),
-                why,
-            })
+        let incompatible = |why: String| IcebergError::IncompatibleSchema {
+            table: label.to_owned(),
+            why,
         };
-        // Converted a chunk at a time: the parsed rows of one chunk are the only copy of the
-        // batch besides its rendered text and its Arrow form.
+        // Built a chunk at a time: keys are parsed from their JSON (they are small), upserts
+        // are gathered from the decoded columns.
         const CHUNK: usize = 8192;
         let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
         let (mut up_rows, mut del_rows) = (Vec::new(), Vec::new());
         let mut ups = 0u64;
         for (key, value) in &p.rows {
             del_rows.push(parse(key)?);
-            if let Some(v) = value {
-                up_rows.push(parse(v)?);
+            if let Some(i) = value {
+                up_rows.push(&p.staged[*i]);
                 ups += 1;
             }
             if del_rows.len() >= CHUNK {
-                deletes.push(to_batch(&del_rows)?);
+                deletes.push(batch_from_rows(&schema, &del_rows).map_err(incompatible)?);
                 del_rows.clear();
             }
             if up_rows.len() >= CHUNK {
-                upserts.push(to_batch(&up_rows)?);
+                upserts.push(batch_of(&schema, &up_rows, &self.decoded).map_err(incompatible)?);
                 up_rows.clear();
             }
         }
         if !del_rows.is_empty() {
-            deletes.push(to_batch(&del_rows)?);
+            deletes.push(batch_from_rows(&schema, &del_rows).map_err(incompatible)?);
         }
         if !up_rows.is_empty() {
-            upserts.push(to_batch(&up_rows)?);
+            upserts.push(batch_of(&schema, &up_rows, &self.decoded).map_err(incompatible)?);
         }
         let delta = TableDelta {
             upserts,
@@ -414,13 +417,25 @@ impl Sink for IcebergSink {
         Ok(())
     }
 
+    fn wants_typed_rows(&self) -> bool {
+        true
+    }
+
     fn write(&mut self, c: &Change<'_>) -> Result<(), SinkError> {
         let named = self.named(c.dest.table, c.dest.label).clone();
+        if let Some(r) = &c.typed
+            && !self.decoded.contains_key(&r.batch_id)
+        {
+            // What the batch holds: every decoded batch an upsert points into, whole.
+            self.batch_bytes += r.columns.get_array_memory_size() as u64;
+            self.decoded.insert(r.batch_id, r.columns.clone());
+        }
         let p = self.pending.entry(named.label).or_insert_with(|| Pending {
             ns: named.ns,
             name: named.name,
             shape: None,
             rows: HashMap::new(),
+            staged: Vec::new(),
         });
         if c.op == ChangeOp::Upsert || c.op == ChangeOp::Delete {
             match &p.shape {
@@ -428,9 +443,25 @@ impl Sink for IcebergSink {
                 _ => p.shape = Some(c.shape.clone()),
             }
         }
-        // What the batch holds: a replaced value is still counted (an over-estimate is safe).
-        self.batch_bytes += (c.key.len() + c.value.map_or(0, str::len)) as u64;
-        p.rows.insert(c.key.to_owned(), c.value.map(str::to_owned));
+        self.batch_bytes += c.key.len() as u64;
+        let slot = match (&c.typed, c.op) {
+            (Some(r), ChangeOp::Upsert) => {
+                p.staged.push(StagedRow::new(r, c.shape));
+                Some(p.staged.len() - 1)
+            }
+            (None, ChangeOp::Upsert) => {
+                return Err(SinkError::fatal(
+                    "the Iceberg sink takes upserts as decoded columns",
+                ));
+            }
+            _ => None,
+        };
+        match p.rows.get_mut(c.key) {
+            Some(s) => *s = slot,
+            None => {
+                p.rows.insert(c.key.to_owned(), slot);
+            }
+        }
         Ok(())
     }
 
@@ -474,6 +505,7 @@ impl Sink for IcebergSink {
             }
         }
         self.advance_quiet_tables(commit.id, commit.all_offsets, &committed_labels)?;
+        self.decoded.clear();
         self.batch_bytes = 0;
         Ok(Committed { written })
     }
@@ -481,6 +513,7 @@ impl Sink for IcebergSink {
     fn abort(&mut self) {
         self.pending.clear();
         self.ready.clear();
+        self.decoded.clear();
         self.batch_bytes = 0;
     }
 

@@ -16,6 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arrow_array::RecordBatch;
+
 use crate::{ColumnType, Header, TableId};
 
 /// A source partition: topic and partition number.
@@ -118,6 +120,34 @@ impl ChangeOp {
 pub struct OutputShape {
     pub columns: Vec<(String, ColumnType)>,
     pub key: Vec<String>,
+    /// Per output column: its column in the decoded batch ([`TypedRow::columns`]), or `None`
+    /// for a metadata column (its value is in [`TypedRow::meta`]).
+    pub sources: Vec<Option<usize>>,
+}
+
+impl OutputShape {
+    /// The position of output column `name`.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|(n, _)| n == name)
+    }
+}
+
+/// An upsert's row as decoded columns, for sinks that store typed columns
+/// ([`Sink::wants_typed_rows`]): no JSON text in between.
+#[derive(Debug, Clone, Copy)]
+pub struct TypedRow<'a> {
+    /// Identifies `columns` among the batches of one loop run (the same batch, the same id).
+    pub batch_id: u64,
+    /// The decoded batch (the decoder's Arrow types, see `ColumnType::arrow_type`).
+    pub columns: &'a RecordBatch,
+    pub row: usize,
+    /// TOAST-unchanged cells filled from the state: (output column, canonical JSON text).
+    pub fills: &'a [(usize, String)],
+    /// TOAST-unchanged cells without a previous value (left out, as the JSON value leaves
+    /// them out): output columns.
+    pub missing: &'a [usize],
+    /// The metadata columns' values as canonical JSON text, in output order.
+    pub meta: &'a [String],
 }
 
 /// Where a change goes: its source table and the output the router chose for it.
@@ -152,8 +182,11 @@ pub struct Change<'a> {
     pub op: ChangeOp,
     /// The key's JSON object.
     pub key: &'a str,
-    /// The row's JSON object; `None` for deletes.
+    /// The row's JSON object; `None` for deletes, and for upserts to a sink that
+    /// [wants typed rows](Sink::wants_typed_rows).
     pub value: Option<&'a str>,
+    /// The row as decoded columns, for upserts to a sink that wants typed rows.
+    pub typed: Option<TypedRow<'a>>,
     pub origin: Origin<'a>,
     /// The loop's id of the open batch (`<process>:<sequence>`), for provenance.
     pub batch: &'a str,
@@ -213,6 +246,11 @@ pub struct Committed {
 pub trait Sink {
     /// A short name for logs and metrics (`kafka`, `iceberg`).
     fn name(&self) -> &'static str;
+
+    /// Whether upserts come as [`TypedRow`]s (decoded Arrow columns) instead of JSON text.
+    fn wants_typed_rows(&self) -> bool {
+        false
+    }
 
     /// Called once before the first record: where the loop resumes.
     fn resume(&mut self) -> Result<Resume, SinkError>;

@@ -84,12 +84,11 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             all_offsets: &all_offsets,
         };
         self.sink.prepare(&commit)?;
-        let staged = !batch.overlay.is_empty();
-        if staged {
-            let mut tags = batch.offsets.clone();
-            tags.push((format!("{COMMIT_TAG}{id}"), 0, 0));
-            self.store.stage(&batch.overlay, &tags)?;
-        }
+        // Staged (durably) at every commit, changes or none: this also makes the previous
+        // commit's apply durable, so what can come back after a crash is only this commit's.
+        let mut tags = batch.offsets.clone();
+        tags.push((format!("{COMMIT_TAG}{id}"), 0, 0));
+        self.store.stage(&batch.overlay, &tags)?;
         let committed = self.sink.commit(&commit, &self.source)?;
         if !self.own && !self.sink.offsets_in_commit() {
             self.source.commit_offsets(&batch_offsets, true)?;
@@ -99,9 +98,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             self.source.commit_offsets(&all_offsets, false)?;
         }
         self.position = all_offsets;
-        if staged {
-            self.apply_staged()?;
-        }
+        self.apply_staged()?;
         self.metrics
             .commit_duration
             .observe(started.elapsed().as_secs_f64());

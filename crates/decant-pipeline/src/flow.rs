@@ -111,6 +111,10 @@ pub(crate) struct Flow<'c, S: Sink, Src: Source> {
     /// Scratch for rendering `where` predicate columns.
     pub(crate) filter_buf: String,
     pub(crate) summary: Summary,
+    /// Id of the decoded batch whose rows are being emitted ([`decant_model::sink::TypedRow`]).
+    pub(crate) decoded_id: u64,
+    /// Decoded batches handed over so far.
+    decoded_count: u64,
     /// This process's id in `decant.txn` headers (`<pid>-<start ms>`).
     run_id: String,
     /// `decant.txn` of the open batch: `<run_id>:<sequence>`.
@@ -226,6 +230,8 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
             value_buf: String::new(),
             filter_buf: String::new(),
             summary: Summary::default(),
+            decoded_id: 0,
+            decoded_count: 0,
             run_id: format!("{}-{}", std::process::id(), now_ms()),
             batch_label: String::new(),
             batch_seq: 0,
@@ -389,7 +395,10 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
             .decoder
             .take_batches()
             .map_err(PipelineError::Batches)?;
+        let base = self.decoded_count;
+        self.decoded_count += batches.len() as u64;
         for (b, r) in crate::triage::input_order(&batches) {
+            self.decoded_id = base + b as u64;
             self.emit(&batches[b], r)?;
         }
         self.held.clear();

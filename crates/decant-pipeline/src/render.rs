@@ -157,7 +157,6 @@ pub fn push_row(
             encode_pair(&col.name, &out[start..], &mut res.entry);
         }
     }
-    let meta = &batch.meta[row];
     for m in meta_columns {
         if !first {
             out.push(',');
@@ -165,23 +164,85 @@ pub fn push_row(
         first = false;
         push_json_string(m.name(), out);
         out.push(':');
-        match m {
-            MetaColumn::Op => push_json_string(meta.source_op.code(), out),
-            MetaColumn::SourceTsMs => push_opt_int(meta.position.ts_ms, out),
-            MetaColumn::Db => push_json_string(
-                meta.position
-                    .db
-                    .as_deref()
-                    .unwrap_or(&batch.schema.table.namespace),
-                out,
-            ),
-            MetaColumn::Table => push_json_string(&batch.schema.table.name, out),
-            MetaColumn::Lsn => push_opt_int(meta.position.lsn, out),
-            MetaColumn::KafkaPartition => out.push_str(itoa::Buffer::new().format(meta.partition)),
-            MetaColumn::KafkaOffset => out.push_str(itoa::Buffer::new().format(meta.offset)),
-        }
+        push_meta(*m, batch, row, out);
     }
     out.push('}');
+    res
+}
+
+/// Appends metadata column `m` of `row` as JSON.
+pub fn push_meta(m: MetaColumn, batch: &ChangeBatch, row: usize, out: &mut String) {
+    let meta = &batch.meta[row];
+    match m {
+        MetaColumn::Op => push_json_string(meta.source_op.code(), out),
+        MetaColumn::SourceTsMs => push_opt_int(meta.position.ts_ms, out),
+        MetaColumn::Db => push_json_string(
+            meta.position
+                .db
+                .as_deref()
+                .unwrap_or(&batch.schema.table.namespace),
+            out,
+        ),
+        MetaColumn::Table => push_json_string(&batch.schema.table.name, out),
+        MetaColumn::Lsn => push_opt_int(meta.position.lsn, out),
+        MetaColumn::KafkaPartition => out.push_str(itoa::Buffer::new().format(meta.partition)),
+        MetaColumn::KafkaOffset => out.push_str(itoa::Buffer::new().format(meta.offset)),
+    }
+}
+
+/// What a typed upsert carries besides its decoded columns.
+#[derive(Debug, Default)]
+pub struct TypedRender {
+    /// Fill and miss counts and the new state entry, as [`push_row`] reports them.
+    pub value: ValueRender,
+    /// TOAST-unchanged cells filled from the previous entry: (output column, JSON text).
+    pub fills: Vec<(usize, String)>,
+    /// TOAST-unchanged cells without a previous value: output columns.
+    pub missing: Vec<usize>,
+    /// Metadata columns' JSON text, in output order.
+    pub meta: Vec<String>,
+}
+
+/// [`push_row`] for a sink that takes decoded columns: only the state entry (the TOAST-able
+/// columns' JSON), the fills and the metadata values are rendered. `scratch` is reusable.
+pub fn typed_row(
+    batch: &ChangeBatch,
+    row: usize,
+    plan: &Plan,
+    prev: Option<&ToastEntry>,
+    meta_columns: &[MetaColumn],
+    scratch: &mut String,
+) -> TypedRender {
+    let mut res = TypedRender::default();
+    let fields = &batch.schema.arrow;
+    let unchanged = batch.unchanged(row);
+    for (i, col) in plan.value.iter().enumerate() {
+        if !unchanged.is_empty() && unchanged.contains(&(col.index as u16)) {
+            match prev.and_then(|p| p.get(&col.name)) {
+                Some(text) => {
+                    res.value.fills += 1;
+                    encode_pair(&col.name, text, &mut res.value.entry);
+                    res.fills.push((i, text.to_owned()));
+                }
+                None => {
+                    res.value.missing.push(col.name.clone());
+                    res.missing.push(i);
+                }
+            }
+            continue;
+        }
+        let array = batch.rows.column(col.index);
+        if col.toastable && !array.is_null(row) {
+            scratch.clear();
+            push_value(array, fields.field(col.index), row, scratch);
+            encode_pair(&col.name, scratch, &mut res.value.entry);
+        }
+    }
+    for m in meta_columns {
+        let mut text = String::new();
+        push_meta(*m, batch, row, &mut text);
+        res.meta.push(text);
+    }
     res
 }
 

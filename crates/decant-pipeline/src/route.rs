@@ -396,8 +396,11 @@ fn build_plan(
     for m in meta_columns {
         columns.push((m.name().to_owned(), m.column_type()));
     }
+    let mut sources: Vec<Option<usize>> = value.iter().map(|v| Some(v.index)).collect();
+    sources.extend(meta_columns.iter().map(|_| None));
     let shape = Arc::new(OutputShape {
         columns,
+        sources,
         key: schema
             .key
             .iter()

@@ -6,18 +6,26 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use decant_decode::{ChangeBatch, ControlRecord};
-use decant_model::sink::{Change, ChangeOp, Origin, OutputShape};
+use decant_model::sink::{Change, ChangeOp, Origin, OutputShape, TypedRow};
 use decant_model::{ChangeKind, Sink};
 
 use crate::config::{BadRecordPolicy, ToastPolicy, TruncatePolicy};
 use crate::error::PipelineError;
 use crate::flow::{Flow, destination};
 use crate::observe::now_ms;
-use crate::render::{other_store_key, push_key, push_row, row_passes};
+use crate::render::{other_store_key, push_key, push_row, row_passes, typed_row};
 use crate::route::{Plan, Route};
 use crate::source::{Record, Source};
 use crate::state::{ToastEntry, previous_entry, row_key, stage_delete};
 use crate::triage::Bad;
+
+/// What an upsert hands to the sink: JSON text or decoded columns (deletes: nothing).
+#[derive(Clone, Copy)]
+enum Payload<'a> {
+    None,
+    Json(&'a str),
+    Typed(TypedRow<'a>),
+}
 
 /// Where a row is going, as one value for the helpers below.
 struct Target<'r> {
@@ -89,7 +97,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 };
                 stage_delete(&self.store, &mut b.overlay, store_key, new_key)?;
                 if route.emit_delete {
-                    self.write(t, ChangeOp::Delete, key, None, batch, row)
+                    self.write(t, ChangeOp::Delete, key, Payload::None, batch, row)
                 } else {
                     self.skip_op(route);
                     Ok(())
@@ -131,15 +139,44 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         };
         let mut value = std::mem::take(&mut self.value_buf);
         value.clear();
-        let rendered = push_row(
-            batch,
-            row,
-            plan,
-            prev.as_ref(),
-            &self.meta_columns,
-            &mut value,
-        );
-        let res = self.finish_upsert(batch, row, t, key, store_key, prev, rendered, &value);
+        let res = if self.sink.wants_typed_rows() {
+            let typed = typed_row(
+                batch,
+                row,
+                plan,
+                prev.as_ref(),
+                &self.meta_columns,
+                &mut value,
+            );
+            let payload = Payload::Typed(TypedRow {
+                batch_id: self.decoded_id,
+                columns: &batch.rows,
+                row,
+                fills: &typed.fills,
+                missing: &typed.missing,
+                meta: &typed.meta,
+            });
+            self.finish_upsert(batch, row, t, key, store_key, prev, typed.value, payload)
+        } else {
+            let rendered = push_row(
+                batch,
+                row,
+                plan,
+                prev.as_ref(),
+                &self.meta_columns,
+                &mut value,
+            );
+            self.finish_upsert(
+                batch,
+                row,
+                t,
+                key,
+                store_key,
+                prev,
+                rendered,
+                Payload::Json(&value),
+            )
+        };
         self.value_buf = value;
         res
     }
@@ -155,7 +192,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         store_key: Vec<u8>,
         prev: Option<ToastEntry>,
         rendered: crate::render::ValueRender,
-        value: &str,
+        payload: Payload<'_>,
     ) -> Result<(), PipelineError> {
         let (route, plan) = (t.route, t.plan);
         if rendered.fills > 0 {
@@ -213,11 +250,11 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             // A key seen before may have been written while it matched: a delete keeps the
             // output equal to the rows that match now (redundant ones are no-ops for readers).
             if seen_before && route.emit_delete {
-                return self.write(t, ChangeOp::Delete, key, None, batch, row);
+                return self.write(t, ChangeOp::Delete, key, Payload::None, batch, row);
             }
             Ok(())
         } else if route.emit_upsert {
-            self.write(t, ChangeOp::Upsert, key, Some(value), batch, row)
+            self.write(t, ChangeOp::Upsert, key, payload, batch, row)
         } else {
             self.skip_op(route);
             Ok(())
@@ -270,17 +307,23 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         t: &Target<'_>,
         op: ChangeOp,
         key: &str,
-        value: Option<&str>,
+        payload: Payload<'_>,
         batch: &ChangeBatch,
         row: usize,
     ) -> Result<(), PipelineError> {
         let meta = &batch.meta[row];
+        let (value, typed) = match payload {
+            Payload::None => (None, None),
+            Payload::Json(v) => (Some(v), None),
+            Payload::Typed(r) => (None, Some(r)),
+        };
         self.sink.write(&Change {
             dest: destination(t.route),
             shape: &t.plan.shape,
             op,
             key,
             value,
+            typed,
             origin: Origin {
                 topic: &meta.topic,
                 partition: meta.partition,
@@ -366,6 +409,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         let shape = Arc::new(OutputShape {
             columns: Vec::new(),
             key: Vec::new(),
+            sources: Vec::new(),
         });
         for k in keys {
             let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
@@ -375,6 +419,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 op: ChangeOp::Truncate,
                 key: &key,
                 value: None,
+                typed: None,
                 origin: Origin {
                     topic: m.topic(),
                     partition: m.partition(),

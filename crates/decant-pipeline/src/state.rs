@@ -205,30 +205,33 @@ impl StateStore {
         Ok(!rows.is_empty().map_err(store_err)? || !offs.is_empty().map_err(store_err)?)
     }
 
-    /// Moves the staged changes into the store (their Kafka transaction committed). Not synced
-    /// on its own: if it is lost in a crash, the staged changes are still there to resolve.
+    /// Moves the staged changes into the store (their commit landed). Not synced on its own:
+    /// if it is lost in a crash, the staged changes are still there, and they resolve the same
+    /// way again (the offsets they were staged with are committed).
     pub fn apply_pending(&self) -> Result<(), PipelineError> {
-        self.finish_pending(true)
+        self.finish_pending_with(|_| true, Durability::None)
     }
 
-    /// Drops the staged changes (their Kafka transaction did not commit).
+    /// Drops the staged changes (their commit did not land). Synced: were the drop lost in a
+    /// crash, the staged changes would come back after later commits had moved the group's
+    /// offsets past theirs, and would then look committed.
     pub fn discard_pending(&self) -> Result<(), PipelineError> {
-        self.finish_pending(false)
+        self.finish_pending_with(|_| false, Durability::Immediate)
     }
 
     /// Applies the staged changes whose store key `keep` accepts and drops the rest (a batch
-    /// that committed to some destinations and not to others).
+    /// that committed to some destinations and not to others). Synced, like a discard.
     pub fn resolve_pending_where(&self, keep: impl Fn(&[u8]) -> bool) -> Result<(), PipelineError> {
-        self.finish_pending_with(|k| keep(k))
+        self.finish_pending_with(|k| keep(k), Durability::Immediate)
     }
 
-    fn finish_pending(&self, apply: bool) -> Result<(), PipelineError> {
-        self.finish_pending_with(|_| apply)
-    }
-
-    fn finish_pending_with(&self, apply: impl Fn(&[u8]) -> bool) -> Result<(), PipelineError> {
+    fn finish_pending_with(
+        &self,
+        apply: impl Fn(&[u8]) -> bool,
+        durability: Durability,
+    ) -> Result<(), PipelineError> {
         let mut tx = self.db.begin_write().map_err(store_err)?;
-        tx.set_durability(Durability::None).map_err(store_err)?;
+        tx.set_durability(durability).map_err(store_err)?;
         {
             let mut pending = tx.open_table(PENDING_ROWS).map_err(store_err)?;
             {
