@@ -27,6 +27,13 @@
 //! blocking HTTP client without a runtime; it uses the same rustls (aws-lc-rs provider) as the
 //! rest of decant.
 //!
+//! Tests: `tests/fake_registry.rs` (a scripted HTTP server in the test process: requests sent,
+//! retries, failover, authentication headers, redaction) and `tests/bed_registry.rs` (the bed's
+//! registry, `tests/bed/registry.sh`: set `DECANT_REGISTRY_URL` to its URL, and
+//! `DECANT_REGISTRY_SECURE_ENV` to the `secure.env` of `registry.sh start --secure` for TLS,
+//! basic, bearer and mTLS; without them those tests print why they skip and pass).
+//! `tests/run.sh` sets both.
+//!
 //! Credentials never appear in `Debug`, `Display`, errors or logs: URLs are kept without their
 //! `user:password@` part (which is taken as basic authentication), and the `Authorization`
 //! header value is a [`Secret`].
