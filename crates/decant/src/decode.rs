@@ -9,8 +9,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use clap::Args;
 use decant_decode::render::render_in_order;
-use decant_decode::{Decoder, Outcome, SchemaFormat, StaticResolver};
+use decant_decode::{
+    Decoder, Outcome, RegisteredSchema, ResolveError, SchemaFormat, SchemaResolver, StaticResolver,
+};
 use decant_model::{Header, KafkaRecord};
+use decant_registry::{RegistryClient, RegistryConfig};
 use serde_json::Value as Json;
 
 use crate::config;
@@ -34,6 +37,10 @@ pub struct DecodeArgs {
     /// A registered schema for framed records: `ID=PATH` (Avro JSON), `ID=json:PATH` (JSON_SR).
     #[arg(long = "schema", value_name = "ID=PATH")]
     schemas: Vec<String>,
+    /// A Confluent-compatible Schema Registry for framed records' schema ids not given with
+    /// --schema (`http[s]://[KEY:SECRET@]host:port[/path]`; retries outages a few times).
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
     /// Keep going after a bad record (it is reported on stderr and counted); default: stop.
     #[arg(long)]
     skip_errors: bool,
@@ -142,6 +149,29 @@ fn read_input(args: &DecodeArgs) -> Result<Vec<Owned>> {
     Ok(out)
 }
 
+/// Schemas given with --schema first, then the registry.
+struct Resolver {
+    fixed: StaticResolver,
+    registry: Option<RegistryClient>,
+}
+
+impl SchemaResolver for Resolver {
+    fn resolve(&self, id: u32) -> Result<RegisteredSchema, ResolveError> {
+        match (self.fixed.resolve(id), &self.registry) {
+            (Ok(s), _) => Ok(s),
+            (Err(_), Some(registry)) => registry.resolve(id),
+            (Err(e), None) => Err(e),
+        }
+    }
+}
+
+fn registry(url: Option<&str>) -> Result<Option<RegistryClient>> {
+    url.map(|u| {
+        RegistryClient::new(&RegistryConfig::new(u)).map_err(|e| anyhow::anyhow!("--registry: {e}"))
+    })
+    .transpose()
+}
+
 fn resolver(specs: &[String]) -> Result<StaticResolver> {
     let mut r = StaticResolver::new();
     for spec in specs {
@@ -171,7 +201,10 @@ pub fn run(args: DecodeArgs) -> Result<()> {
     let decoder_cfg = file_cfg.decode.decoder_config()?;
     let mut decoder = Decoder::new(decoder_cfg)
         .map_err(|e| anyhow::anyhow!("configuration: {e}"))?
-        .with_resolver(Box::new(resolver(&args.schemas)?));
+        .with_resolver(Box::new(Resolver {
+            fixed: resolver(&args.schemas)?,
+            registry: registry(args.registry.as_deref())?,
+        }));
     let records = read_input(&args)?;
     let bytes: usize = records
         .iter()
