@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use decant_decode::{Decoder, DecoderConfig, Outcome};
+use decant_decode::{Decoder, Outcome};
 use decant_kafka::KafkaConfig;
 use decant_kafka::TopicSpec;
 use decant_model::sink::{BatchStats, Destination, Offsets, Resume, TopicPartition};
-use decant_model::{ControlEvent, KafkaRecord, Sink, TableId};
+use decant_model::{ControlEvent, KafkaRecord, RetryClass, Sink, TableId};
 
 use crate::config::PipelineConfig;
 use crate::error::PipelineError;
@@ -93,6 +93,8 @@ pub(crate) struct Flow<'c, S: Sink, Src: Source> {
     pub(crate) router: Router,
     pub(crate) decoder: Decoder,
     pub(crate) metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    shutdown: Arc<AtomicBool>,
     pub(crate) meta_columns: Vec<MetaColumn>,
     pub(crate) dead_letters: DeadLetterQueue,
     pub(crate) batch: Option<Batch>,
@@ -128,7 +130,7 @@ pub(crate) struct Flow<'c, S: Sink, Src: Source> {
 pub fn run<S: Sink>(
     kafka: &KafkaConfig,
     cfg: &PipelineConfig,
-    decoder: DecoderConfig,
+    decoder: Decoder,
     mut sink: S,
     rt: &Runtime,
 ) -> Result<Summary, PipelineError> {
@@ -167,22 +169,14 @@ pub fn run<S: Sink>(
 /// The loop over any source; `run` wires the real one.
 pub(crate) fn run_with<S: Sink, Src: Source>(
     cfg: &PipelineConfig,
-    decoder: DecoderConfig,
+    decoder: Decoder,
     sink: S,
     source: Src,
     dead_letters: DeadLetterQueue,
     resume: Resume,
     rt: &Runtime,
 ) -> Result<Summary, PipelineError> {
-    let mut w = Flow::open(
-        cfg,
-        decoder,
-        sink,
-        source,
-        dead_letters,
-        resume,
-        rt.metrics.clone(),
-    )?;
+    let mut w = Flow::open(cfg, decoder, sink, source, dead_letters, resume, rt)?;
     tracing::info!(sink = w.sink.name(), "decant run started");
     rt.health.set_ready(true);
     let result = w.run_loop(rt);
@@ -198,15 +192,14 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
     /// starts the source.
     pub(crate) fn open(
         cfg: &'c PipelineConfig,
-        decoder: DecoderConfig,
+        decoder: Decoder,
         sink: S,
         source: Src,
         dead_letters: DeadLetterQueue,
         resume: Resume,
-        metrics: Arc<Metrics>,
+        rt: &Runtime,
     ) -> Result<Self, PipelineError> {
-        let decoder =
-            Decoder::new(decoder).map_err(|e| PipelineError::Config(format!("decode: {e}")))?;
+        let metrics = rt.metrics.clone();
         let store = StateStore::open(&cfg.state.dir)?;
         metrics.state_keys.set(store.len()? as i64);
         let mut w = Flow {
@@ -218,6 +211,8 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
             router: Router::new(cfg),
             decoder,
             metrics,
+            health: rt.health.clone(),
+            shutdown: rt.shutdown.clone(),
             meta_columns: meta_columns(cfg),
             dead_letters,
             batch: None,
@@ -348,7 +343,29 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
             key: m.key(),
             value: m.value(),
         };
-        match self.decoder.decode(&rec) {
+        let mut waited = 0u32;
+        let decoded = loop {
+            match self.decoder.decode(&rec) {
+                // The registry is down or overloaded: never a bad record. Wait and decode the
+                // same record again; on shutdown, leave it uncommitted for the next run.
+                Err(e) if e.retry_class() == RetryClass::Retriable => {
+                    if self.shutdown.load(Ordering::SeqCst) {
+                        if let Some(b) = self.batch.as_mut() {
+                            b.hold_back(topic, partition, offset);
+                        }
+                        self.end_wait();
+                        return Ok(());
+                    }
+                    self.wait_for_dependency(&e, waited);
+                    waited += 1;
+                }
+                other => break other,
+            }
+        };
+        if waited > 0 {
+            self.end_wait();
+        }
+        match decoded {
             Ok(Outcome::Row { table, kind }) => {
                 let route = self.route_for_topic(&table, topic)?;
                 self.metrics
@@ -387,6 +404,38 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
             }
         }
         Ok(())
+    }
+
+    /// One wait for a dependency the decoder needs (the schema registry), with backoff; the
+    /// loop stays alive and says why it does not move (`/health`, `/ready`,
+    /// `decant_waiting`).
+    fn wait_for_dependency(&mut self, e: &decant_decode::DecodeError, attempt: u32) {
+        const DEPENDENCY: &str = "schema_registry";
+        let why = format!("the schema registry: {e}");
+        if attempt.is_multiple_of(10) {
+            tracing::warn!(error = %e, attempt, "schema registry unavailable; waiting and retrying the record (never skipped)");
+        }
+        self.health.set_waiting(Some(why));
+        self.metrics.waiting.with_label_values(&[DEPENDENCY]).set(1);
+        self.metrics
+            .dependency_retries
+            .with_label_values(&[DEPENDENCY])
+            .inc();
+        let pause = Duration::from_millis(500u64 << attempt.min(6)).min(Duration::from_secs(30));
+        let until = Instant::now() + pause;
+        while Instant::now() < until && !self.shutdown.load(Ordering::SeqCst) {
+            self.health.turn();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn end_wait(&mut self) {
+        self.health.set_waiting(None);
+        self.metrics
+            .waiting
+            .with_label_values(&["schema_registry"])
+            .set(0);
+        tracing::info!("schema registry reachable again");
     }
 
     /// Hands every decoded row to the sink, in input order.

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub state_keys: IntGauge,
     /// Source partitions currently assigned to this instance.
     pub assigned_partitions: IntGauge,
+    /// 1 while the loop waits for a dependency that is down (`schema_registry`).
+    pub waiting: IntGaugeVec,
+    /// Attempts that found a dependency down, by dependency.
+    pub dependency_retries: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -174,6 +178,25 @@ impl Metrics {
                 &r,
                 "decant_assigned_partitions",
                 "Source partitions assigned to this instance",
+            ),
+            waiting: {
+                let g = IntGaugeVec::new(
+                    Opts::new(
+                        "decant_waiting",
+                        "1 while the loop waits for a dependency that is down, by dependency",
+                    ),
+                    &["dependency"],
+                )
+                .expect("static metric definition");
+                r.register(Box::new(g.clone()))
+                    .expect("metric names are unique");
+                g
+            },
+            dependency_retries: counter(
+                &r,
+                "decant_dependency_retries_total",
+                "Attempts that found a dependency down (the record is retried, never skipped)",
+                &["dependency"],
             ),
             registry: r,
         }

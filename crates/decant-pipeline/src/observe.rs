@@ -18,6 +18,8 @@ pub struct Health {
     ready: AtomicBool,
     /// A fatal error stopped the loop.
     failed: AtomicBool,
+    /// What the loop is waiting for (a dependency that is down), if anything.
+    waiting: std::sync::Mutex<Option<String>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -42,7 +44,18 @@ impl Health {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed) && self.waiting().is_none()
+    }
+
+    /// The loop waits for a dependency (`Some(why)`) or no longer does (`None`).
+    pub fn set_waiting(&self, why: Option<String>) {
+        if let Ok(mut w) = self.waiting.lock() {
+            *w = why;
+        }
+    }
+
+    pub fn waiting(&self) -> Option<String> {
+        self.waiting.lock().ok().and_then(|w| w.clone())
     }
 
     /// Alive: not failed and the loop turned within `stall`.
@@ -90,7 +103,13 @@ fn handle(stream: TcpStream, metrics: &Metrics, health: &Health, stall: Duration
         "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         "/health" | "/healthz" => {
             if health.is_alive(stall) {
-                ("200 OK", "text/plain", "ok\n".to_owned())
+                // Alive while it waits for a dependency (it retries; a restart would not help),
+                // but it says what it waits for.
+                let body = match health.waiting() {
+                    Some(why) => format!("ok; waiting: {why}\n"),
+                    None => "ok\n".to_owned(),
+                };
+                ("200 OK", "text/plain", body)
             } else {
                 (
                     "503 Service Unavailable",
@@ -103,11 +122,11 @@ fn handle(stream: TcpStream, metrics: &Metrics, health: &Health, stall: Duration
             if health.is_ready() {
                 ("200 OK", "text/plain", "ready\n".to_owned())
             } else {
-                (
-                    "503 Service Unavailable",
-                    "text/plain",
-                    "not ready\n".to_owned(),
-                )
+                let body = match health.waiting() {
+                    Some(why) => format!("not ready; waiting: {why}\n"),
+                    None => "not ready\n".to_owned(),
+                };
+                ("503 Service Unavailable", "text/plain", body)
             }
         }
         _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use decant_decode::{ControlRecord, DecoderConfig};
+use std::sync::atomic::AtomicBool;
+
+use decant_decode::{ControlRecord, Decoder, DecoderConfig};
 use decant_model::sink::{
     BatchStats, Change, ChangeOp, Commit, Committed, DeadLetter, Destination, Offsets, Resume,
     SourceGroup, TopicPartition,
@@ -19,8 +21,9 @@ use decant_model::{
 
 use crate::config::{BadRecordPolicy, Op, PipelineConfig, TableConfig, ToastPolicy};
 use crate::error::PipelineError;
-use crate::flow::Flow;
+use crate::flow::{Flow, Runtime};
 use crate::metrics::Metrics;
+use crate::observe::Health;
 use crate::source::{Record, Source};
 use crate::triage::DeadLetterQueue;
 
@@ -327,14 +330,19 @@ fn open<'c>(
     metrics: Arc<Metrics>,
 ) -> TestFlow<'c> {
     let resume = sink.resume.clone();
+    let rt = Runtime {
+        metrics,
+        health: Arc::new(Health::default()),
+        shutdown: Arc::new(AtomicBool::new(false)),
+    };
     Flow::open(
         cfg,
-        DecoderConfig::default(),
+        Decoder::new(DecoderConfig::default()).expect("decoder"),
         sink,
         source,
         DeadLetterQueue::new(None, 60_000),
         resume,
-        metrics,
+        &rt,
     )
     .expect("the loop opens")
 }

@@ -73,6 +73,8 @@ pub struct FileConfig {
     pub pipeline: PipelineConfig,
     /// `[iceberg]`: the Iceberg sink (`output.type = "iceberg"`).
     pub iceberg: decant_iceberg::IcebergSinkConfig,
+    /// `[schema_registry]`: where the schemas of registry-framed records (Avro) come from.
+    pub schema_registry: Option<decant_registry::RegistryConfig>,
     /// Dotted paths the file (or an override) sets, up to three levels (`iceberg`,
     /// `output.partitions`, `tables.s.t.topic`): what was chosen, as opposed to defaulted.
     pub present: BTreeSet<String>,
@@ -132,6 +134,7 @@ pub const SECTIONS: &[&str] = &[
     "state",
     "observability",
     "iceberg",
+    "schema_registry",
     "log",
 ];
 
@@ -266,6 +269,7 @@ fn parse_inner(
             observability: section(table, "observability", &mut errors),
         },
         iceberg: section(table, "iceberg", &mut errors),
+        schema_registry: section(table, "schema_registry", &mut errors),
         present,
         secrets: Secrets::default(),
     };

@@ -176,7 +176,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     init_logging(&cfg.log);
     let kafka = cfg.kafka.clone().context("[kafka] section")?;
-    let decoder = cfg.decode.decoder_config()?;
+    let mut decoder = decant_decode::Decoder::new(cfg.decode.decoder_config()?)
+        .map_err(|e| anyhow::anyhow!("[decode]: {e}"))?;
+    if let Some(registry) = &cfg.schema_registry {
+        let client = decant_registry::RegistryClient::new(registry)
+            .map_err(|e| anyhow::anyhow!("[schema_registry]: {e}"))?;
+        decoder = decoder.with_resolver(Box::new(client));
+    }
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let shutdown = Arc::new(AtomicBool::new(false));

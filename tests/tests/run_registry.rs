@@ -1,0 +1,135 @@
+//! `decant run` on Schema-Registry-framed Avro (a real AvroConverter capture of the bed's
+//! PostgreSQL workload, `tests/fixtures/registry/avro`), with the schemas served by the bed's
+//! registry (`[schema_registry]`). The registry is down when decant starts: decant waits and
+//! says so (`decant_waiting`, `/ready`, `/health`), decodes nothing, skips and quarantines
+//! nothing; once the registry is back, the output equals PostgreSQL's final state.
+
+use std::time::{Duration, Instant};
+
+use decant_tests::bed::{
+    Broker, DecantProcess, consume, http_get, produce_inputs, random_name, topics_with_prefix,
+    upsert_changes, write_decant_config,
+};
+use decant_tests::registry::{
+    Registry, load_messages, load_schemas, reframe, register_all, registry_fixture_dir,
+};
+use decant_tests::{Input, PgMode, assert_pg_state};
+use serde_json::Value as Json;
+
+fn metric(port: u16, name: &str) -> Option<f64> {
+    let (_, text) = http_get(port, "/metrics")?;
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn avro_through_the_registry_waits_out_an_outage_and_equals_postgres() {
+    let dir = registry_fixture_dir("avro");
+    let schemas = load_schemas(&dir.join("schemas.jsonl"));
+    let inputs = load_messages(&dir.join("messages.jsonl"));
+    let expected: Vec<Json> = std::fs::read_to_string(dir.join("expected-state.jsonl"))
+        .expect("expected state")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("expected-state line"))
+        .collect();
+
+    let registry = Registry::start();
+    let ids = register_all(&registry.client(), &schemas);
+    let framed: Vec<Input> = inputs
+        .iter()
+        .map(|i| Input {
+            key: i.key.as_deref().map(|k| reframe(k, &ids)),
+            value: i.value.as_deref().map(|v| reframe(v, &ids)),
+            ..i.clone()
+        })
+        .collect();
+    // The outage: the registry is down before decant has fetched a single schema.
+    registry.stop();
+
+    let broker = Broker::start_retrying();
+    let bootstrap = broker.bootstrap();
+    let prefix = random_name("src");
+    let out = random_name("out");
+    produce_inputs(&bootstrap, &framed, "none", |t| {
+        format!("{prefix}.{}", t.split_once('.').map_or(t, |(_, rest)| rest))
+    });
+    let work = std::env::temp_dir().join(random_name("decant-registry-run"));
+    let extra = format!("[schema_registry]\nurl = \"{}\"\n", registry.url());
+    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, &out, &extra);
+    let log = work.join("decant.log");
+    let decant = DecantProcess::start(&config, &log, &[]);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(port, "decant_waiting{dependency=\"schema_registry\"}") != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "decant never said it waits for the registry; log:\n{}",
+            decant.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let ready = http_get(port, "/ready").unwrap_or_default();
+    assert!(
+        ready.0 == 503 && ready.1.contains("waiting"),
+        "/ready says why: {ready:?}"
+    );
+    let health = http_get(port, "/health").unwrap_or_default();
+    assert!(
+        health.0 == 200 && health.1.contains("schema registry"),
+        "/health stays alive and says why: {health:?}"
+    );
+    assert_eq!(metric(port, "decant_quarantined_partitions"), Some(0.0));
+    assert!(
+        metric(port, "decant_decode_errors_total").is_none(),
+        "an outage is not a bad record"
+    );
+    assert!(
+        topics_with_prefix(&bootstrap, &out).is_empty()
+            || consume(
+                &bootstrap,
+                &topics_with_prefix(&bootstrap, &out),
+                0,
+                Duration::from_secs(1)
+            )
+            .is_empty(),
+        "nothing is written while the schemas are unknown"
+    );
+
+    // The registry comes back (same directory: same ids); decant catches up.
+    registry.restart();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let run = loop {
+        let topics = topics_with_prefix(&bootstrap, &out);
+        let records = if topics.is_empty() {
+            Vec::new()
+        } else {
+            consume(&bootstrap, &topics, 0, Duration::from_secs(2))
+        };
+        let run = upsert_changes(&out, &records);
+        let rows: usize = decant_tests::final_state(&run.changes, decant_tests::key_text).len();
+        if rows >= expected.len() || Instant::now() > deadline {
+            break run;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    assert_pg_state("registry avro run", &run, &expected, PgMode::Exact);
+    assert_eq!(
+        metric(port, "decant_waiting{dependency=\"schema_registry\"}"),
+        Some(0.0)
+    );
+    assert!(
+        metric(
+            port,
+            "decant_dependency_retries_total{dependency=\"schema_registry\"}"
+        )
+        .is_some_and(|n| n >= 1.0)
+    );
+    assert!(
+        metric(port, "decant_dead_letter_records_total").is_none(),
+        "nothing dead-lettered"
+    );
+    let status = decant.terminate(Duration::from_secs(30));
+    assert!(status.success(), "clean shutdown: {status}");
+}
