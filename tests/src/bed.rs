@@ -680,12 +680,17 @@ pub struct DecantProcess {
 impl DecantProcess {
     /// Starts `decant run --config <config>`, logging to `log` (appended).
     pub fn start(config: &Path, log: &Path, env: &[(&str, &str)]) -> DecantProcess {
+        DecantProcess::start_bin(&decant_bin(), config, log, env)
+    }
+
+    /// [`DecantProcess::start`] with the given `decant` binary instead of [`decant_bin`].
+    pub fn start_bin(bin: &Path, config: &Path, log: &Path, env: &[(&str, &str)]) -> DecantProcess {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .expect("decant log file");
-        let mut cmd = Command::new(decant_bin());
+        let mut cmd = Command::new(bin);
         cmd.arg("run")
             .arg("--config")
             .arg(config)

@@ -1,25 +1,50 @@
-//! Throughput harness (not a timed test; `#[ignore]`d): end-to-end changes/s through the local
-//! broker with decant's CPU share and peak RSS.
+//! Throughput harnesses (not timed tests; `#[ignore]`d). `throughput_table` reports, on the
+//! same source records, for each `decant` binary: the decode-only CPU per change (`decant decode
+//! --discard` on a kcat `-J` dump of the records), and for each sink (compacted topics, Iceberg)
+//! end-to-end changes/s and MB/s through the local broker, decant's CPU-seconds per change, its
+//! ratio to the decode-only figure and decant's peak RSS, as one markdown table:
 //!
 //! ```text
 //! nice cargo build --release -p decant
-//! DECANT_BIN=target/release/decant DECANT_BENCH_RECORDS=200000 \
-//!   cargo test -p decant-tests --test run_throughput -- --ignored --nocapture
+//! DECANT_BINS=/work/bin/decant-before,$PWD/target/release/decant DECANT_BENCH_RECORDS=300000 \
+//!   cargo test -p decant-tests --test run_throughput throughput_table -- --ignored --nocapture
 //! ```
 //!
-//! It pre-loads one source topic with Debezium JSON-with-schema changes of an 8-column
-//! `bench.public.orders` table (the shape a JsonConverter with schemas produces: decimal, micro
-//! and zoned timestamps, JSON, text), 80 % creates, 15 % updates, 5 % deletes each followed by
-//! its tombstone, then starts `decant run` (exactly once, default cadence) and samples
-//! `/metrics` and `/proc/<pid>` from the first record read to the last one, so the group join
-//! is not counted. The output is read back with read_committed and counted.
+//! Environment: `DECANT_BINS` (comma-separated binaries; default `DECANT_BIN`, else the one
+//! beside the test executable), `DECANT_BENCH_RECORDS` (changes, default 200k; a delete adds a
+//! tombstone), `DECANT_BENCH_SINKS` (default `topics,iceberg`), `DECANT_BENCH_DECODE_REPS`
+//! (decode-only runs per binary, best taken; default 3), `DECANT_BENCH_PERF` (a directory:
+//! `perf record` attaches to every measured decant and writes `<binary>-<run>.data` there;
+//! `DECANT_BENCH_PERF_ARGS`, default `-F 499 --call-graph dwarf,16384`; the numbers of such a
+//! run include perf's perturbation). `end_to_end_throughput` and `lake_throughput` are the single
+//! sink runs with `DECANT_BIN`. The harnesses hold one lock, so `--ignored` runs them one at a
+//! time.
+//!
+//! The workload: one source topic pre-loaded with Debezium JSON-with-schema changes of an
+//! 8-column `bench.public.orders` table (the shape a JsonConverter with schemas produces:
+//! decimal, micro and zoned timestamps, JSON, text), 80 % creates, 15 % updates, 5 % deletes each
+//! followed by its tombstone. Every run reads the same topic (its own consumer group). A sink run
+//! starts `decant run` (exactly once, default cadence) and samples `/metrics` and `/proc/<pid>`
+//! from the first record read to the last one (topics) or to the Iceberg snapshot holding the
+//! last offset (Iceberg, 10 s commits), so start-up and the group join are not counted; the
+//! output is read back (read_committed, counted; Iceberg: chdb, live rows counted). Per change
+//! means per source record read in that window (tombstones included). The decode-only figure is
+//! the CPU of `decant decode --discard`'s decode loop (from `/proc/<pid>/stat`, between the
+//! moment its `rchar` reaches the dump's size, i.e. the input is read and parsed, and its
+//! throughput line on stderr, printed after the loop), best of `DECANT_BENCH_DECODE_REPS`; the
+//! loop's own stopwatch and the whole process's CPU (input parsing included) are printed beside
+//! it. CPU comes in clock ticks (10 ms).
 
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use decant_tests::bed::{
-    Broker, DecantProcess, KeyValue, consume, http_get, produce, random_name, topics_with_prefix,
-    write_decant_config,
+    Bed, Broker, DecantProcess, KeyValue, consume, decant_bin, http_get, produce, random_name,
+    topics_with_prefix, write_decant_config,
 };
 
 const COLS: &str = r#"[{"type":"int64","optional":false,"field":"id"},{"type":"string","optional":true,"field":"customer"},{"type":"bytes","optional":true,"name":"org.apache.kafka.connect.data.Decimal","version":1,"parameters":{"scale":"2","connect.decimal.precision":"12"},"field":"total"},{"type":"string","optional":true,"field":"status"},{"type":"int64","optional":true,"name":"io.debezium.time.MicroTimestamp","version":1,"field":"placed_at"},{"type":"string","optional":true,"name":"io.debezium.data.Json","version":1,"field":"notes"},{"type":"int32","optional":true,"field":"qty"},{"type":"string","optional":true,"name":"io.debezium.time.ZonedTimestamp","version":1,"field":"updated_at"}]"#;
@@ -95,13 +120,37 @@ fn workload(n: u64, now_ms: u64) -> (Vec<Owned>, u64) {
     (out, outputs)
 }
 
+/// The harnesses run one at a time: measurements must not share the machine with each other.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The fields of `/proc/<who>/stat` after the command name (index 0 is field 3, `state`).
+fn proc_stat(who: &str) -> Vec<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{who}/stat")).unwrap_or_default();
+    stat.rsplit_once(')')
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect()
+}
+
+/// Two clock-tick fields of a `/proc/<pid>/stat`, summed, in seconds (USER_HZ = 100).
+fn ticks_seconds(fields: &[u64], a: usize, b: usize) -> f64 {
+    (fields.get(a).copied().unwrap_or(0) + fields.get(b).copied().unwrap_or(0)) as f64 / 100.0
+}
+
+/// utime + stime of `pid`.
 fn proc_cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|x| x.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|x| x.parse().ok()).unwrap_or(0.0);
-    ticks / 100.0
+    ticks_seconds(&proc_stat(&pid.to_string()), 11, 12)
+}
+
+/// cutime + cstime of this process: the CPU of its reaped children (getrusage RUSAGE_CHILDREN).
+fn children_cpu_seconds() -> f64 {
+    ticks_seconds(&proc_stat("self"), 13, 14)
 }
 
 fn proc_status_kb(pid: u32, field: &str) -> u64 {
@@ -124,14 +173,80 @@ fn metric_sum(port: u16, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// `perf record` attached to a measured process when `DECANT_BENCH_PERF` names a directory.
+struct Perf(Option<std::process::Child>);
+
+impl Perf {
+    fn args() -> Vec<String> {
+        std::env::var("DECANT_BENCH_PERF_ARGS")
+            .unwrap_or_else(|_| "-F 499 --call-graph dwarf,16384".to_owned())
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// `<dir>/<name>.data` (perf's own output in `<name>.log`), or `None` without
+    /// `DECANT_BENCH_PERF`.
+    fn output(name: &str) -> Option<(PathBuf, std::fs::File)> {
+        let dir = PathBuf::from(std::env::var_os("DECANT_BENCH_PERF")?);
+        std::fs::create_dir_all(&dir).expect("DECANT_BENCH_PERF directory");
+        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("perf log");
+        eprintln!(
+            "perf record → {}",
+            dir.join(format!("{name}.data")).display()
+        );
+        Some((dir.join(format!("{name}.data")), log))
+    }
+
+    /// Attaches to `pid`'s threads (at the start of the measured window, when decant's threads
+    /// exist: perf does not follow threads started by threads it did not attach to).
+    fn attach(pid: u32, name: &str) -> Perf {
+        let Some((data, log)) = Perf::output(name) else {
+            return Perf(None);
+        };
+        let child = Command::new("perf")
+            .arg("record")
+            .args(Perf::args())
+            .arg("-o")
+            .arg(data)
+            .arg("-p")
+            .arg(pid.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("perf log"))
+            .stderr(log)
+            .spawn()
+            .expect("start perf record (DECANT_BENCH_PERF is set)");
+        Perf(Some(child))
+    }
+
+    /// SIGINT (perf writes its file and exits), then reaps it.
+    fn stop(mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = Command::new("kill")
+                .arg("-INT")
+                .arg(child.id().to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// A source topic loaded with the workload.
 struct Loaded {
     prefix: String,
     /// Workload changes (`DECANT_BENCH_RECORDS`, default 200k; deletes add a tombstone each).
     changes: u64,
     records: Vec<Owned>,
+    /// Key + value bytes of `records`.
+    bytes: u64,
     /// How many output records they make.
     outputs: u64,
+}
+
+impl Loaded {
+    fn topic(&self) -> String {
+        format!("{}.public.orders", self.prefix)
+    }
 }
 
 /// Loads the workload into a fresh source topic.
@@ -169,33 +284,42 @@ fn preload(bootstrap: &str, label: &str) -> Loaded {
         prefix,
         changes: n,
         records,
+        bytes: bytes as u64,
         outputs,
     }
 }
 
-#[test]
-#[ignore = "throughput harness: run explicitly (see the module docs)"]
-fn end_to_end_throughput() {
-    let broker = Broker::start_retrying();
-    let bootstrap = broker.bootstrap();
+/// One measured sink run: source records read in the window, its wall time, decant's CPU in it,
+/// decant's peak RSS (VmHWM at the end).
+struct SinkRun {
+    counted: u64,
+    wall: f64,
+    cpu: f64,
+    hwm_kb: u64,
+}
+
+/// `decant run` into compacted topics (exactly once, default cadence) until every source record
+/// is read; every change must reach the output once.
+fn topics_run(bin: &Path, bootstrap: &str, loaded: &Loaded, perf_name: &str) -> SinkRun {
     let Loaded {
         prefix,
         records,
         outputs,
         ..
-    } = preload(&bootstrap, "throughput");
-
+    } = loaded;
+    let outputs = *outputs;
     let work = std::env::temp_dir().join(random_name("decant-bench"));
     let out_prefix = random_name("out");
     let (config, port) = write_decant_config(
         &work,
-        &bootstrap,
-        &prefix,
+        bootstrap,
+        prefix,
         &out_prefix,
         "[log]\nlevel = \"warn\"\n",
     );
-    let decant = DecantProcess::start(&config, &work.join("decant.log"), &[]);
+    let decant = DecantProcess::start_bin(bin, &config, &work.join("decant.log"), &[]);
     let pid = decant.pid();
+    let mut perf = Perf(None);
     let total = records.len() as u64;
     let deadline = Instant::now() + Duration::from_secs(1800);
     let (mut t0, mut cpu0) = (None, 0.0);
@@ -209,6 +333,7 @@ fn end_to_end_throughput() {
         if t0.is_none() && read > 0 {
             t0 = Some((Instant::now(), read));
             cpu0 = proc_cpu_seconds(pid);
+            perf = Perf::attach(pid, perf_name);
         }
         if read >= total {
             break;
@@ -221,14 +346,10 @@ fn end_to_end_throughput() {
     let cpu = proc_cpu_seconds(pid) - cpu0;
     let hwm = proc_status_kb(pid, "VmHWM:");
     let rss = proc_status_kb(pid, "VmRSS:");
+    perf.stop();
     let counted = total - read_at_start;
-    let topics = topics_with_prefix(&bootstrap, &format!("{out_prefix}."));
-    let out = consume(
-        &bootstrap,
-        &topics,
-        outputs as usize,
-        Duration::from_secs(3),
-    );
+    let topics = topics_with_prefix(bootstrap, &format!("{out_prefix}."));
+    let out = consume(bootstrap, &topics, outputs as usize, Duration::from_secs(3));
     assert_eq!(
         out.len() as u64,
         outputs,
@@ -248,6 +369,22 @@ fn end_to_end_throughput() {
     let status = decant.terminate(Duration::from_secs(60));
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&work);
+    SinkRun {
+        counted,
+        wall,
+        cpu,
+        hwm_kb: hwm,
+    }
+}
+
+#[test]
+#[ignore = "throughput harness: run explicitly (see the module docs)"]
+fn end_to_end_throughput() {
+    let _serial = serial();
+    let broker = Broker::start_retrying();
+    let bootstrap = broker.bootstrap();
+    let loaded = preload(&bootstrap, "throughput");
+    topics_run(&decant_bin(), &bootstrap, &loaded, "decant-topics");
 }
 
 /// Ids alive after the workload (creates minus deletes), for the Iceberg harness's row count.
@@ -274,25 +411,14 @@ fn live_ids(n: u64) -> usize {
 /// The Iceberg sink under the same load: changes/s into Iceberg at a 10 s commit interval,
 /// from the first record read until the snapshot holding the last offset is committed, with
 /// decant's CPU share and peak RSS. The table is read back with chdb and its rows counted.
-///
-/// ```text
-/// nice cargo build --release -p decant
-/// DECANT_BIN=target/release/decant DECANT_BENCH_RECORDS=500000 \
-///   cargo test -p decant-tests --test run_throughput lake -- --ignored --nocapture
-/// ```
-#[test]
-#[ignore = "throughput harness: run explicitly (see the module docs)"]
-fn lake_throughput() {
-    let bed = decant_tests::bed::Bed::load();
-    let broker = Broker::start_retrying();
-    let bootstrap = broker.bootstrap();
+fn lake_run(bin: &Path, bed: &Bed, bootstrap: &str, loaded: &Loaded, perf_name: &str) -> SinkRun {
     let Loaded {
         prefix,
         changes,
         records,
         ..
-    } = preload(&bootstrap, "lake throughput");
-    let topic = format!("{prefix}.public.orders");
+    } = loaded;
+    let topic = loaded.topic();
     let work = std::env::temp_dir().join(random_name("decant-lake-bench"));
     let catalog = decant_tests::lake::Catalog::sqlite(&work);
     let lake = catalog
@@ -301,18 +427,20 @@ fn lake_throughput() {
             "commit_interval_ms = 1000\n",
             "commit_interval_ms = 10000\n",
         );
-    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, "unused", &lake);
-    let decant = DecantProcess::start(
+    let (config, port) = write_decant_config(&work, bootstrap, prefix, "unused", &lake);
+    let decant = DecantProcess::start_bin(
+        bin,
         &config,
         &work.join("decant.log"),
         &[("DECANT_OUTPUT__TYPE", "iceberg")],
     );
     let pid = decant.pid();
+    let mut perf = Perf(None);
     let total = records.len() as i64;
     let deadline = Instant::now() + Duration::from_secs(1800);
     let (mut t0, mut cpu0) = (None, 0.0);
     let mut peak_rss = 0;
-    let committed_to = |bed: &decant_tests::bed::Bed| -> i64 {
+    let committed_to = |bed: &Bed| -> i64 {
         if !work.join("lake/catalog.db").exists() {
             return 0;
         }
@@ -344,9 +472,11 @@ fn lake_throughput() {
         if t0.is_none() && read > 0 {
             t0 = Some((Instant::now(), read));
             cpu0 = proc_cpu_seconds(pid);
+            perf = Perf::attach(pid, perf_name);
         }
         peak_rss = peak_rss.max(proc_status_kb(pid, "VmRSS:"));
-        if read as i64 >= total && committed_to(&bed) >= total {
+        // The catalog (a Python process) is only asked once everything is read.
+        if read as i64 >= total && committed_to(bed) >= total {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -355,14 +485,15 @@ fn lake_throughput() {
     let wall = start.elapsed().as_secs_f64();
     let cpu = proc_cpu_seconds(pid) - cpu0;
     let hwm = proc_status_kb(pid, "VmHWM:");
+    perf.stop();
     let counted = total as u64 - read_at_start;
-    let tables = decant_tests::lake::lake_tables(&bed, &catalog);
+    let tables = decant_tests::lake::lake_tables(bed, &catalog);
     let orders = tables
         .iter()
         .find(|t| t.name == "public.orders")
         .expect("orders table");
-    let rows = decant_tests::lake::chdb_rows(&bed, orders).len();
-    assert_eq!(rows, live_ids(changes), "live rows in the Iceberg table");
+    let rows = decant_tests::lake::chdb_rows(bed, orders).len();
+    assert_eq!(rows, live_ids(*changes), "live rows in the Iceberg table");
     let snapshots = orders.main_snapshots().len();
     eprintln!(
         "lake throughput: {counted} source records in {wall:.2} s = {:.0} changes/s into Iceberg \
@@ -378,4 +509,359 @@ fn lake_throughput() {
     let status = decant.terminate(Duration::from_secs(60));
     assert!(status.success());
     let _ = std::fs::remove_dir_all(&work);
+    SinkRun {
+        counted,
+        wall,
+        cpu,
+        hwm_kb: hwm,
+    }
+}
+
+/// The Iceberg harness alone:
+///
+/// ```text
+/// nice cargo build --release -p decant
+/// DECANT_BIN=target/release/decant DECANT_BENCH_RECORDS=500000 \
+///   cargo test -p decant-tests --test run_throughput lake -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "throughput harness: run explicitly (see the module docs)"]
+fn lake_throughput() {
+    let _serial = serial();
+    let bed = Bed::load();
+    let broker = Broker::start_retrying();
+    let bootstrap = broker.bootstrap();
+    let loaded = preload(&bootstrap, "lake throughput");
+    lake_run(&decant_bin(), &bed, &bootstrap, &loaded, "decant-iceberg");
+}
+
+/// Writes the records as `kcat -C -J` lines (what `decant decode` reads): partition 0, offset =
+/// position, key and payload as text (`null` payload = tombstone).
+fn write_kcat_dump(path: &Path, topic: &str, records: &[Owned]) {
+    let file = std::fs::File::create(path).expect("create the kcat dump");
+    let mut w = std::io::BufWriter::new(file);
+    for (i, (k, v)) in records.iter().enumerate() {
+        let line = serde_json::json!({
+            "topic": topic,
+            "partition": 0,
+            "offset": i,
+            "key": std::str::from_utf8(k).expect("UTF-8 key"),
+            "payload": v.as_deref().map(|v| std::str::from_utf8(v).expect("UTF-8 value")),
+        });
+        serde_json::to_writer(&mut w, &line).expect("write the kcat dump");
+        w.write_all(b"\n").expect("write the kcat dump");
+    }
+    w.flush().expect("write the kcat dump");
+}
+
+/// `decant decode --discard` on the dump, best of `DECANT_BENCH_DECODE_REPS`.
+struct DecodeRun {
+    /// The decode loop's CPU (best run): decant's CPU from the moment it has read the whole
+    /// dump (`rchar` in `/proc/<pid>/io`) to its throughput line on stderr (after the loop).
+    loop_cpu: f64,
+    /// The decode loop's time as decant reports it (best run).
+    loop_s: f64,
+    /// The whole process's CPU, reading and parsing the dump included (best run).
+    process_cpu: f64,
+    /// Its wall time in the run of `process_cpu`.
+    process_wall: f64,
+}
+
+fn proc_rchar(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar:")?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn decode_run(bin: &Path, dump: &Path, records: usize, perf_name: &str) -> DecodeRun {
+    use std::io::BufRead as _;
+    let reps: usize = std::env::var("DECANT_BENCH_DECODE_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let dump_len = std::fs::metadata(dump).expect("the kcat dump").len();
+    let mut best = DecodeRun {
+        loop_cpu: f64::INFINITY,
+        loop_s: f64::INFINITY,
+        process_cpu: f64::INFINITY,
+        process_wall: 0.0,
+    };
+    for rep in 0..reps {
+        // The first run under perf when profiling (perf runs decant as its child; that run's
+        // figures are printed, not used).
+        let perf = if rep == 0 {
+            Perf::output(perf_name)
+        } else {
+            None
+        };
+        let mut cmd = match &perf {
+            Some((data, _)) => {
+                let mut c = Command::new("perf");
+                c.arg("record")
+                    .args(Perf::args())
+                    .arg("-o")
+                    .arg(data)
+                    .arg("--")
+                    .arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        cmd.arg("decode")
+            .arg("--discard")
+            .arg(dump)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let cpu0 = children_cpu_seconds();
+        let t = Instant::now();
+        let mut child = cmd.spawn().expect("run decant decode");
+        let pid = child.id();
+        let pipe = child.stderr.take().expect("decode stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                if line.starts_with("decoded ") {
+                    let _ = tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let (mut cpu_read, mut cpu_done) = (None, None);
+        loop {
+            match rx.try_recv() {
+                Ok(()) => {
+                    cpu_done = Some(proc_cpu_seconds(pid));
+                    break;
+                }
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+            if cpu_read.is_none() && perf.is_none() && proc_rchar(pid) >= dump_len {
+                cpu_read = Some(proc_cpu_seconds(pid));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let status = child.wait().expect("wait for decant decode");
+        let wall = t.elapsed().as_secs_f64();
+        let cpu = children_cpu_seconds() - cpu0;
+        let stderr = reader.join().expect("stderr reader");
+        assert!(status.success(), "decant decode failed:\n{stderr}");
+        // "decoded N messages (X MB) in S s: R msgs/s, M MB/s, E errors"
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with("decoded "))
+            .unwrap_or_else(|| panic!("no throughput line from decant decode:\n{stderr}"));
+        let decoded: usize = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .expect("decoded count");
+        assert_eq!(decoded, records, "{line}");
+        assert!(line.ends_with(" 0 errors"), "{line}");
+        let loop_s: f64 = line
+            .split_once(" in ")
+            .and_then(|(_, x)| x.split_whitespace().next()?.parse().ok())
+            .expect("decode time");
+        let loop_cpu = cpu_read.zip(cpu_done).map(|(a, b)| b - a);
+        eprintln!(
+            "decode-only ({}): {line}; decode loop CPU {}; process CPU {cpu:.2} s, wall {wall:.2} s{}",
+            bin.display(),
+            loop_cpu.map_or("n/a".to_owned(), |c| format!("{c:.2} s")),
+            if perf.is_some() { " (under perf)" } else { "" }
+        );
+        if perf.is_some() {
+            continue;
+        }
+        best.loop_cpu = best
+            .loop_cpu
+            .min(loop_cpu.expect("decode loop CPU sampled"));
+        best.loop_s = best.loop_s.min(loop_s);
+        if cpu < best.process_cpu {
+            best.process_cpu = cpu;
+            best.process_wall = wall;
+        }
+    }
+    assert!(
+        best.loop_cpu.is_finite(),
+        "no decode run outside perf: set DECANT_BENCH_DECODE_REPS to 2 or more"
+    );
+    best
+}
+
+/// The binaries to compare: `DECANT_BINS` (comma-separated), else [`decant_bin`]; each labelled
+/// by its file name (made unique).
+fn bench_bins() -> Vec<(String, PathBuf)> {
+    let bins: Vec<PathBuf> = match std::env::var("DECANT_BINS") {
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        _ => vec![decant_bin()],
+    };
+    let mut out: Vec<(String, PathBuf)> = Vec::new();
+    for bin in bins {
+        assert!(bin.exists(), "{}: no such binary", bin.display());
+        let name = bin
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "decant".to_owned());
+        let mut label = name.clone();
+        let mut n = 2;
+        while out.iter().any(|(l, _)| *l == label) {
+            label = format!("{name}#{n}");
+            n += 1;
+        }
+        out.push((label, bin));
+    }
+    out
+}
+
+/// One row of the table.
+struct Row {
+    binary: String,
+    run: &'static str,
+    records: u64,
+    wall: f64,
+    cpu: f64,
+    /// Decode-only µs per change of the same binary.
+    decode_us: f64,
+    bytes: f64,
+    hwm_kb: Option<u64>,
+}
+
+fn markdown(rows: &[Row]) -> String {
+    let mut t = String::from(
+        "| binary | run | changes | wall s | changes/s | MB/s | CPU s | CPU % of a core | CPU µs/change | decode-only µs/change | CPU ÷ decode-only | peak RSS MiB |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let us = 1e6 * r.cpu / r.records as f64;
+        t.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {:.2} | {:.0} | {:.2} | {:.2} | {:.1} | {} |\n",
+            r.binary,
+            r.run,
+            r.records,
+            r.wall,
+            r.records as f64 / r.wall,
+            r.bytes / 1e6 / r.wall,
+            r.cpu,
+            100.0 * r.cpu / r.wall,
+            us,
+            r.decode_us,
+            us / r.decode_us,
+            r.hwm_kb
+                .map_or("–".to_owned(), |kb| format!("{:.0}", kb as f64 / 1024.0)),
+        ));
+    }
+    t
+}
+
+/// Decode-only and both sinks, for every binary of `DECANT_BINS`, on the same source topic and
+/// its kcat dump; one markdown table (module docs).
+#[test]
+#[ignore = "throughput harness: run explicitly (see the module docs)"]
+fn throughput_table() {
+    let _serial = serial();
+    let bins = bench_bins();
+    let sinks: Vec<String> = std::env::var("DECANT_BENCH_SINKS")
+        .unwrap_or_else(|_| "topics,iceberg".to_owned())
+        .split(',')
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect();
+    for s in &sinks {
+        assert!(
+            s == "topics" || s == "iceberg",
+            "DECANT_BENCH_SINKS: unknown sink {s:?} (topics, iceberg)"
+        );
+    }
+    let bed = sinks.iter().any(|s| s == "iceberg").then(Bed::load);
+    let broker = Broker::start_retrying();
+    let bootstrap = broker.bootstrap();
+    let loaded = preload(&bootstrap, "throughput table");
+    let total = loaded.records.len() as u64;
+    let bytes_per_record = loaded.bytes as f64 / total as f64;
+    let dump = std::env::temp_dir().join(format!("{}.jsonl", random_name("decant-bench-dump")));
+    write_kcat_dump(&dump, &loaded.topic(), &loaded.records);
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for (label, bin) in &bins {
+        let d = decode_run(bin, &dump, loaded.records.len(), &format!("{label}-decode"));
+        let decode_us = 1e6 * d.loop_cpu / total as f64;
+        rows.push(Row {
+            binary: label.clone(),
+            run: "decode --discard",
+            records: total,
+            wall: d.loop_s,
+            cpu: d.loop_cpu,
+            decode_us,
+            bytes: loaded.bytes as f64,
+            hwm_kb: None,
+        });
+        notes.push(format!(
+            "{label}: decode-only = the decode loop's CPU (wall s: its own stopwatch), best of \
+             the runs; the whole `decant decode --discard` process (reading and parsing the \
+             {:.0} MB dump included) took {:.2} s CPU = {:.2} µs/change in {:.2} s wall",
+            std::fs::metadata(&dump).map_or(0, |m| m.len()) as f64 / 1e6,
+            d.process_cpu,
+            1e6 * d.process_cpu / total as f64,
+            d.process_wall,
+        ));
+        for sink in &sinks {
+            let (run, r) = match sink.as_str() {
+                "topics" => (
+                    "topics (exactly once)",
+                    topics_run(bin, &bootstrap, &loaded, &format!("{label}-topics")),
+                ),
+                _ => (
+                    "Iceberg (10 s commits)",
+                    lake_run(
+                        bin,
+                        bed.as_ref().expect("bed loaded"),
+                        &bootstrap,
+                        &loaded,
+                        &format!("{label}-iceberg"),
+                    ),
+                ),
+            };
+            rows.push(Row {
+                binary: label.clone(),
+                run,
+                records: r.counted,
+                wall: r.wall,
+                cpu: r.cpu,
+                decode_us,
+                bytes: bytes_per_record * r.counted as f64,
+                hwm_kb: Some(r.hwm_kb),
+            });
+        }
+    }
+    let _ = std::fs::remove_file(&dump);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!(
+        "\n{} changes ({} source records with tombstones, {:.1} MB key + value) on topic {}; \
+         binaries: {}; load average at the end: {}\n\n{}",
+        loaded.changes,
+        total,
+        loaded.bytes as f64 / 1e6,
+        loaded.topic(),
+        bins.iter()
+            .map(|(l, b)| format!("{l} = {}", b.display()))
+            .collect::<Vec<_>>()
+            .join(", "),
+        load.trim(),
+        markdown(&rows),
+    );
+    for n in notes {
+        eprintln!("- {n}");
+    }
 }
