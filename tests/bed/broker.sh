@@ -269,7 +269,14 @@ do_start() {
     write_properties "$cport"
     if [ ! -f "$DIR/data/meta.properties" ]; then
         local cluster
-        cluster=$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')
+        # Kafka's cluster id: a UUID in URL-safe base64. One starting with '-' would read as an
+        # option to StorageTool's argument parser (1 in 64 ids): draw again.
+        cluster=$(python3 -c 'import base64, uuid
+while True:
+    c = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not c.startswith("-"):
+        break
+print(c)')
         java_run kafka.tools.StorageTool format -t "$cluster" -c "$PROPS" --standalone "${scram[@]}" >>"$LOG" 2>&1 ||
             { echo "broker.sh: formatting $DIR/data failed; see $LOG" >&2; tail -20 "$LOG" >&2; exit 1; }
     fi
