@@ -57,23 +57,10 @@ PROPS=$DIR/server.properties
 ADDR=127.0.0.1:$PORT
 NAME="broker.sh: Kafka"
 
-LIBS=${DECANT_KAFKA_LIBS:-}
-if [ -z "$LIBS" ] && [ -f "$DECANT_CACHE/bed.env" ]; then
-    LIBS=$(sed -n 's/^DECANT_KAFKA_LIBS=//p' "$DECANT_CACHE/bed.env")
-fi
+LIBS=$(bed_env DECANT_KAFKA_LIBS)
 
-running_pid() {
-    local pid
-    pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    # guard against pid reuse: the process must be this directory's broker
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "kafka.Kafka $PROPS" || return 1
-    echo "$pid"
-}
-
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# guard against pid reuse: the process must be this directory's broker
+running_pid() { service_pid "kafka.Kafka $PROPS"; }
 
 java_run() {
     # SerialGC: one broker per test on a 2-core machine; no parallel GC threads fighting.
@@ -96,23 +83,10 @@ make_tls() {
     mkdir -p "$TLS"
     (
         cd "$TLS"
-        local days=3650 ca
-        for ca in ca other-ca; do
-            openssl req -x509 -newkey rsa:2048 -nodes -days $days -subj "/CN=decant bed $ca" \
-                -keyout $ca.key -out $ca.pem 2>/dev/null
-        done
-        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
-        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
-        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days $days \
-            -extfile server.ext -out server.pem 2>/dev/null
+        make_certs "decant bed"
         cat server.key server.pem >server.keystore.pem
-        openssl req -newkey rsa:2048 -nodes -subj "/CN=decant-client" -keyout client.key -out client.csr 2>/dev/null
-        printf 'extendedKeyUsage=clientAuth\n' >client.ext
-        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days $days \
-            -extfile client.ext -out client.pem 2>/dev/null
         openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out oidc.key 2>/dev/null
         openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out oidc-rogue.key 2>/dev/null
-        rm -f ./*.csr ./*.ext ./*.srl
     )
     touch "$TLS/.ok"
 }

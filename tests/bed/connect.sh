@@ -49,20 +49,11 @@ URL=http://127.0.0.1:$PORT
 ADDR=$URL
 NAME="connect.sh: the worker"
 
-from_env_file() { [ -f "$DECANT_CACHE/bed.env" ] && sed -n "s/^$1=//p" "$DECANT_CACHE/bed.env" || true; }
-LIBS=${DECANT_CONNECT_LIBS:-$(from_env_file DECANT_CONNECT_LIBS)}
-PLUGINS=${DECANT_CONNECT_PLUGINS:-$(from_env_file DECANT_CONNECT_PLUGINS)}
+LIBS=$(bed_env DECANT_CONNECT_LIBS)
+PLUGINS=$(bed_env DECANT_CONNECT_PLUGINS)
 
-running_pid() {
-    local pid
-    pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    # guard against pid reuse: the process must be this directory's worker
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "ConnectDistributed $PROPS" || return 1
-    echo "$pid"
-}
-
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+# guard against pid reuse: the process must be this directory's worker
+running_pid() { service_pid "ConnectDistributed $PROPS"; }
 
 write_properties() {
     cat >"$PROPS" <<PROPS_EOF

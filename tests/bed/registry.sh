@@ -56,28 +56,11 @@ LOG=$DIR/registry.log
 ADDR=http://127.0.0.1:$PORT/apis/ccompat/v7
 NAME="registry.sh: Schema Registry"
 
-bed_env() {
-    local v=${!1:-}
-    if [ -z "$v" ] && [ -f "$DECANT_CACHE/bed.env" ]; then
-        v=$(sed -n "s/^$1=//p" "$DECANT_CACHE/bed.env")
-    fi
-    echo "$v"
-}
 HOME_DIR=$(bed_env DECANT_REGISTRY_HOME)
 JAVA=$(bed_env DECANT_REGISTRY_JAVA)
 
-running_pid() {
-    local pid
-    pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-    # guard against pid reuse: the process must be this directory's registry
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-Ddecant.bed.registry=$DIR " || return 1
-    echo "$pid"
-}
-
-port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# guard against pid reuse: the process must be this directory's registry
+running_pid() { service_pid "-Ddecant.bed.registry=$DIR "; }
 
 registry_ready() { curl -fsS -m 5 -o /dev/null "$ADDR/subjects" 2>/dev/null; }
 
@@ -95,20 +78,7 @@ make_tls() {
     mkdir -p "$TLS"
     (
         cd "$TLS"
-        local days=3650 ca
-        for ca in ca other-ca; do
-            openssl req -x509 -newkey rsa:2048 -nodes -days $days -subj "/CN=decant bed registry $ca" \
-                -keyout $ca.key -out $ca.pem 2>/dev/null
-        done
-        openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
-        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
-        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days $days \
-            -extfile server.ext -out server.pem 2>/dev/null
-        openssl req -newkey rsa:2048 -nodes -subj "/CN=decant-client" -keyout client.key -out client.csr 2>/dev/null
-        printf 'extendedKeyUsage=clientAuth\n' >client.ext
-        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days $days \
-            -extfile client.ext -out client.pem 2>/dev/null
-        rm -f ./*.csr ./*.ext ./*.srl
+        make_certs "decant bed registry"
     )
     touch "$TLS/.ok"
 }

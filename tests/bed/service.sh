@@ -1,7 +1,52 @@
-# Sourced by broker.sh and connect.sh: the life cycle of a bed service started in the background.
-# The caller sets NAME (for messages), ADDR (what it serves), DIR, PIDFILE and LOG, and defines
-# running_pid (prints the pid of DIR's service, or fails: it also guards against pid reuse) and,
-# if the service has helpers of its own to end with it, service_cleanup.
+# Sourced by broker.sh, connect.sh and registry.sh: the life cycle of a bed service started in the
+# background, and the small helpers they share. The caller sets NAME (for messages), ADDR (what it
+# serves), DIR, PIDFILE and LOG, and defines running_pid (prints the pid of DIR's service, or
+# fails; usually `service_pid MARKER`) and, if the service has helpers of its own to end with it,
+# service_cleanup.
+
+# service_pid MARKER: the pid in PIDFILE while that process runs and its command line contains
+# MARKER (a reused pid belongs to another command line); fails otherwise.
+service_pid() {
+    local pid
+    pid=$(cat "$PIDFILE" 2>/dev/null) || return 1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$1" || return 1
+    echo "$pid"
+}
+
+port_open() { (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; }
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# bed_env NAME: $NAME from the environment, else the line setup.sh wrote into
+# $DECANT_CACHE/bed.env, else empty.
+bed_env() {
+    local v=${!1:-}
+    if [ -z "$v" ] && [ -f "$DECANT_CACHE/bed.env" ]; then
+        v=$(sed -n "s/^$1=//p" "$DECANT_CACHE/bed.env")
+    fi
+    echo "$v"
+}
+
+# make_certs LABEL: in the current directory, with openssl: a CA (ca.pem/key), an unrelated CA
+# (other-ca.pem/key, for "unknown CA" tests), a server certificate signed by the CA (server.pem/key,
+# SAN 127.0.0.1 and localhost) and a client certificate (client.pem/key, for mutual TLS).
+make_certs() {
+    local label=$1 days=3650 ca
+    for ca in ca other-ca; do
+        openssl req -x509 -newkey rsa:2048 -nodes -days $days -subj "/CN=$label $ca" \
+            -keyout $ca.key -out $ca.pem 2>/dev/null
+    done
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days $days \
+        -extfile server.ext -out server.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=decant-client" -keyout client.key -out client.csr 2>/dev/null
+    printf 'extendedKeyUsage=clientAuth\n' >client.ext
+    openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days $days \
+        -extfile client.ext -out client.pem 2>/dev/null
+    rm -f ./*.csr ./*.ext ./*.srl
+}
 
 # service_wait_ready PID SECONDS READY_FN: polls READY_FN every 0.1 s until it succeeds (prints
 # ADDR), the process PID exits (its log's tail, exit 1) or SECONDS pass (stop, exit 1).
