@@ -5,6 +5,7 @@
 //! progress ([`Resume::Own`]): a restart reads every partition from the smallest offset any
 //! table still needs, and a table skips what it already holds ([`Sink::holds`]).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,11 +141,12 @@ impl IcebergSink {
         &self.names[label]
     }
 
-    /// `ns.name` of a source table (read-only paths).
-    fn dest_label(&self, table: &TableId, label: &str) -> String {
+    /// `ns.name` of a source table (read-only paths; borrowed when remembered, which every
+    /// table that reached `write` is).
+    fn dest_label(&self, table: &TableId, label: &str) -> Cow<'_, str> {
         match self.names.get(label) {
-            Some(n) => n.label.clone(),
-            None => self.name_of(table).label,
+            Some(n) => Cow::Borrowed(n.label.as_str()),
+            None => Cow::Owned(self.name_of(table).label),
         }
     }
 
@@ -397,7 +399,7 @@ impl Sink for IcebergSink {
         }
         let label = self.dest_label(dest.table, dest.label);
         self.dests
-            .get(&label)
+            .get(label.as_ref())
             .and_then(|d| d.progress.get(partition))
             .is_some_and(|next| offset < *next)
     }
@@ -406,7 +408,7 @@ impl Sink for IcebergSink {
         !self.stopped.is_empty()
             && self
                 .stopped
-                .contains_key(&self.dest_label(dest.table, dest.label))
+                .contains_key(self.dest_label(dest.table, dest.label).as_ref())
     }
 
     fn stopped_destinations(&self) -> usize {
@@ -422,7 +424,7 @@ impl Sink for IcebergSink {
     }
 
     fn write(&mut self, c: &Change<'_>) -> Result<(), SinkError> {
-        let named = self.named(c.dest.table, c.dest.label).clone();
+        self.named(c.dest.table, c.dest.label);
         if let Some(r) = &c.typed
             && !self.decoded.contains_key(&r.batch_id)
         {
@@ -430,13 +432,23 @@ impl Sink for IcebergSink {
             self.batch_bytes += r.columns.get_array_memory_size() as u64;
             self.decoded.insert(r.batch_id, r.columns.clone());
         }
-        let p = self.pending.entry(named.label).or_insert_with(|| Pending {
-            ns: named.ns,
-            name: named.name,
-            shape: None,
-            rows: HashMap::new(),
-            staged: Vec::new(),
-        });
+        // Names are cloned only when a destination first enters the batch, not per change.
+        let named = &self.names[c.dest.label];
+        if !self.pending.contains_key(&named.label) {
+            self.pending.insert(
+                named.label.clone(),
+                Pending {
+                    ns: named.ns.clone(),
+                    name: named.name.clone(),
+                    shape: None,
+                    rows: HashMap::new(),
+                    staged: Vec::new(),
+                },
+            );
+        }
+        let Some(p) = self.pending.get_mut(&named.label) else {
+            return Err(SinkError::fatal("a destination vanished from the batch"));
+        };
         if c.op == ChangeOp::Upsert || c.op == ChangeOp::Delete {
             match &p.shape {
                 Some(s) if Arc::ptr_eq(s, c.shape) => {}
@@ -528,19 +540,19 @@ impl Sink for IcebergSink {
         id: &str,
         staged: &BTreeSet<String>,
     ) -> Result<BTreeSet<String>, SinkError> {
-        let holds: HashSet<&String> = self
+        let holds: HashSet<&str> = self
             .dests
             .iter()
             .filter(|(_, d)| {
                 Progress::contains_commit(d.table.table().metadata(), self.lake.pipeline(), id)
             })
-            .map(|(label, _)| label)
+            .map(|(label, _)| label.as_str())
             .collect();
         Ok(staged
             .iter()
             .filter(|source| {
                 let table = TableId::parse(source);
-                holds.contains(&self.dest_label(&table, source))
+                holds.contains(self.dest_label(&table, source).as_ref())
             })
             .cloned()
             .collect())

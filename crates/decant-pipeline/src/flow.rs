@@ -23,6 +23,10 @@ use crate::source::{Hooks, KafkaSource, Record, Source};
 use crate::state::{Overlay, StateStore};
 use crate::triage::{DeadLetterQueue, Refused, count_control, refused};
 
+/// The dependency label of the schema registry in `decant_waiting` and
+/// `decant_dependency_retries_total`.
+const REGISTRY: &str = "schema_registry";
+
 /// What the process shares with the loop.
 pub struct Runtime {
     pub metrics: Arc<Metrics>,
@@ -52,26 +56,29 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    fn advance(&mut self, topic: &str, partition: i32, next: i64) {
-        match self
+    /// The batch's next offset of a partition, entered at `first` when it is new.
+    fn next_offset(&mut self, topic: &str, partition: i32, first: i64) -> &mut i64 {
+        let i = match self
             .offsets
-            .iter_mut()
-            .find(|(t, p, _)| *p == partition && t == topic)
+            .iter()
+            .position(|(t, p, _)| *p == partition && t == topic)
         {
-            Some(e) => e.2 = next,
-            None => self.offsets.push((topic.to_owned(), partition, next)),
-        }
+            Some(i) => i,
+            None => {
+                self.offsets.push((topic.to_owned(), partition, first));
+                self.offsets.len() - 1
+            }
+        };
+        &mut self.offsets[i].2
+    }
+
+    fn advance(&mut self, topic: &str, partition: i32, next: i64) {
+        *self.next_offset(topic, partition, next) = next;
     }
 
     pub(crate) fn hold_back(&mut self, topic: &str, partition: i32, offset: i64) {
-        match self
-            .offsets
-            .iter_mut()
-            .find(|(t, p, _)| *p == partition && t == topic)
-        {
-            Some(e) => e.2 = e.2.min(offset),
-            None => self.offsets.push((topic.to_owned(), partition, offset)),
-        }
+        let next = self.next_offset(topic, partition, offset);
+        *next = (*next).min(offset);
     }
 
     pub(crate) fn offsets_map(&self) -> Offsets {
@@ -410,16 +417,15 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
     /// loop stays alive and says why it does not move (`/health`, `/ready`,
     /// `decant_waiting`).
     fn wait_for_dependency(&mut self, e: &decant_decode::DecodeError, attempt: u32) {
-        const DEPENDENCY: &str = "schema_registry";
         let why = format!("the schema registry: {e}");
         if attempt.is_multiple_of(10) {
             tracing::warn!(error = %e, attempt, "schema registry unavailable; waiting and retrying the record (never skipped)");
         }
         self.health.set_waiting(Some(why));
-        self.metrics.waiting.with_label_values(&[DEPENDENCY]).set(1);
+        self.metrics.waiting.with_label_values(&[REGISTRY]).set(1);
         self.metrics
             .dependency_retries
-            .with_label_values(&[DEPENDENCY])
+            .with_label_values(&[REGISTRY])
             .inc();
         let pause = Duration::from_millis(500u64 << attempt.min(6)).min(Duration::from_secs(30));
         let until = Instant::now() + pause;
