@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ahash::AHashMap;
+
 use decant_model::sink::{
     BatchStats, Change, ChangeOp, Commit, Committed, Destination, Offsets, OutputShape, Resume,
     SourceGroup, TopicPartition,
@@ -22,7 +24,7 @@ use crate::commit::{CommitOutcome, Progress, TableDelta};
 use crate::config::IcebergSinkConfig;
 use crate::error::IcebergError;
 use crate::lake::{Lake, LakeConfig, LakeTable};
-use crate::typed::{Decoded, StagedRow, batch_of};
+use crate::typed::{Decoded, StagedRow, gather};
 use crate::types::TableLayout;
 
 impl From<IcebergError> for SinkError {
@@ -49,7 +51,7 @@ struct Pending {
     /// `None`: only deletes of an existing table (a truncate before any row of this run).
     shape: Option<Arc<OutputShape>>,
     /// Key JSON → the final upsert in `staged` (`None`: deleted).
-    rows: HashMap<String, Option<usize>>,
+    rows: AHashMap<String, Option<usize>>,
     staged: Vec<StagedRow>,
 }
 
@@ -221,33 +223,35 @@ impl IcebergSink {
             table: label.to_owned(),
             why,
         };
-        // Built a chunk at a time: keys are parsed from their JSON (they are small), upserts
-        // are gathered from the decoded columns.
+        // Built a chunk at a time. Upserts are gathered from the decoded columns, and they are
+        // also their own keys' equality deletes (the writer projects the key columns); only the
+        // keys of pure deletes are parsed from their (small) JSON.
         const CHUNK: usize = 8192;
-        let (mut upserts, mut deletes) = (Vec::new(), Vec::new());
+        let (mut upserts, mut deleted) = (Vec::new(), Vec::new());
         let (mut up_rows, mut del_rows) = (Vec::new(), Vec::new());
-        let mut ups = 0u64;
         for (key, value) in &p.rows {
-            del_rows.push(parse(key)?);
-            if let Some(i) = value {
-                up_rows.push(&p.staged[*i]);
-                ups += 1;
+            match value {
+                Some(i) => up_rows.push(&p.staged[*i]),
+                None => del_rows.push(parse(key)?),
             }
             if del_rows.len() >= CHUNK {
-                deletes.push(batch_from_rows(&schema, &del_rows).map_err(incompatible)?);
+                deleted.push(batch_from_rows(&schema, &del_rows).map_err(incompatible)?);
                 del_rows.clear();
             }
             if up_rows.len() >= CHUNK {
-                upserts.push(batch_of(&schema, &up_rows, &self.decoded).map_err(incompatible)?);
+                upserts.push(gather(&schema, &mut up_rows, &self.decoded).map_err(incompatible)?);
                 up_rows.clear();
             }
         }
         if !del_rows.is_empty() {
-            deletes.push(batch_from_rows(&schema, &del_rows).map_err(incompatible)?);
+            deleted.push(batch_from_rows(&schema, &del_rows).map_err(incompatible)?);
         }
         if !up_rows.is_empty() {
-            upserts.push(batch_of(&schema, &up_rows, &self.decoded).map_err(incompatible)?);
+            upserts.push(gather(&schema, &mut up_rows, &self.decoded).map_err(incompatible)?);
         }
+        let ups = upserts.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+        let mut deletes = upserts.clone();
+        deletes.extend(deleted);
         let delta = TableDelta {
             upserts,
             deletes,
@@ -441,7 +445,7 @@ impl Sink for IcebergSink {
                     ns: named.ns.clone(),
                     name: named.name.clone(),
                     shape: None,
-                    rows: HashMap::new(),
+                    rows: AHashMap::new(),
                     staged: Vec::new(),
                 },
             );

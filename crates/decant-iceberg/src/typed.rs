@@ -7,6 +7,8 @@
 //! cell by cell through the canonical rendering and `arrow_rows`, exactly as rendered rows do.
 
 use std::collections::HashMap;
+
+use ahash::AHashMap;
 use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch};
@@ -94,6 +96,18 @@ pub(crate) fn batch_of(
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
 }
 
+/// A chunk of final rows as one batch, gathered in decoding order: the sink's key map hands
+/// them over in hash order, and reading each decoded batch in one run keeps the gather's
+/// source lookups and memory reads local.
+pub(crate) fn gather(
+    schema: &SchemaRef,
+    rows: &mut [&StagedRow],
+    decoded: &Decoded,
+) -> Result<RecordBatch, String> {
+    rows.sort_unstable_by_key(|r| (r.batch_id, r.row));
+    batch_of(schema, rows, decoded)
+}
+
 /// Output column `name`'s position in each row's shape (rows mostly share one shape).
 struct Positions<'n> {
     name: &'n str,
@@ -149,7 +163,10 @@ fn cell<'r>(
 fn column_of(field: &Field, rows: &[&StagedRow], decoded: &Decoded) -> Result<ArrayRef, String> {
     let name = field.name();
     let mut arrays: Vec<&dyn Array> = Vec::new();
-    let mut slots: HashMap<(u64, usize), usize> = HashMap::new();
+    // (decoded batch, column) → its index in `arrays`. Callers pass rows in decoding order, so
+    // they come in runs of one batch: the last hit answers most rows without hashing.
+    let mut slots: AHashMap<(u64, usize), usize> = AHashMap::new();
+    let mut last: Option<((u64, usize), usize)> = None;
     let mut indices: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
     let mut fast = true;
     let mut positions = Positions { name, last: None };
@@ -163,10 +180,15 @@ fn column_of(field: &Field, rows: &[&StagedRow], decoded: &Decoded) -> Result<Ar
         match (direct, cell(r, pos, decoded)?) {
             (true, Cell::Decoded(array, _, row)) => {
                 let col = pos.and_then(|i| r.shape.sources[i]).unwrap_or(0);
-                let slot = *slots.entry((r.batch_id, col)).or_insert_with(|| {
-                    arrays.push(array.as_ref());
-                    arrays.len() - 1
-                });
+                let source = (r.batch_id, col);
+                let slot = match last {
+                    Some((s, slot)) if s == source => slot,
+                    _ => *slots.entry(source).or_insert_with(|| {
+                        arrays.push(array.as_ref());
+                        arrays.len() - 1
+                    }),
+                };
+                last = Some((source, slot));
                 indices.push((slot, row));
             }
             _ => {

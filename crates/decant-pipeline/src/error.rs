@@ -9,6 +9,9 @@ pub enum PipelineError {
     Kafka(#[from] decant_kafka::Error),
     #[error("state store")]
     State(#[source] redb::Error),
+    /// The state store holds bytes this binary cannot read back (a damaged file).
+    #[error("state store damaged: {0}")]
+    StateDamaged(String),
     #[error("{what}")]
     Io {
         what: String,

@@ -324,7 +324,7 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
             started: Instant::now(),
             records: 0,
             offsets: Vec::new(),
-            overlay: Overlay::new(),
+            overlay: Overlay::default(),
         });
         Ok(())
     }
