@@ -2,7 +2,9 @@
 //! PostgreSQL workload, `tests/fixtures/registry/avro`), with the schemas served by the bed's
 //! registry (`[schema_registry]`). The registry is down when decant starts: decant waits and
 //! says so (`decant_waiting`, `/ready`, `/health`), decodes nothing, skips and quarantines
-//! nothing; once the registry is back, the output equals PostgreSQL's final state.
+//! nothing; once the registry is back, the output equals PostgreSQL's final state. The same
+//! holds for an outage in the middle of a run, when decant meets schema ids it has not fetched
+//! yet.
 
 use std::time::{Duration, Instant};
 
@@ -24,8 +26,9 @@ fn metric(port: u16, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-#[test]
-fn avro_through_the_registry_waits_out_an_outage_and_equals_postgres() {
+/// The Avro capture, registered in a fresh bed registry, its records reframed with the ids the
+/// registry gave, and PostgreSQL's final state.
+fn framed_capture() -> (Registry, Vec<Input>, Vec<Json>) {
     let dir = registry_fixture_dir("avro");
     let schemas = load_schemas(&dir.join("schemas.jsonl"));
     let inputs = load_messages(&dir.join("messages.jsonl"));
@@ -34,7 +37,6 @@ fn avro_through_the_registry_waits_out_an_outage_and_equals_postgres() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("expected-state line"))
         .collect();
-
     let registry = Registry::start();
     let ids = register_all(&registry.client(), &schemas);
     let framed: Vec<Input> = inputs
@@ -45,22 +47,42 @@ fn avro_through_the_registry_waits_out_an_outage_and_equals_postgres() {
             ..i.clone()
         })
         .collect();
-    // The outage: the registry is down before decant has fetched a single schema.
-    registry.stop();
+    (registry, framed, expected)
+}
 
-    let broker = Broker::start_retrying();
-    let bootstrap = broker.bootstrap();
-    let prefix = random_name("src");
-    let out = random_name("out");
-    produce_inputs(&bootstrap, &framed, "none", |t| {
+/// The bed's topic names under this run's source prefix.
+fn produce(bootstrap: &str, prefix: &str, inputs: &[Input]) {
+    produce_inputs(bootstrap, inputs, "none", |t| {
         format!("{prefix}.{}", t.split_once('.').map_or(t, |(_, rest)| rest))
     });
-    let work = std::env::temp_dir().join(random_name("decant-registry-run"));
-    let extra = format!("[schema_registry]\nurl = \"{}\"\n", registry.url());
-    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, &out, &extra);
-    let log = work.join("decant.log");
-    let decant = DecantProcess::start(&config, &log, &[]);
+}
 
+/// The output's changes once its final state has at least `rows` rows (or after two minutes).
+fn output_with_rows(bootstrap: &str, out: &str, rows: usize) -> decant_tests::Run {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let topics = topics_with_prefix(bootstrap, out);
+        let records = if topics.is_empty() {
+            Vec::new()
+        } else {
+            consume(bootstrap, &topics, 0, Duration::from_secs(2))
+        };
+        let run = upsert_changes(out, &records);
+        if live_rows(&run) >= rows || Instant::now() > deadline {
+            return run;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Live rows of every table in the output's changes.
+fn live_rows(run: &decant_tests::Run) -> usize {
+    decant_tests::final_state(&run.changes, |c| format!("{}\0{}", c["table"], c["key"])).len()
+}
+
+/// Decant says it waits for the registry (metric, `/ready`, `/health`) and treats nothing as a
+/// bad record meanwhile.
+fn assert_waits_for_the_registry(port: u16, decant: &DecantProcess) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while metric(port, "decant_waiting{dependency=\"schema_registry\"}") != Some(1.0) {
         assert!(
@@ -85,36 +107,11 @@ fn avro_through_the_registry_waits_out_an_outage_and_equals_postgres() {
         metric(port, "decant_decode_errors_total").is_none(),
         "an outage is not a bad record"
     );
-    assert!(
-        topics_with_prefix(&bootstrap, &out).is_empty()
-            || consume(
-                &bootstrap,
-                &topics_with_prefix(&bootstrap, &out),
-                0,
-                Duration::from_secs(1)
-            )
-            .is_empty(),
-        "nothing is written while the schemas are unknown"
-    );
+}
 
-    // The registry comes back (same directory: same ids); decant catches up.
-    registry.restart();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let run = loop {
-        let topics = topics_with_prefix(&bootstrap, &out);
-        let records = if topics.is_empty() {
-            Vec::new()
-        } else {
-            consume(&bootstrap, &topics, 0, Duration::from_secs(2))
-        };
-        let run = upsert_changes(&out, &records);
-        let rows: usize = decant_tests::final_state(&run.changes, decant_tests::key_text).len();
-        if rows >= expected.len() || Instant::now() > deadline {
-            break run;
-        }
-        std::thread::sleep(Duration::from_secs(1));
-    };
-    assert_pg_state("registry avro run", &run, &expected, PgMode::Exact);
+/// After the registry came back: equal to PostgreSQL, retried, nothing dead-lettered.
+fn assert_caught_up(label: &str, port: u16, run: &decant_tests::Run, expected: &[Json]) {
+    assert_pg_state(label, run, expected, PgMode::Exact);
     assert_eq!(
         metric(port, "decant_waiting{dependency=\"schema_registry\"}"),
         Some(0.0)
@@ -130,6 +127,92 @@ fn avro_through_the_registry_waits_out_an_outage_and_equals_postgres() {
         metric(port, "decant_dead_letter_records_total").is_none(),
         "nothing dead-lettered"
     );
+    assert!(
+        metric(port, "decant_skipped_records_total").is_none(),
+        "nothing skipped"
+    );
+}
+
+#[test]
+fn avro_through_the_registry_waits_out_an_outage_and_equals_postgres() {
+    let (registry, framed, expected) = framed_capture();
+    // The outage: the registry is down before decant has fetched a single schema.
+    registry.stop();
+
+    let broker = Broker::start_retrying();
+    let bootstrap = broker.bootstrap();
+    let prefix = random_name("src");
+    let out = random_name("out");
+    produce(&bootstrap, &prefix, &framed);
+    let work = std::env::temp_dir().join(random_name("decant-registry-run"));
+    let extra = format!("[schema_registry]\nurl = \"{}\"\n", registry.url());
+    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, &out, &extra);
+    let log = work.join("decant.log");
+    let decant = DecantProcess::start(&config, &log, &[]);
+
+    assert_waits_for_the_registry(port, &decant);
+    assert!(
+        topics_with_prefix(&bootstrap, &out).is_empty()
+            || consume(
+                &bootstrap,
+                &topics_with_prefix(&bootstrap, &out),
+                0,
+                Duration::from_secs(1)
+            )
+            .is_empty(),
+        "nothing is written while the schemas are unknown"
+    );
+
+    // The registry comes back (same directory: same ids); decant catches up.
+    registry.restart();
+    let run = output_with_rows(&bootstrap, &out, expected.len());
+    assert_caught_up("registry avro run", port, &run, &expected);
+    let status = decant.terminate(Duration::from_secs(30));
+    assert!(status.success(), "clean shutdown: {status}");
+}
+
+#[test]
+fn a_registry_outage_mid_run_stalls_new_schemas_and_loses_nothing() {
+    let (registry, framed, expected) = framed_capture();
+    let broker = Broker::start_retrying();
+    let bootstrap = broker.bootstrap();
+    let prefix = random_name("src");
+    let out = random_name("out");
+    // Before the outage decant has fetched the schemas of two tables; the other tables' records
+    // (and so their schema ids) arrive while the registry is down.
+    let before = |i: &Input| i.topic.ends_with(".composite") || i.topic.ends_with(".toasty");
+    let (early, late): (Vec<Input>, Vec<Input>) = framed.iter().cloned().partition(before);
+    assert!(
+        !early.is_empty() && !late.is_empty(),
+        "both halves hold records"
+    );
+    let early_rows = expected
+        .iter()
+        .filter(|e| {
+            let t = e["table"].as_str().unwrap_or_default();
+            t.ends_with(".composite") || t.ends_with(".toasty")
+        })
+        .count();
+    produce(&bootstrap, &prefix, &early);
+    let work = std::env::temp_dir().join(random_name("decant-registry-midrun"));
+    let extra = format!("[schema_registry]\nurl = \"{}\"\n", registry.url());
+    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, &out, &extra);
+    let log = work.join("decant.log");
+    let decant = DecantProcess::start(&config, &log, &[]);
+    let first = output_with_rows(&bootstrap, &out, early_rows);
+    assert_eq!(
+        live_rows(&first),
+        early_rows,
+        "the first tables are through before the outage"
+    );
+
+    registry.stop();
+    produce(&bootstrap, &prefix, &late);
+    assert_waits_for_the_registry(port, &decant);
+
+    registry.restart();
+    let run = output_with_rows(&bootstrap, &out, expected.len());
+    assert_caught_up("registry outage mid-run", port, &run, &expected);
     let status = decant.terminate(Duration::from_secs(30));
     assert!(status.success(), "clean shutdown: {status}");
 }
