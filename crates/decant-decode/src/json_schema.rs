@@ -44,8 +44,8 @@ pub enum Translated {
     /// The Connect schema node the JSON Schema stands for.
     Connect(Json),
     /// The root schema constrains nothing Connect could type (`{}`, `true`, `{"type":"object"}`
-    /// without properties): the documents are read as schemaless JSON (declared or inferred
-    /// tables), as they were before JSON_SR schemas were read at all.
+    /// without properties): a permissive schema is a producer's choice, not an error, so the
+    /// documents are read as schemaless JSON (declared or inferred tables).
     Open,
 }
 
