@@ -12,11 +12,12 @@ use crate::batch::ColBuilder;
 use crate::convert::{Appended, ConvCtx, FieldError};
 use crate::decimal;
 use crate::error::DecodeErrorKind;
+use crate::json_schema;
 use crate::registry::{RegisteredSchema, SchemaFormat};
 use crate::temporal;
 use crate::wire::{self, SourceKind, Wire, WireField};
 
-/// A parsed registered schema.
+/// A parsed registered schema (Avro; JSON_SR carries its Connect translation).
 pub struct Registered {
     pub format: SchemaFormat,
     schema: Option<apache_avro::Schema>,
@@ -24,6 +25,8 @@ pub struct Registered {
     pub row: Option<Arc<[WireField]>>,
     /// What records of this schema are when they are not data (heartbeat, transaction …).
     pub control: Option<ControlEvent>,
+    /// A JSON_SR schema read as the Connect schema it stands for, translated once per id.
+    pub json_schema: Option<json_schema::Translated>,
 }
 
 /// The parts of a decoded Avro envelope the decoder needs.
@@ -49,11 +52,18 @@ impl Registered {
         binary_mode: Option<&str>,
     ) -> Result<Self, DecodeErrorKind> {
         if s.format != SchemaFormat::Avro {
+            let translated = match s.format {
+                SchemaFormat::Json => Some(json_schema::translate(&s.text).map_err(|e| {
+                    DecodeErrorKind::Schema(format!("schema id {id} (JSON Schema): {e}"))
+                })?),
+                _ => None,
+            };
             return Ok(Registered {
                 format: s.format,
                 schema: None,
                 row: None,
                 control: None,
+                json_schema: translated,
             });
         }
         let schema = apache_avro::Schema::parse_str(&s.text)
@@ -110,6 +120,7 @@ impl Registered {
             schema: Some(schema),
             row,
             control,
+            json_schema: None,
         })
     }
 }

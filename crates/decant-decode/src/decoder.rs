@@ -4,7 +4,9 @@
 //! byte-for-byte with the last one seen, so an unchanged embedded schema costs one `memcmp`),
 //! split the payload into raw member slices in one lazy pass, then parse only what the op needs:
 //! `after` for upserts, the key (Kafka key or `before`'s key columns) for deletes, and the
-//! position fields of `source`. Everything else is skipped unparsed.
+//! position fields of `source`. Everything else is skipped unparsed. A JSON_SR value is that
+//! payload alone: its registered JSON Schema, translated to Connect's ([`crate::json_schema`])
+//! and classified once per schema id, stands in for the embedded schema.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -23,6 +25,7 @@ use crate::avro::{self, AvroEnvelope};
 use crate::batch::{ChangeBatch, RowMeta, TableBatchBuilder};
 use crate::convert::{Appended, ConvCtx, FieldError, Placeholder, append_json, excerpt};
 use crate::error::{DecodeError, DecodeErrorKind};
+use crate::json_schema;
 use crate::plan::RowPlan;
 use crate::registry::{SchemaFormat, SchemaResolver};
 use crate::source::{SourceRead, SourceReader, TableRef};
@@ -228,6 +231,11 @@ pub struct Decoder {
     last_topic: Option<Arc<str>>,
     resolver: Option<Box<dyn SchemaResolver>>,
     avro_cache: AHashMap<u32, Arc<avro::Registered>>,
+    /// JSON_SR value schemas by id, classified once; `None` for an open schema (the documents
+    /// are read schemaless).
+    json_sr_shapes: AHashMap<u32, Option<Arc<ValueShape>>>,
+    /// JSON_SR key schemas by id: their fields name the key columns (see `key_names`).
+    json_sr_key_names: AHashMap<u32, Arc<[String]>>,
     scratch: Vec<u8>,
     /// Member names of the last change-event payload, in order: the next record's are
     /// recognised by one compare each (see [`crate::json::KeyOrder`]).
@@ -306,6 +314,8 @@ impl Decoder {
             last_topic: None,
             resolver: None,
             avro_cache: AHashMap::new(),
+            json_sr_shapes: AHashMap::new(),
+            json_sr_key_names: AHashMap::new(),
             scratch: Vec::new(),
             envelope_order: KeyOrder::default(),
             source: SourceReader::default(),
@@ -1219,8 +1229,16 @@ impl Decoder {
         Ok(i)
     }
 
-    /// Key column names from the record's Kafka key (its schema, or its members).
+    /// Key column names from the record's Kafka key: a JSON_SR key's registered schema, else the
+    /// members of its (payload) object.
     fn key_names(&self, rec: &KafkaRecord) -> Vec<String> {
+        if let Some([0, a, b, c, d, ..]) = rec.key
+            && let Some(names) = self
+                .json_sr_key_names
+                .get(&u32::from_be_bytes([*a, *b, *c, *d]))
+        {
+            return names.to_vec();
+        }
         let Some(text) = rec
             .key
             .map(unframed)
@@ -1490,13 +1508,64 @@ impl Decoder {
                 };
                 self.decode_avro(rec, &registered, envelope, key)
             }
-            SchemaFormat::Json => self.decode_json(rec, &value[5..]),
+            SchemaFormat::Json => self.decode_json_sr(rec, id, &registered, &value[5..]),
             SchemaFormat::Protobuf => Err(DecodeErrorKind::Registry {
                 id,
                 message: "Protobuf-framed values are not supported yet".into(),
                 retriable: false,
             }),
         }
+    }
+
+    /// A JSON_SR document: the change event itself, typed by its registered schema translated to
+    /// Connect's (see [`crate::json_schema`]), then read like a JSON-with-schema payload.
+    fn decode_json_sr(
+        &mut self,
+        rec: &KafkaRecord,
+        id: u32,
+        registered: &avro::Registered,
+        document: &[u8],
+    ) -> KResult<Outcome> {
+        // As on the Avro path, the key's schema is resolved up front: its fields name the key
+        // columns when the record's table is first seen.
+        if let Some([0, a, b, c, d, ..]) = rec.key {
+            self.note_json_sr_key(u32::from_be_bytes([*a, *b, *c, *d]))?;
+        }
+        let shape = match self.json_sr_shapes.get(&id) {
+            Some(shape) => shape.clone(),
+            None => {
+                let shape = match &registered.json_schema {
+                    Some(json_schema::Translated::Connect(node)) => {
+                        Some(Arc::new(self.classify_value_schema(node)?))
+                    }
+                    _ => None,
+                };
+                self.json_sr_shapes.insert(id, shape.clone());
+                shape
+            }
+        };
+        let Some(shape) = shape else {
+            return self.decode_json(rec, document);
+        };
+        let payload = utf8(document)?.trim();
+        if payload == "null" {
+            return self.tombstone(rec);
+        }
+        self.decode_payload(rec, payload, Some(shape))
+    }
+
+    /// Remembers the key column names of a JSON_SR key schema (a struct's fields, in order).
+    fn note_json_sr_key(&mut self, id: u32) -> KResult<()> {
+        if self.json_sr_key_names.contains_key(&id) {
+            return Ok(());
+        }
+        let registered = self.registered(id)?;
+        if let Some(json_schema::Translated::Connect(node)) = &registered.json_schema
+            && let Some(names) = json_schema::struct_field_names(node)
+        {
+            self.json_sr_key_names.insert(id, names.into());
+        }
+        Ok(())
     }
 
     fn registered(&mut self, id: u32) -> KResult<Arc<avro::Registered>> {

@@ -2,7 +2,8 @@
 //! rdkafka, no iceberg: this crate is pure computation, fuzzed and benchmarked on captured bytes.
 //!
 //! - [`decoder`]: [`Decoder`] — envelope recognition (JSON with/without embedded schema,
-//!   registry-framed Avro / JSON_SR), op dispatch, keys, control records, schema versions.
+//!   registry-framed Avro / JSON_SR typed by its registered schema), op dispatch, keys, control
+//!   records, schema versions.
 //! - [`wire`]: [`Wire`] — how a column is encoded (Connect type + Debezium semantic name), parsed
 //!   from Connect JSON schemas, Avro writer schemas and declared types; maps to `ColumnType`.
 //!   [`wire::SourceKind`] (told by the envelope's `source` schema name) reads MySQL / MariaDB
@@ -10,6 +11,8 @@
 //! - [`convert`]: one JSON value → one column builder, per wire type; TOAST placeholder detection.
 //! - [`avro`]: the same for Avro datums, plus Avro envelope and `source` handling.
 //! - [`dynamodb`]: DynamoDB typed documents (Confluent CDC envelope and DynamoDB Streams records).
+//! - [`json_schema`]: Confluent JSON_SR schemas → the Connect schema they stand for (Kafka
+//!   Connect's JSON Schema conventions), so JSON_SR documents decode like JSON-with-schema ones.
 //! - [`mongo`]: MongoDB connector events (Extended-JSON document strings).
 //! - [`json`]: the validating, allocation-free JSON scanner the hot loop runs on.
 //! - `plan`: row plans — a table's JSON row image decoded in one pass when its members come in
@@ -29,6 +32,7 @@ pub mod decoder;
 pub mod dynamodb;
 pub mod error;
 pub mod json;
+pub mod json_schema;
 pub mod mongo;
 mod plan;
 pub mod registry;

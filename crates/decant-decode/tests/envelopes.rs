@@ -1,6 +1,6 @@
 //! Envelope kinds and type encodings the corpus and the PostgreSQL captures do not reach:
 //! heartbeats, transaction metadata, truncate and logical messages, JSON_SR framing (value and
-//! key), DynamoDB (Confluent CDC envelope and Streams records), TOAST placeholder forms,
+//! key; typed by the registered JSON Schema, or schemaless under an open one), DynamoDB (Confluent CDC envelope and Streams records), TOAST placeholder forms,
 //! VariableScaleDecimal, MySQL-precise unsigned, Bits, binary handling modes, ±infinity,
 //! and the errors for values that do not fit.
 
@@ -154,6 +154,125 @@ fn json_sr_framed_value_and_key() {
         json!({"id": 42}),
         "delete identified by the framed key"
     );
+}
+
+/// A JSON_SR envelope in Kafka Connect's JSON Schema conventions (what Confluent's
+/// JsonSchemaConverter registers for a Debezium PostgreSQL table).
+const JSON_SR_ENVELOPE: &str = r##"{"type":"object","title":"p.public.t.Envelope","properties":{
+    "before":{"oneOf":[{"type":"null"},{"$ref":"#/definitions/row"}],"connect.index":0},
+    "after":{"oneOf":[{"type":"null"},{"$ref":"#/definitions/row"}],"connect.index":1},
+    "source":{"type":"object","title":"io.debezium.connector.postgresql.Source","connect.index":2,"properties":{
+        "schema":{"type":"string","connect.index":0},"table":{"type":"string","connect.index":1},
+        "lsn":{"oneOf":[{"type":"null"},{"type":"integer","connect.type":"int64"}],"connect.index":2}}},
+    "op":{"type":"string","connect.index":3}},
+  "definitions":{"row":{"type":"object","title":"p.public.t.Value","properties":{
+    "id":{"type":"integer","connect.type":"int32","connect.index":0},
+    "price":{"oneOf":[{"type":"null"},{"type":"number","title":"org.apache.kafka.connect.data.Decimal","connect.type":"bytes","connect.version":1,"connect.parameters":{"scale":"2","connect.decimal.precision":"10"}}],"connect.index":1},
+    "raw":{"oneOf":[{"type":"null"},{"type":"string","connect.type":"bytes"}],"connect.index":2},
+    "ts":{"oneOf":[{"type":"null"},{"type":"integer","title":"io.debezium.time.MicroTimestamp","connect.type":"int64","connect.version":1}],"connect.index":3},
+    "tags":{"oneOf":[{"type":"null"},{"type":"array","items":{"oneOf":[{"type":"null"},{"type":"string"}]}}],"connect.index":4},
+    "attrs":{"oneOf":[{"type":"null"},{"type":"object","connect.type":"map","additionalProperties":{"type":"integer","connect.type":"int32"}}],"connect.index":5}}}}}"##;
+
+#[test]
+fn json_sr_documents_are_typed_by_their_registered_schema() {
+    let resolver = StaticResolver::new()
+        .with(11, SchemaFormat::Json, JSON_SR_ENVELOPE)
+        .with(
+            12,
+            SchemaFormat::Json,
+            r#"{"type":"object","title":"p.public.t.Key","properties":{"id":{"type":"integer","connect.type":"int32","connect.index":0}}}"#,
+        );
+    // No declared table and no inference: the registered schemas alone type the records.
+    let mut dec = Decoder::new(DecoderConfig::default())
+        .expect("config")
+        .with_resolver(Box::new(resolver));
+    let frame = |id: u8, body: &str| {
+        let mut v = vec![0, 0, 0, 0, id];
+        v.extend_from_slice(body.as_bytes());
+        v
+    };
+    let key = frame(12, r#"{"id":1}"#);
+    // A Decimal as a JSON number (JsonSchemaConverter) and as base64 bytes (JsonConverter).
+    for price in ["12.5", r#""BOI=""#] {
+        let value = frame(
+            11,
+            &format!(
+                r#"{{"before":null,"after":{{"id":1,"price":{price},"raw":"AQI=","ts":1596001099434000,"tags":["a",null],"attrs":{{"k":2}}}},"source":{{"schema":"public","table":"t","lsn":5}},"op":"c"}}"#
+            ),
+        );
+        let r = rec("p.public.t", Some(&key), Some(&value));
+        assert!(matches!(dec.decode(&r), Ok(Outcome::Row { .. })));
+        let batches = dec.take_batches().expect("batches");
+        let schema = &batches[0].schema;
+        let types: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| format!("{} {:?} {}", c.name, c.ty, c.nullable))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "id Int32 false",
+                "price Decimal { precision: 10, scale: 2 } true",
+                "raw Binary true",
+                "ts Timestamp(Micros) true",
+                "tags List(String) true",
+                "attrs Json true",
+            ]
+        );
+        assert_eq!(schema.key, [0], "the key schema names the key column");
+        let mut text = String::new();
+        render_in_order(&batches, &[], &mut text);
+        let line: Json = serde_json::from_str(text.trim()).expect("json");
+        assert_eq!(line["key"], json!({"id": 1}));
+        assert_eq!(
+            line["row"],
+            json!({"id": 1, "price": "12.50", "raw": "AQI=", "ts": "2020-07-29T05:38:19.434000",
+                   "tags": ["a", null], "attrs": {"k": 2}}),
+            "price {price}"
+        );
+    }
+    let delete = frame(
+        11,
+        r#"{"before":null,"after":null,"source":{"schema":"public","table":"t","lsn":6},"op":"d"}"#,
+    );
+    let out = one(&mut dec, rec("p.public.t", Some(&key), Some(&delete)));
+    assert_eq!(
+        (&out[0]["op"], &out[0]["key"]),
+        (&json!("delete"), &json!({"id": 1}))
+    );
+    // A null document is a tombstone, as a null value is.
+    let null = frame(11, "null");
+    let out = one(&mut dec, rec("p.public.t", Some(&key), Some(&null)));
+    assert_eq!(out[0]["op"], "tombstone");
+}
+
+#[test]
+fn json_sr_schemas_without_a_connect_equivalent_are_refused_by_field() {
+    let union = JSON_SR_ENVELOPE.replace(
+        r#""raw":{"oneOf":[{"type":"null"},{"type":"string","connect.type":"bytes"}]"#,
+        r#""raw":{"oneOf":[{"type":"null"},{"type":"string"},{"type":"integer"}]"#,
+    );
+    assert_ne!(union, JSON_SR_ENVELOPE);
+    let resolver = StaticResolver::new().with(21, SchemaFormat::Json, union);
+    let mut dec = Decoder::new(DecoderConfig::default())
+        .expect("config")
+        .with_resolver(Box::new(resolver));
+    let mut value = vec![0, 0, 0, 0, 21];
+    value.extend_from_slice(
+        br#"{"before":null,"after":{"id":1,"raw":"x"},"source":{"schema":"public","table":"t"},"op":"c"}"#,
+    );
+    let e = dec
+        .decode(&rec("p.public.t", None, Some(&value)))
+        .expect_err("an unsupported schema is refused");
+    assert_eq!(e.class(), "schema");
+    let message = e.to_string();
+    assert!(
+        message.contains("schema id 21 (JSON Schema): field before.raw:")
+            && message.contains("union"),
+        "{message}"
+    );
+    assert_eq!(dec.pending_rows(), 0);
 }
 
 #[test]
