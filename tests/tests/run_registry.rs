@@ -4,7 +4,7 @@
 //! says so (`decant_waiting`, `/ready`, `/health`), decodes nothing, skips and quarantines
 //! nothing; once the registry is back, the output equals PostgreSQL's final state. The same
 //! holds for an outage in the middle of a run, when decant meets schema ids it has not fetched
-//! yet.
+//! yet. JSON_SR records (typed by their registered JSON Schema) reach the same state.
 
 use std::time::{Duration, Instant};
 
@@ -26,13 +26,15 @@ fn metric(port: u16, name: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// The Avro capture, registered in a fresh bed registry, its records reframed with the ids the
-/// registry gave, and PostgreSQL's final state.
-fn framed_capture() -> (Registry, Vec<Input>, Vec<Json>) {
-    let dir = registry_fixture_dir("avro");
+/// A capture of the bed's workload (`avro`, `json_sr`), registered in a fresh bed registry, its
+/// records reframed with the ids the registry gave, and PostgreSQL's final state (one workload:
+/// the Avro capture's expected state serves every format).
+fn framed_capture(format: &str) -> (Registry, Vec<Input>, Vec<Json>) {
+    let dir = registry_fixture_dir(format);
     let schemas = load_schemas(&dir.join("schemas.jsonl"));
     let inputs = load_messages(&dir.join("messages.jsonl"));
-    let expected: Vec<Json> = std::fs::read_to_string(dir.join("expected-state.jsonl"))
+    let expected_file = registry_fixture_dir("avro").join("expected-state.jsonl");
+    let expected: Vec<Json> = std::fs::read_to_string(expected_file)
         .expect("expected state")
         .lines()
         .map(|l| serde_json::from_str(l).expect("expected-state line"))
@@ -135,7 +137,7 @@ fn assert_caught_up(label: &str, port: u16, run: &decant_tests::Run, expected: &
 
 #[test]
 fn avro_through_the_registry_waits_out_an_outage_and_equals_postgres() {
-    let (registry, framed, expected) = framed_capture();
+    let (registry, framed, expected) = framed_capture("avro");
     // The outage: the registry is down before decant has fetched a single schema.
     registry.stop();
 
@@ -173,7 +175,7 @@ fn avro_through_the_registry_waits_out_an_outage_and_equals_postgres() {
 
 #[test]
 fn a_registry_outage_mid_run_stalls_new_schemas_and_loses_nothing() {
-    let (registry, framed, expected) = framed_capture();
+    let (registry, framed, expected) = framed_capture("avro");
     let broker = Broker::start_retrying();
     let bootstrap = broker.bootstrap();
     let prefix = random_name("src");
@@ -213,6 +215,30 @@ fn a_registry_outage_mid_run_stalls_new_schemas_and_loses_nothing() {
     registry.restart();
     let run = output_with_rows(&bootstrap, &out, expected.len());
     assert_caught_up("registry outage mid-run", port, &run, &expected);
+    let status = decant.terminate(Duration::from_secs(30));
+    assert!(status.success(), "clean shutdown: {status}");
+}
+
+#[test]
+fn json_sr_typed_by_the_registry_equals_postgres() {
+    let (registry, framed, expected) = framed_capture("json_sr");
+    let broker = Broker::start_retrying();
+    let bootstrap = broker.bootstrap();
+    let prefix = random_name("src");
+    let out = random_name("out");
+    produce(&bootstrap, &prefix, &framed);
+    let work = std::env::temp_dir().join(random_name("decant-registry-jsonsr"));
+    let extra = format!("[schema_registry]\nurl = \"{}\"\n", registry.url());
+    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, &out, &extra);
+    let log = work.join("decant.log");
+    let decant = DecantProcess::start(&config, &log, &[]);
+    let run = output_with_rows(&bootstrap, &out, expected.len());
+    assert_pg_state("registry json_sr run", &run, &expected, PgMode::Exact);
+    assert!(
+        metric(port, "decant_decode_errors_total").is_none(),
+        "every JSON_SR record decodes: {}",
+        decant.log_tail(20)
+    );
     let status = decant.terminate(Duration::from_secs(30));
     assert!(status.success(), "clean shutdown: {status}");
 }
