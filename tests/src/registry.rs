@@ -193,3 +193,37 @@ pub fn kcat_lines(inputs: &[Input]) -> String {
     }
     out
 }
+
+/// A capture of the bed's workload (`avro`, `json_sr`), registered in a fresh bed registry, its
+/// records reframed with the ids the registry gave, and PostgreSQL's final state (one workload:
+/// the Avro capture's expected state serves every format).
+pub fn framed_capture(format: &str) -> (Registry, Vec<Input>, Vec<Json>) {
+    let dir = registry_fixture_dir(format);
+    let schemas = load_schemas(&dir.join("schemas.jsonl"));
+    let inputs = load_messages(&dir.join("messages.jsonl"));
+    let expected_file = registry_fixture_dir("avro").join("expected-state.jsonl");
+    let expected: Vec<Json> = std::fs::read_to_string(expected_file)
+        .expect("expected state")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("expected-state line"))
+        .collect();
+    let registry = Registry::start();
+    let ids = register_all(&registry.client(), &schemas);
+    let framed: Vec<Input> = inputs
+        .iter()
+        .map(|i| Input {
+            key: i.key.as_deref().map(|k| reframe(k, &ids)),
+            value: i.value.as_deref().map(|v| reframe(v, &ids)),
+            ..i.clone()
+        })
+        .collect();
+    (registry, framed, expected)
+}
+
+/// Produces a capture's records to the bed's topic names under a run's source prefix
+/// (`decant.bed.composite` → `{prefix}.bed.composite`).
+pub fn produce_capture(bootstrap: &str, prefix: &str, inputs: &[Input]) {
+    crate::bed::produce_inputs(bootstrap, inputs, "none", |t| {
+        format!("{prefix}.{}", t.split_once('.').map_or(t, |(_, rest)| rest))
+    });
+}

@@ -9,12 +9,10 @@
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    Broker, DecantProcess, consume, http_get, produce_inputs, random_name, topics_with_prefix,
-    upsert_changes, write_decant_config,
+    Broker, DecantProcess, consume, http_get, random_name, topics_with_prefix, upsert_changes,
+    write_decant_config,
 };
-use decant_tests::registry::{
-    Registry, load_messages, load_schemas, reframe, register_all, registry_fixture_dir,
-};
+use decant_tests::registry::{framed_capture, produce_capture as produce};
 use decant_tests::{Input, PgMode, assert_pg_state};
 use serde_json::Value as Json;
 
@@ -24,39 +22,6 @@ fn metric(port: u16, name: &str) -> Option<f64> {
         .find(|l| l.starts_with(name))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-}
-
-/// A capture of the bed's workload (`avro`, `json_sr`), registered in a fresh bed registry, its
-/// records reframed with the ids the registry gave, and PostgreSQL's final state (one workload:
-/// the Avro capture's expected state serves every format).
-fn framed_capture(format: &str) -> (Registry, Vec<Input>, Vec<Json>) {
-    let dir = registry_fixture_dir(format);
-    let schemas = load_schemas(&dir.join("schemas.jsonl"));
-    let inputs = load_messages(&dir.join("messages.jsonl"));
-    let expected_file = registry_fixture_dir("avro").join("expected-state.jsonl");
-    let expected: Vec<Json> = std::fs::read_to_string(expected_file)
-        .expect("expected state")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("expected-state line"))
-        .collect();
-    let registry = Registry::start();
-    let ids = register_all(&registry.client(), &schemas);
-    let framed: Vec<Input> = inputs
-        .iter()
-        .map(|i| Input {
-            key: i.key.as_deref().map(|k| reframe(k, &ids)),
-            value: i.value.as_deref().map(|v| reframe(v, &ids)),
-            ..i.clone()
-        })
-        .collect();
-    (registry, framed, expected)
-}
-
-/// The bed's topic names under this run's source prefix.
-fn produce(bootstrap: &str, prefix: &str, inputs: &[Input]) {
-    produce_inputs(bootstrap, inputs, "none", |t| {
-        format!("{prefix}.{}", t.split_once('.').map_or(t, |(_, rest)| rest))
-    });
 }
 
 /// The output's changes once its final state has at least `rows` rows (or after two minutes).
