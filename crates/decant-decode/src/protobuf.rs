@@ -943,8 +943,10 @@ fn decimal_at_scale(m: &DynamicMessage, scale: i8) -> Result<i256, FieldError> {
     if own == 0 || own == i64::from(scale) {
         return Ok(unscaled);
     }
+    // Rendering writes |scale| digits: an absurd scale is refused, not written out.
+    let own = crate::convert::variable_scale(own)
+        .ok_or_else(|| want("a decimal scale within ±32767", &v))?;
     let mut text = String::new();
-    let own = i32::try_from(own).map_err(|_| want("a decimal scale", &v))?;
     decimal::format(unscaled, own, &mut text);
     decimal::parse_text(&text)
         .and_then(|d| d.rescale(i32::from(scale)))
@@ -1411,6 +1413,42 @@ mod tests {
         });
         let out = decode(None, &value);
         assert!(out.contains("field after.amount"), "{out}");
+    }
+
+    #[test]
+    fn decimals_written_at_another_scale_are_rescaled_exactly() {
+        let at = |unscaled: &[u8], scale: i32| {
+            let Value::Message(mut m) = decimal(unscaled) else {
+                panic!("a message");
+            };
+            m.set_field_by_name("scale", Value::I32(scale));
+            decimal_at_scale(&m, 2)
+        };
+        // 1.5 written at scale 1 is 150 at scale 2; 1.234 at scale 3 is not exact at scale 2.
+        assert_eq!(at(&[0x0f], 1), Ok(i256::from_i128(150)));
+        assert!(at(&[0x04, 0xd2], 3).is_err());
+        assert!(
+            at(&[0x01], 2_000_000_000).is_err(),
+            "absurd scales are refused"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever follows the framing header, decoding gives a row or an error, never a panic.
+        #[test]
+        fn arbitrary_payloads_never_panic(payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut value = vec![0, 0, 0, 0, 9];
+            value.extend(&payload);
+            let _ = decode(Some(&value), &value);
+        }
+
+        /// Valid framing with an arbitrary message body: the same.
+        #[test]
+        fn arbitrary_envelopes_never_panic(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut value = vec![0, 0, 0, 0, 9, 2, 2];
+            value.extend(&body);
+            let _ = decode(None, &value);
+        }
     }
 
     #[test]
