@@ -23,6 +23,13 @@
 //!   are gone unless a producer writes them as a `connect.name` parameter, which is honoured; a
 //!   nested message named like a Debezium struct (`VariableScaleDecimal`, `Point`, `Geometry`,
 //!   `Geography`) with exactly its fields is read as that struct.
+//! - The `source` message is named `Source`, not `io.debezium.connector.mysql.Source`: MySQL's
+//!   signed `TIME` (see [`crate::wire::SourceKind`]) is not told apart. It only matters with a
+//!   `connect.name` parameter, since without one a time is a plain integer anyway.
+//!
+//! Other Protobuf constructs: enums are written as their value names, `uint64`/`fixed64` as
+//! exact decimals of 20 digits, maps as JSON objects, repeated fields as lists, oneof members as
+//! nullable columns; a recursive message type is refused when its schema is first used.
 
 use std::collections::HashMap;
 use std::sync::Arc;
