@@ -19,6 +19,7 @@ use decant_model::{
     ChangeKind, ControlEvent, KafkaRecord, RecordCoordinates, SourceOp, SourcePosition, TableId,
     TableSchema,
 };
+use prost_reflect::{DynamicMessage, FieldDescriptor, ReflectMessage, Value as ProtoValue};
 use serde_json::Value as Json;
 
 use crate::avro::{self, AvroEnvelope};
@@ -27,6 +28,7 @@ use crate::convert::{Appended, ConvCtx, FieldError, Placeholder, append_json, ex
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::json_schema;
 use crate::plan::RowPlan;
+use crate::protobuf;
 use crate::registry::{SchemaFormat, SchemaResolver};
 use crate::source::{SourceRead, SourceReader, TableRef};
 use crate::wire::{self, BinaryText, SourceKind, Wire, WireField};
@@ -201,6 +203,57 @@ enum Image<'a, 'v> {
     /// An object being consumed in place by the enclosing scan.
     Pull(&'v mut crate::json::Members<'a>),
     Avro(&'v AvroValue),
+    Proto(&'v DynamicMessage),
+}
+
+/// A registry-framed Kafka key, decoded.
+enum FramedKey {
+    Avro(AvroValue),
+    Protobuf(DynamicMessage),
+}
+
+impl FramedKey {
+    fn image(&self) -> Image<'static, '_> {
+        match self {
+            FramedKey::Avro(v) => Image::Avro(v),
+            FramedKey::Protobuf(m) => Image::Proto(m),
+        }
+    }
+
+    /// The key's member names: the table's key columns.
+    fn names(&self) -> Option<Vec<String>> {
+        match self {
+            FramedKey::Avro(v) => match avro::unwrap_union(v) {
+                AvroValue::Record(members) => {
+                    Some(members.iter().map(|(k, _)| k.clone()).collect())
+                }
+                _ => None,
+            },
+            FramedKey::Protobuf(m) => Some(
+                m.descriptor()
+                    .fields()
+                    .map(|f| f.name().to_owned())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// A change event from a registry-framed value (Avro or Protobuf), decoded into what the shared
+/// op logic ([`Decoder::decode_framed_event`]) needs, whatever the encoding.
+struct FramedEvent<'v> {
+    /// The encoding's name, for errors.
+    format: &'static str,
+    op: Option<&'v str>,
+    position: SourcePosition,
+    table: Option<TableId>,
+    /// The row image's columns (`None`: the schema is no Debezium envelope).
+    row: Option<Arc<[WireField]>>,
+    /// What a record without `op` is (heartbeat, schema change), told by its schema.
+    control: Option<ControlEvent>,
+    before: Option<Image<'static, 'v>>,
+    after: Option<Image<'static, 'v>>,
+    key: Option<&'v FramedKey>,
 }
 
 /// Failure inside a row image: either a field error (with path) or a column the schema lacks.
@@ -236,6 +289,8 @@ pub struct Decoder {
     json_sr_shapes: AHashMap<u32, Option<Arc<ValueShape>>>,
     /// JSON_SR key schemas by id: their fields name the key columns (see `key_names`).
     json_sr_key_names: AHashMap<u32, Arc<[String]>>,
+    /// Protobuf schemas compiled, by id (the format of every id is in `avro_cache`).
+    protobuf_cache: AHashMap<u32, Arc<protobuf::Compiled>>,
     scratch: Vec<u8>,
     /// Member names of the last change-event payload, in order: the next record's are
     /// recognised by one compare each (see [`crate::json::KeyOrder`]).
@@ -316,6 +371,7 @@ impl Decoder {
             avro_cache: AHashMap::new(),
             json_sr_shapes: AHashMap::new(),
             json_sr_key_names: AHashMap::new(),
+            protobuf_cache: AHashMap::new(),
             scratch: Vec::new(),
             envelope_order: KeyOrder::default(),
             source: SourceReader::default(),
@@ -449,19 +505,9 @@ impl Decoder {
             SourceOp::Tombstone,
             SourcePosition::default(),
         );
-        let avro_key = if key.len() >= 5 && key[0] == 0 {
-            let id = u32::from_be_bytes([key[1], key[2], key[3], key[4]]);
-            let registered = self.registered(id)?;
-            match registered.format {
-                SchemaFormat::Avro => Some(avro::decode_datum(&registered, &key[5..], id)?),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        if let Some(value) = avro_key {
+        if let Some(framed) = self.framed_key(Some(key))? {
             self.append_row(t, meta, |dec, t| {
-                dec.fill_image(t, Image::Avro(&value), ImageMode::KeyOnly, "key")
+                dec.fill_image(t, framed.image(), ImageMode::KeyOnly, "key")
             })?;
         } else {
             let key_text =
@@ -1372,7 +1418,7 @@ impl Decoder {
         };
         // A JSON image in the order of the last whole one: the one-pass plan (key-only images,
         // such as a delete's `before`, use it too, but never teach it).
-        let json = !matches!(image, Image::Avro(_));
+        let json = matches!(image, Image::Json(_) | Image::Pull(_));
         let whole_json = json && matches!(mode, ImageMode::All);
         // Key columns, when only they are kept.
         let key_only = match mode {
@@ -1384,7 +1430,7 @@ impl Decoder {
             let unstarted = match &image {
                 Image::Json(v) => Some((v.raw(), 1)),
                 Image::Pull(iter) => iter.unstarted(),
-                Image::Avro(_) => None,
+                Image::Avro(_) | Image::Proto(_) => None,
             };
             if let Some((text, from)) = unstarted {
                 let key = key_only.as_ref().map(|s| &s.key[..]);
@@ -1428,6 +1474,7 @@ impl Decoder {
             let r = match val {
                 Member::Json(v) => append_json(b, wire, v, &mut ctx),
                 Member::Avro(v) => avro::append_avro(b, wire, v, &mut ctx),
+                Member::Proto(field, v) => protobuf::append_proto(b, wire, field, v, &mut ctx),
             };
             match r {
                 Ok(Appended::Value) => Ok(()),
@@ -1460,6 +1507,18 @@ impl Decoder {
                     one(col, k, Member::Json(&val))
                 })
                 .map_err(scan_error)?;
+            }
+            Image::Proto(m) => {
+                // Every field, in declaration order: proto3 scalars that were not written are
+                // their default values, fields with presence that were not written are null.
+                for field in m.descriptor().fields() {
+                    let value = protobuf::field_value(m, &field);
+                    one(
+                        column(field.name()),
+                        field.name(),
+                        Member::Proto(&field, value.as_deref()),
+                    )?;
+                }
             }
             Image::Avro(v) => match avro::unwrap_union(v) {
                 AvroValue::Record(members) => {
@@ -1498,22 +1557,11 @@ impl Decoder {
         match registered.format {
             SchemaFormat::Avro => {
                 let envelope = avro::decode_envelope(&registered, &value[5..], id)?;
-                let key = match rec.key {
-                    Some(k) if k.len() >= 5 && k[0] == 0 => {
-                        let kid = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
-                        let kreg = self.registered(kid)?;
-                        Some(avro::decode_datum(&kreg, &k[5..], kid)?)
-                    }
-                    _ => None,
-                };
+                let key = self.framed_key(rec.key)?;
                 self.decode_avro(rec, &registered, envelope, key)
             }
             SchemaFormat::Json => self.decode_json_sr(rec, id, &registered, &value[5..]),
-            SchemaFormat::Protobuf => Err(DecodeErrorKind::Registry {
-                id,
-                message: "Protobuf-framed values are not supported yet".into(),
-                retriable: false,
-            }),
+            SchemaFormat::Protobuf => self.decode_protobuf(rec, id, &value[5..]),
         }
     }
 
@@ -1588,9 +1636,77 @@ impl Decoder {
                 message: e.message,
                 retriable: e.retriable,
             })?;
+        if schema.format == SchemaFormat::Protobuf {
+            let references = resolver
+                .references(id)
+                .map_err(|e| DecodeErrorKind::Registry {
+                    id,
+                    message: format!("references: {}", e.message),
+                    retriable: e.retriable,
+                })?;
+            let compiled = protobuf::Compiled::compile(&schema, references, id)?;
+            self.protobuf_cache.insert(id, Arc::new(compiled));
+        }
         let reg = Arc::new(avro::Registered::parse(schema, id, self.binary_param())?);
         self.avro_cache.insert(id, reg.clone());
         Ok(reg)
+    }
+
+    /// A registry-framed key (magic 0 + id) decoded by its schema; `None` for an unframed key or
+    /// a JSON_SR one (read as JSON text).
+    fn framed_key(&mut self, key: Option<&[u8]>) -> KResult<Option<FramedKey>> {
+        let Some(k) = key.filter(|k| k.len() >= 5 && k[0] == 0) else {
+            return Ok(None);
+        };
+        let id = u32::from_be_bytes([k[1], k[2], k[3], k[4]]);
+        let registered = self.registered(id)?;
+        Ok(match registered.format {
+            SchemaFormat::Avro => Some(FramedKey::Avro(avro::decode_datum(
+                &registered,
+                &k[5..],
+                id,
+            )?)),
+            SchemaFormat::Protobuf => {
+                let compiled = self.protobuf_schema(id)?;
+                let (_, message) = protobuf::decode_message(&compiled, &k[5..], id)?;
+                Some(FramedKey::Protobuf(message))
+            }
+            SchemaFormat::Json => None,
+        })
+    }
+
+    fn protobuf_schema(&mut self, id: u32) -> KResult<Arc<protobuf::Compiled>> {
+        self.registered(id)?;
+        self.protobuf_cache
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| DecodeErrorKind::Registry {
+                id,
+                message: "not a Protobuf schema".into(),
+                retriable: false,
+            })
+    }
+
+    fn decode_protobuf(&mut self, rec: &KafkaRecord, id: u32, payload: &[u8]) -> KResult<Outcome> {
+        let compiled = self.protobuf_schema(id)?;
+        let (schema, message) = protobuf::decode_message(&compiled, payload, id)?;
+        let env = protobuf::envelope(&schema, message);
+        let key = self.framed_key(rec.key)?;
+        let (position, table) = protobuf::source_position(env.source.as_ref());
+        self.decode_framed_event(
+            rec,
+            FramedEvent {
+                format: "Protobuf",
+                op: env.op.as_deref(),
+                position,
+                table,
+                row: schema.row(id)?,
+                control: schema.control.clone(),
+                before: env.before.as_ref().map(Image::Proto),
+                after: env.after.as_ref().map(Image::Proto),
+                key: key.as_ref(),
+            },
+        )
     }
 
     fn decode_avro(
@@ -1598,11 +1714,42 @@ impl Decoder {
         rec: &KafkaRecord,
         registered: &avro::Registered,
         env: AvroEnvelope,
-        key: Option<AvroValue>,
+        key: Option<FramedKey>,
     ) -> KResult<Outcome> {
-        let (position, table_ref) = avro::source_position(env.source.as_ref());
-        let table_id = table_ref.unwrap_or_else(|| table_from_topic(rec.topic));
-        let kind = match env.op.as_deref() {
+        let (position, table) = avro::source_position(env.source.as_ref());
+        self.decode_framed_event(
+            rec,
+            FramedEvent {
+                format: "Avro",
+                op: env.op.as_deref(),
+                position,
+                table,
+                row: registered.row.clone(),
+                control: registered.control.clone(),
+                before: env.before.as_ref().map(Image::Avro),
+                after: env.after.as_ref().map(Image::Avro),
+                key: key.as_ref(),
+            },
+        )
+    }
+
+    /// The op logic of registry-framed change events, whatever their encoding: c/r/u upsert
+    /// `after`, d deletes by the key (else `before`), t/m are control records, a record without
+    /// op is what its schema says (heartbeat, schema change).
+    fn decode_framed_event(&mut self, rec: &KafkaRecord, ev: FramedEvent) -> KResult<Outcome> {
+        let FramedEvent {
+            format,
+            op,
+            position,
+            table,
+            row,
+            control,
+            before,
+            after,
+            key,
+        } = ev;
+        let table_id = table.unwrap_or_else(|| table_from_topic(rec.topic));
+        let kind = match op {
             Some("c" | "r" | "u") => ChangeKind::Upsert,
             Some("d") => ChangeKind::Delete,
             Some("t") => {
@@ -1624,50 +1771,45 @@ impl Decoder {
                     "unknown \"op\" value {other:?}"
                 )));
             }
-            None => match registered.control.clone() {
+            None => match control {
                 Some(event) => return Ok(self.control(rec, None, event, position)),
                 None => {
-                    return Err(DecodeErrorKind::Envelope(
-                        "Avro record without \"op\": not a Debezium change event".into(),
-                    ));
+                    return Err(DecodeErrorKind::Envelope(format!(
+                        "{format} record without \"op\": not a Debezium change event"
+                    )));
                 }
             },
         };
-        let fields = registered
-            .row
-            .clone()
-            .ok_or_else(|| DecodeErrorKind::Envelope("Avro envelope without row images".into()))?;
+        let fields = row.ok_or_else(|| {
+            DecodeErrorKind::Envelope(format!("{format} envelope without row images"))
+        })?;
         let t = self.table_for(rec, &table_id, Some((fields, Origin::Schema)), None)?;
         if self.tables[t].schema().key.is_empty()
-            && let Some(AvroValue::Record(members)) = key.as_ref().map(avro::unwrap_union)
+            && let Some(names) = key.and_then(FramedKey::names)
         {
-            let names: Vec<String> = members.iter().map(|(k, _)| k.clone()).collect();
             self.set_key(t, &names);
         }
         let meta = self.row_meta(
             rec,
             t,
             kind,
-            env.op
-                .as_deref()
-                .and_then(SourceOp::from_code)
-                .unwrap_or(SourceOp::Update),
+            op.and_then(SourceOp::from_code).unwrap_or(SourceOp::Update),
             position,
         );
         match kind {
             ChangeKind::Upsert => {
-                let after = env.after.ok_or_else(|| {
+                let after = after.ok_or_else(|| {
                     DecodeErrorKind::Envelope("upsert without an \"after\" image".into())
                 })?;
                 self.append_row(t, meta, |dec, t| {
-                    dec.fill_image(t, Image::Avro(&after), ImageMode::All, "after")
+                    dec.fill_image(t, after, ImageMode::All, "after")
                 })?;
             }
             ChangeKind::Delete => {
                 let has_key = !self.tables[t].schema().key.is_empty();
-                match (key, env.before) {
+                match (key, before) {
                     (Some(k), _) => self.append_row(t, meta, |dec, t| {
-                        dec.fill_image(t, Image::Avro(&k), ImageMode::KeyOnly, "key")
+                        dec.fill_image(t, k.image(), ImageMode::KeyOnly, "key")
                     })?,
                     (None, Some(b)) => {
                         let mode = if has_key {
@@ -1675,9 +1817,7 @@ impl Decoder {
                         } else {
                             ImageMode::All
                         };
-                        self.append_row(t, meta, |dec, t| {
-                            dec.fill_image(t, Image::Avro(&b), mode, "before")
-                        })?
+                        self.append_row(t, meta, |dec, t| dec.fill_image(t, b, mode, "before"))?
                     }
                     (None, None) => {
                         return Err(DecodeErrorKind::Envelope(
@@ -1797,6 +1937,8 @@ impl Decoder {
 enum Member<'a, 'v> {
     Json(&'v LazyValue<'a>),
     Avro(&'v AvroValue),
+    /// A Protobuf field and its value (`None`: null).
+    Proto(&'v FieldDescriptor, Option<&'v ProtoValue>),
 }
 
 /// `prefix.schema.table` → `schema.table`; used when the record names no table itself.

@@ -31,6 +31,7 @@ impl DecodeError {
             DecodeErrorKind::NoSchema { .. } => "no_schema",
             DecodeErrorKind::Registry { .. } => "registry",
             DecodeErrorKind::Avro(_) => "avro",
+            DecodeErrorKind::Protobuf(_) => "protobuf",
             DecodeErrorKind::Internal(_) => "internal",
         }
     }
@@ -70,6 +71,10 @@ pub enum DecodeErrorKind {
     },
     #[error("Avro: {0}")]
     Avro(String),
+    /// A Protobuf-framed record that does not decode: malformed message indexes, indexes naming
+    /// no message, or bytes that are not the named message.
+    #[error("Protobuf: {0}")]
+    Protobuf(String),
     #[error("internal: {0}")]
     Internal(String),
 }

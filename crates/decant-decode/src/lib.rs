@@ -2,14 +2,18 @@
 //! rdkafka, no iceberg: this crate is pure computation, fuzzed and benchmarked on captured bytes.
 //!
 //! - [`decoder`]: [`Decoder`] — envelope recognition (JSON with/without embedded schema,
-//!   registry-framed Avro / JSON_SR typed by its registered schema), op dispatch, keys, control
-//!   records, schema versions.
+//!   registry-framed Avro / Protobuf / JSON_SR typed by its registered schema), op dispatch,
+//!   keys, control records, schema versions.
 //! - [`wire`]: [`Wire`] — how a column is encoded (Connect type + Debezium semantic name), parsed
 //!   from Connect JSON schemas, Avro writer schemas and declared types; maps to `ColumnType`.
 //!   [`wire::SourceKind`] (told by the envelope's `source` schema name) reads MySQL / MariaDB
 //!   `TIME` as the signed span it is.
 //! - [`convert`]: one JSON value → one column builder, per wire type; TOAST placeholder detection.
 //! - [`avro`]: the same for Avro datums, plus Avro envelope and `source` handling.
+//! - [`protobuf`]: Confluent-framed Protobuf (Kafka Connect's `ProtobufConverter`): message
+//!   indexes, `.proto` schemas compiled with their well-known imports bundled, descriptors →
+//!   wire types, message values → column builders. Avro and Protobuf events share one op logic
+//!   in `decoder`.
 //! - [`dynamodb`]: DynamoDB typed documents (Confluent CDC envelope and DynamoDB Streams records).
 //! - [`json_schema`]: Confluent JSON_SR schemas → the Connect schema they stand for (Kafka
 //!   Connect's JSON Schema conventions), so JSON_SR documents decode like JSON-with-schema ones.
@@ -35,6 +39,7 @@ pub mod json;
 pub mod json_schema;
 pub mod mongo;
 mod plan;
+pub mod protobuf;
 pub mod registry;
 pub mod render;
 mod source;

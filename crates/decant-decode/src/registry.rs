@@ -27,12 +27,23 @@ pub struct ResolveError {
 
 pub trait SchemaResolver: Send {
     fn resolve(&self, id: u32) -> Result<RegisteredSchema, ResolveError>;
+
+    /// The schemas schema `id` imports through the registry's `references`, transitively, as
+    /// (import name, schema). Protobuf needs them to compile its `import`s (Avro references are
+    /// inlined into the text by the resolver instead). The default knows of none: an import
+    /// that is neither bundled (Confluent's and Google's well-known files) nor returned here
+    /// fails to compile, naming the file.
+    fn references(&self, _id: u32) -> Result<Vec<(String, RegisteredSchema)>, ResolveError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A fixed id → schema map.
 #[derive(Debug, Clone, Default)]
 pub struct StaticResolver {
     schemas: HashMap<u32, RegisteredSchema>,
+    /// Per schema id: (import name, schema) of its references.
+    references: HashMap<u32, Vec<(String, RegisteredSchema)>>,
 }
 
 impl StaticResolver {
@@ -50,6 +61,24 @@ impl StaticResolver {
         );
         self
     }
+
+    /// Gives schema `id` a reference: `import` is the name its text imports it by.
+    pub fn with_reference(
+        mut self,
+        id: u32,
+        import: impl Into<String>,
+        format: SchemaFormat,
+        text: impl Into<String>,
+    ) -> Self {
+        self.references.entry(id).or_default().push((
+            import.into(),
+            RegisteredSchema {
+                format,
+                text: text.into(),
+            },
+        ));
+        self
+    }
 }
 
 impl SchemaResolver for StaticResolver {
@@ -58,5 +87,9 @@ impl SchemaResolver for StaticResolver {
             message: format!("schema id {id} is not registered"),
             retriable: false,
         })
+    }
+
+    fn references(&self, id: u32) -> Result<Vec<(String, RegisteredSchema)>, ResolveError> {
+        Ok(self.references.get(&id).cloned().unwrap_or_default())
     }
 }
