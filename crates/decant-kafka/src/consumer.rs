@@ -149,10 +149,6 @@ pub fn create(cfg: &KafkaConfig, hooks: Arc<dyn SourceHooks>) -> Result<SourceCo
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
-        // librdkafka prefetches up to 64 MiB by default; 16 MiB is still a few hundred
-        // milliseconds of input at full speed and keeps decant's footprint small (users may
-        // raise it under `[kafka.consumer]`).
-        .set("queued.max.messages.kbytes", "16384")
         .set(
             "statistics.interval.ms",
             cfg.statistics_interval_ms.to_string(),
