@@ -241,7 +241,8 @@ def main():
                 row = {}
                 for f in reader["fields"]:
                     row[f["name"]] = canonical(f, value[f["name"]], raw_time)
-                    if raw_time and value[f["name"]] in (I64_MAX, I64_MIN):
+                    if (raw_time and base_and_logical(f["type"])[1] in TIME_LOGICAL
+                            and value[f["name"]] in (I64_MAX, I64_MIN)):
                         line["python_unrepresentable"].append(f["name"])
                 if raw_time and not line["python_unrepresentable"]:
                     raise ValueError(f"fastavro failed ({line['python_error']}) on a record without ±infinity")

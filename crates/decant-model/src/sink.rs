@@ -139,6 +139,9 @@ impl ChangeOp {
 pub struct OutputShape {
     pub columns: Vec<(String, ColumnType)>,
     pub key: Vec<String>,
+    /// The key columns' decoded types, in key order (a key column may be left out of the
+    /// value: `exclude`, `columns`).
+    pub key_types: Vec<ColumnType>,
     /// Per output column: its column in the decoded batch ([`TypedRow::columns`]), or `None`
     /// for a metadata column (its value is in [`TypedRow::meta`]).
     pub sources: Vec<Option<usize>>,

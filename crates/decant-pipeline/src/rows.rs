@@ -455,6 +455,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         let shape = Arc::new(OutputShape {
             columns: Vec::new(),
             key: Vec::new(),
+            key_types: Vec::new(),
             sources: Vec::new(),
         });
         for k in keys {

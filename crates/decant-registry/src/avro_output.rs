@@ -273,7 +273,7 @@ struct Derived {
 }
 
 /// Derives the key and value record schemas of `shape`; `Err` says why the shape cannot be
-/// written as Avro (a name collision, a key column that is not an output column).
+/// written as Avro (two columns with the same Avro name).
 fn derive(
     table: &TableId,
     shape: &OutputShape,
@@ -296,15 +296,14 @@ fn derive(
     }
     let mut key_fields = Vec::new();
     let mut key_json = Vec::new();
-    for name in &shape.key {
-        let ty = shape
-            .columns
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, t)| t)
-            .ok_or_else(|| {
-                format!("key column {name:?} is not an output column: its Avro type is unknown")
-            })?;
+    if shape.key_types.len() != shape.key.len() {
+        return Err(format!(
+            "{} key columns but {} key types",
+            shape.key.len(),
+            shape.key_types.len()
+        ));
+    }
+    for (name, ty) in shape.key.iter().zip(&shape.key_types) {
         let (avro_type, enc) = field_type(ty);
         let field = Field {
             json_name: name.clone(),

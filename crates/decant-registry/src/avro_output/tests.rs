@@ -279,9 +279,20 @@ fn zoo() -> Vec<(&'static str, ColumnType, &'static str, Value)> {
 
 fn shape(columns: Vec<(String, ColumnType)>, key: &[&str]) -> Arc<OutputShape> {
     let sources = (0..columns.len()).map(Some).collect();
+    let key_types = key
+        .iter()
+        .map(|k| {
+            columns
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, t)| t.clone())
+                .expect("key columns are output columns in these tests")
+        })
+        .collect();
     Arc::new(OutputShape {
         columns,
         key: key.iter().map(|k| (*k).to_owned()).collect(),
+        key_types,
         sources,
     })
 }
@@ -761,6 +772,44 @@ fn an_incompatible_schema_refuses_the_table_and_an_outage_waits() {
         enc.encode(&c).expect("registers"),
         Encoded::Record { .. }
     ));
+}
+
+#[test]
+fn a_key_column_left_out_of_the_value_keeps_its_type() {
+    let reg = FakeRegistry::default();
+    let mut enc = AvroEncoder::new(Box::new(reg.clone()));
+    let fx = Fixture::new();
+    // `exclude = ["id"]`: the key has the column, the value does not.
+    let s = Arc::new(OutputShape {
+        columns: vec![("note".into(), ColumnType::String)],
+        key: vec!["id".into()],
+        key_types: vec![ColumnType::Uuid],
+        sources: vec![Some(1)],
+    });
+    let key = "{\"id\":\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"}";
+    let c = fx.change(&s, ChangeOp::Upsert, key, Some("{\"note\":\"n\"}"));
+    let Encoded::Record {
+        key,
+        value: Some(_),
+    } = enc.encode(&c).expect("encodes")
+    else {
+        panic!("a record");
+    };
+    let (_, text) = schema_of(&reg, "decant.bed.type-zoo-key");
+    let (_, k) = read_framed(key, &text);
+    assert_eq!(
+        k,
+        Value::Record(vec![(
+            "id".into(),
+            Value::Uuid(
+                "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+                    .parse()
+                    .expect("uuid")
+            )
+        )])
+    );
+    let (_, value_text) = schema_of(&reg, "decant.bed.type-zoo-value");
+    assert!(!value_text.contains("\"id\""), "{value_text}");
 }
 
 #[test]
