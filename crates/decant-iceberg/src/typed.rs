@@ -290,6 +290,11 @@ mod tests {
                     .iter()
                     .map(|&i| schema.columns[i].name.clone())
                     .collect(),
+                key_types: schema
+                    .key
+                    .iter()
+                    .map(|&i| schema.columns[i].ty.clone())
+                    .collect(),
                 sources: (0..schema.columns.len()).map(Some).collect(),
             });
             if shape.key.is_empty() {

@@ -10,7 +10,9 @@
 //! - [`producer`]: [`SinkProducer`] — transactional (exactly-once) or idempotent (at-least-once)
 //!   producer with Java-compatible key partitioning (`murmur2_random`).
 //! - [`upsert`]: [`UpsertTopics`] — the compacted-topic upsert sink behind `decant_model::Sink`
-//!   (one Kafka transaction per batch with the consumed offsets in it).
+//!   (one Kafka transaction per batch with the consumed offsets in it); record bytes come from a
+//!   `decant_model::RecordEncoder` (JSON by default; `with_encoder` for Avro), and a table whose
+//!   encoder refuses its schema is stopped.
 //! - [`admin`]: [`Admin`] — creates missing output topics (`cleanup.policy=compact`) and refuses an
 //!   existing output topic that is not compacted.
 //! - [`reach`]: [`reach()`] — the start-up check that the cluster answers and accepts these

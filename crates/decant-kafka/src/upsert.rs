@@ -1,5 +1,8 @@
-//! The compacted-topic upsert sink: every change is one record keyed by the primary key's JSON
-//! (a tombstone on delete) in the table's output topic. Exactly once, a batch is a Kafka
+//! The compacted-topic upsert sink: every change is one record keyed by the primary key (a
+//! tombstone on delete) in the table's output topic, its bytes made by the configured
+//! [`RecordEncoder`] (JSON text by default; Avro with registered schemas). A destination whose
+//! encoder refuses a change (a schema the registry rejects as incompatible) is stopped: the open
+//! batch is aborted and re-read, and the loop holds that table's records back until a restart. Exactly once, a batch is a Kafka
 //! transaction that also carries the consumed offsets (`send_offsets_to_transaction`) and the
 //! batch's dead letters; at least once, a batch ends with a producer flush and the loop commits
 //! the offsets to the group afterwards.
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 use decant_model::sink::{
     BatchStats, Change, ChangeOp, Commit, Committed, DeadLetter, Destination, Resume, SourceGroup,
 };
-use decant_model::{Disposition, Sink, SinkError};
+use decant_model::{Disposition, Encoded, JsonEncoder, RecordEncoder, Sink, SinkError};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{Header as KHeader, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
@@ -52,6 +55,10 @@ pub struct UpsertTopics {
     open: Arc<AtomicBool>,
     /// Records written in the open batch per output label: [upserts, deletes].
     written: HashMap<String, [u64; 2]>,
+    /// Makes each change's key and value bytes.
+    encoder: Box<dyn RecordEncoder>,
+    /// Source tables (by label) stopped because the encoder refused their shape, and why.
+    stopped: HashMap<String, String>,
 }
 
 impl UpsertTopics {
@@ -69,8 +76,16 @@ impl UpsertTopics {
             request_timeout: kafka.request_timeout(),
             open: Arc::new(AtomicBool::new(false)),
             written: HashMap::new(),
+            encoder: Box::new(JsonEncoder),
+            stopped: HashMap::new(),
             cfg,
         })
+    }
+
+    /// Writes keys and values with `encoder` instead of the rendered JSON.
+    pub fn with_encoder(mut self, encoder: Box<dyn RecordEncoder>) -> Self {
+        self.encoder = encoder;
+        self
     }
 
     fn count(&mut self, label: &str, op: ChangeOp) {
@@ -167,6 +182,7 @@ impl Sink for UpsertTopics {
         }
         tracing::info!(
             mode = if self.cfg.exactly_once { "exactly_once" } else { "at_least_once" },
+            format = self.encoder.format(),
             transactional_id = %self.transactional_id,
             "compacted-topic sink ready"
         );
@@ -213,15 +229,40 @@ impl Sink for UpsertTopics {
         Ok(())
     }
 
+    fn is_stopped(&self, dest: Destination<'_>) -> bool {
+        !self.stopped.is_empty() && self.stopped.contains_key(dest.label)
+    }
+
+    fn stopped_destinations(&self) -> usize {
+        self.stopped.len()
+    }
+
     fn write(&mut self, c: &Change<'_>) -> Result<(), SinkError> {
+        let (key, value) = match self.encoder.encode(c)? {
+            Encoded::Record { key, value } => (key, value),
+            Encoded::Refused(why) => {
+                tracing::error!(
+                    table = c.dest.label,
+                    topic = c.dest.topic,
+                    error = %why,
+                    "stopping this table until restart; the other tables keep flowing"
+                );
+                self.stopped.insert(c.dest.label.to_owned(), why.clone());
+                // The batch may hold earlier records of the table, written with its previous
+                // schema, whose state the loop would now discard: abort it and re-read, so
+                // the table's records wait, uncommitted, for a restart.
+                return Err(SinkError {
+                    what: format!("table {} stopped: {why}", c.dest.label),
+                    disposition: Disposition::AbortAndRewind,
+                    dependency: None,
+                    source: None,
+                });
+            }
+        };
         let headers =
             (self.cfg.provenance_headers || c.op == ChangeOp::Truncate).then(|| provenance(c));
-        self.producer.send(
-            c.dest.topic,
-            Some(c.key.as_bytes()),
-            c.value.map(str::as_bytes),
-            headers,
-        )?;
+        self.producer
+            .send(c.dest.topic, Some(key), value, headers)?;
         self.count(c.dest.label, c.op);
         Ok(())
     }

@@ -7,15 +7,20 @@
 //!   the [`SourcePosition`] it came from in the source database.
 //! - [`sink`]: the [`Sink`] trait — what the one loop asks of every output (write a change,
 //!   commit with the offsets, abort, resume) — and the [`Disposition`] of every error.
+//! - [`encode`]: the [`RecordEncoder`] seam — how the compacted-topic sink turns a change into
+//!   key and value bytes ([`JsonEncoder`]: the rendered JSON as is; Avro lives in
+//!   `decant-registry`), and [`Encoded::Refused`] for a destination that must stop.
 //! - [`template_vars`] and [`error_chain`]: small helpers every sink crate needs the same way.
 //! - [`RetryClass`]: how every crate's errors tell the pipeline whether to retry, rewind or stop.
 
 pub mod change;
+pub mod encode;
 pub mod record;
 pub mod schema;
 pub mod sink;
 
 pub use change::{ChangeKind, ControlEvent, SourceOp, SourcePosition};
+pub use encode::{Encoded, JsonEncoder, RecordEncoder};
 pub use record::{Header, KafkaRecord, RecordCoordinates};
 pub use schema::{Column, ColumnType, TableId, TableSchema, TimeUnit};
 pub use sink::{Disposition, Sink, SinkError};

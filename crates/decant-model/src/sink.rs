@@ -55,6 +55,10 @@ impl Disposition {
 pub struct SinkError {
     pub what: String,
     pub disposition: Disposition,
+    /// The outside service a [`Disposition::Retriable`] error waits for (`schema_registry`):
+    /// the loop then retries the same call with backoff, reporting the wait in
+    /// `decant_waiting{dependency}` and `/ready`, instead of aborting the batch.
+    pub dependency: Option<&'static str>,
     #[source]
     pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
@@ -68,7 +72,21 @@ impl SinkError {
         SinkError {
             what: what.into(),
             disposition,
+            dependency: None,
             source: Some(Box::new(source)),
+        }
+    }
+
+    /// A retriable error because `dependency` (`schema_registry`) cannot be reached: the loop
+    /// waits for it and calls again.
+    pub fn waiting_on(
+        dependency: &'static str,
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        SinkError {
+            dependency: Some(dependency),
+            ..SinkError::new(what, Disposition::Retriable, source)
         }
     }
 
@@ -77,6 +95,7 @@ impl SinkError {
         SinkError {
             what: what.into(),
             disposition: Disposition::Fatal,
+            dependency: None,
             source: None,
         }
     }
@@ -120,6 +139,9 @@ impl ChangeOp {
 pub struct OutputShape {
     pub columns: Vec<(String, ColumnType)>,
     pub key: Vec<String>,
+    /// The key columns' decoded types, in key order (a key column may be left out of the
+    /// value: `exclude`, `columns`).
+    pub key_types: Vec<ColumnType>,
     /// Per output column: its column in the decoded batch ([`TypedRow::columns`]), or `None`
     /// for a metadata column (its value is in [`TypedRow::meta`]).
     pub sources: Vec<Option<usize>>,

@@ -417,15 +417,20 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
     /// loop stays alive and says why it does not move (`/health`, `/ready`,
     /// `decant_waiting`).
     fn wait_for_dependency(&mut self, e: &decant_decode::DecodeError, attempt: u32) {
-        let why = format!("the schema registry: {e}");
         if attempt.is_multiple_of(10) {
             tracing::warn!(error = %e, attempt, "schema registry unavailable; waiting and retrying the record (never skipped)");
         }
+        self.wait_for(REGISTRY, format!("the schema registry: {e}"), attempt);
+    }
+
+    /// One backoff pause while `dependency` cannot be reached (`why` for `/health`); returns
+    /// early on shutdown.
+    pub(crate) fn wait_for(&mut self, dependency: &str, why: String, attempt: u32) {
         self.health.set_waiting(Some(why));
-        self.metrics.waiting.with_label_values(&[REGISTRY]).set(1);
+        self.metrics.waiting.with_label_values(&[dependency]).set(1);
         self.metrics
             .dependency_retries
-            .with_label_values(&[REGISTRY])
+            .with_label_values(&[dependency])
             .inc();
         let pause = Duration::from_millis(500u64 << attempt.min(6)).min(Duration::from_secs(30));
         let until = Instant::now() + pause;
@@ -435,13 +440,20 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
         }
     }
 
+    /// Whether SIGTERM/SIGINT asked the loop to stop.
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
     fn end_wait(&mut self) {
+        self.end_wait_for(REGISTRY);
+    }
+
+    /// `dependency` answers again.
+    pub(crate) fn end_wait_for(&mut self, dependency: &str) {
         self.health.set_waiting(None);
-        self.metrics
-            .waiting
-            .with_label_values(&["schema_registry"])
-            .set(0);
-        tracing::info!("schema registry reachable again");
+        self.metrics.waiting.with_label_values(&[dependency]).set(0);
+        tracing::info!(dependency, "reachable again");
     }
 
     /// Hands every decoded row to the sink, in input order.

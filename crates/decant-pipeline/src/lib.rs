@@ -3,7 +3,9 @@
 //! - [`flow`]: the one loop ([`run`]): consume → decode → route and render → sink → commit →
 //!   apply staged state, generic over the sink (`decant_model::Sink`) and the source.
 //! - `rows`: one decoded row → one change (key, TOAST state, `where` and op filters, value with
-//!   TOAST fills and metadata columns); truncates.
+//!   TOAST fills and metadata columns); truncates; a sink write waiting on a dependency (the
+//!   registry an encoder registers with) is retried, and a stopped destination's source
+//!   partition is quarantined when the group keeps the offsets.
 //! - `triage`: bad records — the `skip` / `dead_letter` / `fail` policies, quarantine of a
 //!   source partition, dead letters.
 //! - `durable`: the durability protocol — commit (stage state → sink commit with the offsets →

@@ -406,6 +406,11 @@ fn build_plan(
             .iter()
             .map(|&i| out_name(&schema.columns[i].name))
             .collect(),
+        key_types: schema
+            .key
+            .iter()
+            .map(|&i| schema.columns[i].ty.clone())
+            .collect(),
     });
     Plan {
         key,

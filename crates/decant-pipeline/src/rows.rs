@@ -42,7 +42,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         }
         let route = self.route(&batch.schema.table, &meta.topic)?;
         let dest = destination(&route);
-        if self.stopped(&route) {
+        if self.stopped(&route, (&*meta.topic, meta.partition, meta.offset)) {
             return Ok(());
         }
         if self.own
@@ -269,14 +269,28 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             .inc();
     }
 
-    /// Whether the route's destination is stopped (counted as a skip).
-    fn stopped(&self, route: &Route) -> bool {
+    /// Whether the route's destination is stopped (counted as a skip). When the consumer
+    /// group keeps the progress, skipping would commit the record's offset and lose it for
+    /// the stopped table: its source partition is quarantined at the record instead, so a
+    /// restart (after the destination is fixed) reads it again. A sink that keeps its own
+    /// progress holds the table's position itself.
+    fn stopped(&mut self, route: &Route, (topic, partition, offset): (&str, i32, i64)) -> bool {
         let stopped = self.sink.is_stopped(destination(route));
         if stopped {
             self.metrics
                 .skipped_records
                 .with_label_values(&[&route.label, "table_stopped"])
                 .inc();
+            if !self.own && !self.is_quarantined(topic, partition, offset) {
+                tracing::error!(
+                    topic,
+                    partition,
+                    offset,
+                    table = %route.label,
+                    "the table's output is stopped: quarantining the source partition at its record until a restart; other partitions keep flowing"
+                );
+                self.hold_partition((topic.to_owned(), partition), offset);
+            }
         }
         stopped
     }
@@ -317,7 +331,9 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             Payload::Json(v) => (Some(v), None),
             Payload::Typed(r) => (None, Some(r)),
         };
-        self.sink.write(&Change {
+        // Moved out for the call (`write_waiting` needs the loop mutably), put back after.
+        let batch_label = std::mem::take(&mut self.batch_label);
+        let change = Change {
             dest: destination(t.route),
             shape: &t.plan.shape,
             op,
@@ -331,8 +347,11 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 lsn: meta.position.lsn,
                 ts_ms: meta.position.ts_ms,
             },
-            batch: &self.batch_label,
-        })?;
+            batch: &batch_label,
+        };
+        let written = self.write_waiting(&change);
+        self.batch_label = batch_label;
+        written?;
         if let Some(ts) = meta.position.ts_ms {
             let lag_ms = now_ms() as i64 - ts;
             if lag_ms >= 0 {
@@ -340,6 +359,33 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             }
         }
         Ok(())
+    }
+
+    /// [`Sink::write`], waiting out a dependency the sink cannot reach (the schema registry
+    /// an encoder registers with): the same call again with backoff, never a skip. On
+    /// shutdown the error goes up and the batch is aborted, uncommitted.
+    fn write_waiting(&mut self, change: &Change<'_>) -> Result<(), PipelineError> {
+        let mut attempt = 0u32;
+        let mut waited_for = None;
+        loop {
+            match self.sink.write(change) {
+                Err(e) if !self.shutting_down() && e.dependency.is_some() => {
+                    let dependency = e.dependency.unwrap_or_default();
+                    if attempt.is_multiple_of(10) {
+                        tracing::warn!(error = %crate::error::chain(&e), dependency, attempt, "output dependency unavailable; waiting and retrying (never skipped)");
+                    }
+                    self.wait_for(dependency, format!("{dependency}: {e}"), attempt);
+                    waited_for = Some(dependency);
+                    attempt += 1;
+                }
+                other => {
+                    if let Some(dependency) = waited_for {
+                        self.end_wait_for(dependency);
+                    }
+                    return Ok(other?);
+                }
+            }
+        }
     }
 
     /// A Debezium truncate (everything decoded before it has been handed over): the table's
@@ -388,7 +434,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
 
     fn truncate_all(&mut self, route: &Arc<Route>, m: &Src::Msg) -> Result<(), PipelineError> {
         let dest = destination(route);
-        if self.stopped(route) {
+        if self.stopped(route, (m.topic(), m.partition(), m.offset())) {
             return Ok(());
         }
         let mut prefix = route.label.as_bytes().to_vec();
@@ -409,11 +455,13 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         let shape = Arc::new(OutputShape {
             columns: Vec::new(),
             key: Vec::new(),
+            key_types: Vec::new(),
             sources: Vec::new(),
         });
         for k in keys {
             let key = String::from_utf8_lossy(&k[prefix.len()..]).into_owned();
-            self.sink.write(&Change {
+            let batch_label = std::mem::take(&mut self.batch_label);
+            let written = self.write_waiting(&Change {
                 dest,
                 shape: &shape,
                 op: ChangeOp::Truncate,
@@ -427,8 +475,10 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                     lsn: None,
                     ts_ms: None,
                 },
-                batch: &self.batch_label,
-            })?;
+                batch: &batch_label,
+            });
+            self.batch_label = batch_label;
+            written?;
             self.batch_mut()?.overlay.insert(k, None);
         }
         tracing::warn!(table = %route.label, deletes = n, "truncate: deleted every known key");

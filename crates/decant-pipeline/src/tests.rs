@@ -204,6 +204,10 @@ struct MemorySink {
     stopped: BTreeSet<String>,
     holds_below: Offsets,
     aborts: u32,
+    /// The next writes fail this many times because a dependency is unreachable.
+    unreachable_writes: u32,
+    /// `write` calls, failed ones included.
+    write_calls: u32,
 }
 
 impl MemorySink {
@@ -219,6 +223,8 @@ impl MemorySink {
             stopped: BTreeSet::new(),
             holds_below: Offsets::new(),
             aborts: 0,
+            unreachable_writes: 0,
+            write_calls: 0,
         }
     }
 }
@@ -251,6 +257,15 @@ impl Sink for MemorySink {
         Ok(())
     }
     fn write(&mut self, c: &Change<'_>) -> Result<(), SinkError> {
+        self.write_calls += 1;
+        if self.unreachable_writes > 0 {
+            self.unreachable_writes -= 1;
+            return Err(SinkError::waiting_on(
+                "schema_registry",
+                "registering a schema",
+                std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            ));
+        }
         self.open.push(Out {
             table: c.dest.label.to_owned(),
             op: c.op,
@@ -290,6 +305,7 @@ impl Sink for MemorySink {
             return Err(SinkError {
                 what: "injected commit failure".into(),
                 disposition: d,
+                dependency: None,
                 source: None,
             });
         }
@@ -764,6 +780,54 @@ fn a_stopped_destination_keeps_its_old_state() {
             r#"decant_skipped_records_total{reason="table_stopped",table="public.t"}"#
         ),
         1.0
+    );
+}
+
+#[test]
+fn a_stopped_destination_of_a_group_source_holds_its_partition_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    let src = source_of(&[(0, "c", 1, Some("a")), (0, "c", 2, Some("b"))]);
+    let mut sink = MemorySink::new(Resume::Group);
+    sink.stopped.insert("public.t".into());
+    let metrics = Arc::new(Metrics::new());
+    let mut w = open(&cfg, sink, src, metrics.clone());
+    drain(&mut w);
+    w.commit().expect("commit");
+    assert!(w.sink.durable.is_empty());
+    // Skipping would commit offset 2 and lose both records for the table: the partition is
+    // quarantined at the first one instead, and a restart reads it again.
+    assert_eq!(
+        w.source.committed.borrow().get(&(TOPIC.to_owned(), 0)),
+        Some(&0)
+    );
+    assert_eq!(metric(&metrics, "decant_quarantined_partitions"), 1.0);
+}
+
+#[test]
+fn a_write_waiting_on_a_dependency_is_retried_never_skipped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    let src = source_of(&[(0, "c", 1, Some("a"))]);
+    let mut sink = MemorySink::new(Resume::Group);
+    sink.unreachable_writes = 1;
+    let metrics = Arc::new(Metrics::new());
+    let mut w = open(&cfg, sink, src, metrics.clone());
+    drain(&mut w);
+    w.commit().expect("commit");
+    assert_eq!(w.sink.write_calls, 2, "the same write, called again");
+    assert_eq!(w.sink.durable.len(), 1);
+    assert_eq!(w.sink.aborts, 0, "no abort and rewind");
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"decant_dependency_retries_total{dependency="schema_registry"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(&metrics, r#"decant_waiting{dependency="schema_registry"}"#),
+        0.0
     );
 }
 

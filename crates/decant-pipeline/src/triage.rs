@@ -232,6 +232,12 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             error = why,
             "bad record under policy fail: quarantining the source partition; other partitions keep flowing"
         );
+        self.hold_partition(at, offset);
+    }
+
+    /// Quarantines a source partition at `offset`: nothing from there on is processed or
+    /// committed until a rewind or restart reads it again.
+    pub(crate) fn hold_partition(&mut self, at: (String, i32), offset: i64) {
         if let Some(b) = self.batch.as_mut() {
             b.hold_back(&at.0, at.1, offset);
         }

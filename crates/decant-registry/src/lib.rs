@@ -1,6 +1,5 @@
 //! A blocking client of Confluent's Schema Registry REST API (and of registries that speak it:
-//! Apicurio's `/apis/ccompat/v7`, Redpanda, Karapace), for decant's decoder and, later, its
-//! writers.
+//! Apicurio's `/apis/ccompat/v7`, Redpanda, Karapace), for decant's decoder and its Avro output.
 //!
 //! Map of the crate:
 //! - [`config`]: [`RegistryConfig`], the `[schema_registry]` TOML section (URLs, basic or bearer
@@ -12,6 +11,11 @@
 //! - [`resolver`]: `RegistryClient` as the decoder's [`decant_decode::SchemaResolver`]
 //!   (retriable = the registry is unreachable or overloaded; a 404 is not), with Avro schema
 //!   references inlined.
+//! - [`avro_output`]: [`AvroEncoder`], `output.format = "avro"` — the compacted-topic sink's
+//!   `decant_model::RecordEncoder` that derives key and value Avro schemas from a table's
+//!   output shape, registers them (`<topic>-key`, `<topic>-value`) through a [`Registrar`]
+//!   (this crate's client) before the first record needing them, and frames records
+//!   `0x00 + id + Avro binary`; the type mapping is in its documentation.
 //! - [`error`]: [`RegistryError`] and its [`decant_model::RetryClass`].
 //! - [`types`]: [`Schema`], [`SubjectSchema`], [`Version`], [`Compatibility`].
 //!
@@ -38,12 +42,14 @@
 //! `user:password@` part (which is taken as basic authentication), and the `Authorization`
 //! header value is a [`Secret`].
 
+pub mod avro_output;
 pub mod client;
 pub mod config;
 pub mod error;
 pub mod resolver;
 pub mod types;
 
+pub use avro_output::{AvroEncoder, Registrar};
 pub use client::RegistryClient;
 pub use config::{BasicAuth, RegistryConfig, Secret, Urls};
 pub use error::RegistryError;

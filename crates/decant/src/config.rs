@@ -17,7 +17,7 @@ use decant_decode::{BinaryText, DeclaredTable, DecoderConfig, TombstonePolicy};
 use decant_kafka::KafkaConfig;
 use decant_model::TableId;
 use decant_pipeline::PipelineConfig;
-use decant_pipeline::config::{SinkKind, TableConfig};
+use decant_pipeline::config::{OutputFormat, SinkKind, TableConfig};
 use serde::Deserialize;
 
 /// `[decode]` settings.
@@ -351,6 +351,7 @@ pub fn scrub(msg: &str, secrets: &[String]) -> String {
 /// is a mistake. (`[delivery]` is not listed: the Iceberg sink reads part of it, and a
 /// commit cadence shared by both outputs is a reasonable thing to keep in one file.)
 const TOPICS_ONLY: &[&str] = &[
+    "output.format",
     "output.topic_template",
     "output.partitions",
     "output.replication_factor",
@@ -425,6 +426,17 @@ fn check_for_run_inner(cfg: &FileConfig) -> Vec<String> {
         ));
     }
     errors.extend(cfg.pipeline.problems());
+    match &cfg.schema_registry {
+        Some(r) => errors.extend(r.problems()),
+        None if cfg.pipeline.output.sink == SinkKind::Kafka
+            && cfg.pipeline.output.format == OutputFormat::Avro =>
+        {
+            errors.push(
+                "output.format = \"avro\" needs [schema_registry]: the key and value schemas are registered there (url = …)".into(),
+            )
+        }
+        None => {}
+    }
     if cfg.pipeline.output.sink == SinkKind::Iceberg {
         errors.extend(cfg.iceberg.problems());
     }
@@ -791,6 +803,37 @@ colums = ["x"]
         assert!(p.contains("output.partitions: ignored"), "{p}");
         assert!(p.contains("tables.\"s.t\".topic: ignored"), "{p}");
         assert!(!p.contains("[iceberg]"), "{p}");
+    }
+
+    #[test]
+    fn the_output_format_is_checked() {
+        let base = "[kafka]\nbootstrap_servers = \"b:1\"\n[source]\ntopics = [\"t\"]\n";
+        let check = |extra: &str| {
+            let cfg = parse_all(&format!("{base}{extra}"), &env(&[])).expect("parses");
+            check_for_run(&cfg).join("\n")
+        };
+        assert_eq!(check("[output]\nformat = \"json\"\n"), "");
+        let p = check("[output]\nformat = \"avro\"\n");
+        assert!(
+            p.contains("output.format = \"avro\" needs [schema_registry]"),
+            "{p}"
+        );
+        let p = check("[output]\nformat = \"avro\"\n[schema_registry]\nurl = \"http://sr:8081\"\n");
+        assert_eq!(p, "");
+        let p = check("[output]\nformat = \"avro\"\n[schema_registry]\nurl = \"ftp://sr\"\n");
+        assert!(p.contains("not an http:// or https:// URL"), "{p}");
+        for f in ["json_sr", "protobuf"] {
+            let p = check(&format!("[output]\nformat = \"{f}\"\n"));
+            assert!(
+                p.contains(&format!("output.format: \"{f}\" is not yet supported")),
+                "{p}"
+            );
+        }
+        let p = check(
+            "[output]\ntype = \"iceberg\"\nformat = \"avro\"\n[iceberg]\ncatalog_uri = \"sqlite:x.db\"\nwarehouse = \"w\"\n",
+        );
+        assert!(p.contains("output.format: ignored"), "{p}");
+        assert!(!p.contains("needs [schema_registry]"), "{p}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use decant_pipeline::config::SinkKind;
+use decant_pipeline::config::{OutputFormat, SinkKind};
 use decant_pipeline::{Health, Metrics, Runtime};
 
 use crate::config::{self, FileConfig, LogConfig};
@@ -52,7 +52,11 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
                 None => format!("{} topic(s)", p.source.topics.len()),
             };
             let output = match p.output.sink {
-                SinkKind::Kafka => format!("topics {:?}", p.output.topic_template),
+                SinkKind::Kafka => format!(
+                    "topics {:?} ({})",
+                    p.output.topic_template,
+                    p.output.format.as_str()
+                ),
                 SinkKind::Iceberg if i.warehouse.is_empty() => format!(
                     "Iceberg tables {}.{} (catalog {})",
                     i.namespace,
@@ -85,11 +89,25 @@ pub fn validate(args: ValidateArgs) -> Result<()> {
     }
 }
 
-/// The compacted-topic sink from `[output]` and `[delivery]`.
+/// The compacted-topic sink from `[output]` and `[delivery]`, writing `output.format`.
 fn upsert_topics(
     kafka: &decant_kafka::KafkaConfig,
     p: &decant_pipeline::PipelineConfig,
+    registry: Option<&decant_registry::RegistryConfig>,
 ) -> Result<decant_kafka::UpsertTopics> {
+    let encoder: Box<dyn decant_model::RecordEncoder> = match p.output.format {
+        OutputFormat::Json => Box::new(decant_model::JsonEncoder),
+        OutputFormat::Avro => {
+            let registry = registry.context("output.format = \"avro\" needs [schema_registry]")?;
+            let client = decant_registry::RegistryClient::new(registry)
+                .map_err(|e| anyhow::anyhow!("[schema_registry]: {e}"))?;
+            Box::new(decant_registry::AvroEncoder::new(Box::new(client)))
+        }
+        // `decant validate` refuses them; named so the configuration can say so.
+        f @ (OutputFormat::JsonSr | OutputFormat::Protobuf) => {
+            bail!("output.format = {:?} is not yet supported", f.as_str())
+        }
+    };
     let d = &p.delivery;
     decant_kafka::UpsertTopics::create(
         kafka,
@@ -104,6 +122,7 @@ fn upsert_topics(
             provenance_headers: p.output.provenance_headers,
         },
     )
+    .map(|sink| sink.with_encoder(encoder))
     .context("creating the output producer")
 }
 
@@ -220,7 +239,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     let p = &cfg.pipeline;
     // One line per sink: build it, hand it to the loop.
     let summary = match p.output.sink {
-        SinkKind::Kafka => decant_pipeline::run(&kafka, p, decoder, upsert_topics(&kafka, p)?, &rt),
+        SinkKind::Kafka => {
+            let sink = upsert_topics(&kafka, p, cfg.schema_registry.as_ref())?;
+            decant_pipeline::run(&kafka, p, decoder, sink, &rt)
+        }
         SinkKind::Iceberg => {
             decant_pipeline::run(&kafka, p, decoder, iceberg(&kafka, p, &cfg.iceberg)?, &rt)
         }

@@ -1,0 +1,716 @@
+//! [`AvroEncoder`]: `output.format = "avro"` for the compacted-topic sink. Each table's key and
+//! value get Avro record schemas derived from its output shape, registered under `<topic>-key`
+//! and `<topic>-value` (TopicNameStrategy, what Tableflow and Flink's `avro-confluent` read)
+//! before the first record that needs them; records are `0x00 + id (big-endian u32) + Avro
+//! binary`. Deletes stay tombstones (null value) with an Avro key.
+//!
+//! **Schemas.** Namespace: the table's namespace and name, each dot-separated part made a valid
+//! Avro name (`[A-Za-z_][A-Za-z0-9_]*`, other characters become `_`, a leading digit gets a `_`):
+//! `inventory.products`; record names `Key` and `Value` (Debezium's convention). Field names are
+//! the output column names made valid the same way (two columns that become the same name stop
+//! the table). Key columns are non-null; every other value column is `["null", T]` with default
+//! null (the output shape does not carry the database's nullability, and a TOAST value left out
+//! under `emit_without_column` is null). Types, per [`ColumnType`] ([`field_type`]):
+//!
+//! | decant type | Avro |
+//! |---|---|
+//! | Boolean, Int8/16/32, Int64, Float32, Float64 | `boolean`, `int`, `long`, `float`, `double` |
+//! | Decimal(p,s), 1 ≤ p ≤ 38, 0 ≤ s ≤ p | `bytes` + `decimal`(p,s) |
+//! | Decimal beyond that, DecimalText, String, Xml, Enum | `string` (exact text) |
+//! | Uuid | `string` + `uuid` |
+//! | Binary | `bytes` |
+//! | Date | `int` + `date` |
+//! | Time µs | `long` + `time-micros` |
+//! | Timestamp µs (no zone) | `long` + `local-timestamp-micros` (wall clock, not an instant) |
+//! | TimestampTz µs | `long` + `timestamp-micros` (UTC) |
+//! | ±infinity timestamps | the extreme longs `i64::MAX` / `i64::MIN` |
+//! | Duration µs/ns, MySQL TIME (SignedTime) | `long` (µs or ns, as the column's unit) |
+//! | Time/Timestamp/TimestampTz ns, ZonedTime | `string` (the canonical text: no Avro type keeps it exactly) |
+//! | Json, Geometry, Point, List, Struct | `string` (the canonical JSON text, byte for byte) |
+//!
+//! Types kept as `string` or `long` whose meaning the Avro type does not carry are named in a
+//! field attribute, `"decant.type"`: `json`, `geometry`, `point`, `list`, `struct`, `xml`,
+//! `enum`, `decimal`, `zoned_time`, `time_nanos`, `timestamp_nanos`, `timestamp_tz_nanos`,
+//! `duration_micros` / `_nanos`, `signed_time_micros` / `_nanos`.
+//!
+//! Zone-less timestamps are `local-timestamp-micros`: Flink maps it to `TIMESTAMP(6)` and
+//! Tableflow to a timestamp without time zone, which is what the column is; `timestamp-micros`
+//! would claim an instant the database never recorded.
+//!
+//! **Values.** The loop hands the sink each value as canonical JSON text (`Change::value`);
+//! this first version converts that text per column type. It is exact: decimals from their
+//! text (never through f64), timestamps and times at full precision, floats from their
+//! shortest round-trip text, JSON documents copied as written.
+//!
+//! **Evolution.** A new output shape (a column added upstream) derives new schemas; a changed
+//! one is registered before the first record that carries it (the added column is nullable
+//! with default null, so BACKWARD-compatible). A registry refusal (HTTP 409 incompatible, 422
+//! invalid) is [`Encoded::Refused`]: the sink stops that table only. A registry that cannot be
+//! reached is a retriable [`SinkError`] naming the dependency: the loop waits and retries, it
+//! never skips or dead-letters.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use apache_avro::types::Value;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use decant_decode::{convert, decimal, temporal};
+use decant_model::encode::{Encoded, RecordEncoder};
+use decant_model::sink::{Change, OutputShape, SinkError};
+use decant_model::{ColumnType, TableId, TimeUnit};
+use serde_json::value::RawValue;
+
+use crate::client::RegistryClient;
+use crate::error::RegistryError;
+use crate::types::{Schema, Version};
+
+/// The dependency label of registry waits (`decant_waiting{dependency}`).
+pub const DEPENDENCY: &str = "schema_registry";
+
+/// The registry calls the encoder makes; [`RegistryClient`] in production, a fake in tests.
+pub trait Registrar: Send {
+    /// Registers (or finds) `schema` under `subject`: its id.
+    fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError>;
+    /// The latest schema registered under `subject` and its id.
+    fn latest(&self, subject: &str) -> Result<(u32, Schema), RegistryError>;
+}
+
+impl Registrar for RegistryClient {
+    fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError> {
+        RegistryClient::register(self, subject, schema)
+    }
+
+    fn latest(&self, subject: &str) -> Result<(u32, Schema), RegistryError> {
+        let s = self.version(subject, Version::Latest)?;
+        Ok((s.id, s.schema.clone()))
+    }
+}
+
+/// How one field's canonical JSON becomes an Avro value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Enc {
+    Boolean,
+    Int,
+    Long,
+    Float,
+    Double,
+    /// Exact decimal at this scale, as `bytes` + `decimal`.
+    Decimal(i32),
+    /// A JSON string's contents (or any other JSON value's text).
+    Text,
+    /// The JSON value's own text (documents, geometry, lists, structs).
+    JsonText,
+    Uuid,
+    /// Base64 text → bytes.
+    Bytes,
+    Date,
+    TimeMicros,
+    /// Local (`false`) or UTC (`true`) timestamp in µs.
+    TimestampMicros(bool),
+    /// A signed clock reading (`-838:59:59.000000`) → a count of 1/per_second seconds.
+    SignedTime(u64),
+}
+
+/// The Avro type of a column (without the null union) and how its values are converted.
+fn field_type(ty: &ColumnType) -> (serde_json::Value, Enc) {
+    use serde_json::json;
+    match ty {
+        ColumnType::Boolean => (json!("boolean"), Enc::Boolean),
+        ColumnType::Int8 | ColumnType::Int16 | ColumnType::Int32 => (json!("int"), Enc::Int),
+        ColumnType::Int64 => (json!("long"), Enc::Long),
+        ColumnType::Float32 => (json!("float"), Enc::Float),
+        ColumnType::Float64 => (json!("double"), Enc::Double),
+        ColumnType::Decimal { precision, scale }
+            if (1..=38).contains(precision) && *scale >= 0 && *scale as u8 <= *precision =>
+        {
+            (
+                json!({"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}),
+                Enc::Decimal(i32::from(*scale)),
+            )
+        }
+        ColumnType::Decimal { .. }
+        | ColumnType::DecimalText
+        | ColumnType::String
+        | ColumnType::Xml
+        | ColumnType::Enum
+        | ColumnType::ZonedTime
+        | ColumnType::Time(TimeUnit::Nanos)
+        | ColumnType::Timestamp(TimeUnit::Nanos)
+        | ColumnType::TimestampTz(TimeUnit::Nanos) => (json!("string"), Enc::Text),
+        ColumnType::Json
+        | ColumnType::Geometry
+        | ColumnType::Point
+        | ColumnType::List(_)
+        | ColumnType::Struct(_) => (json!("string"), Enc::JsonText),
+        ColumnType::Uuid => (json!({"type": "string", "logicalType": "uuid"}), Enc::Uuid),
+        ColumnType::Binary => (json!("bytes"), Enc::Bytes),
+        ColumnType::Date => (json!({"type": "int", "logicalType": "date"}), Enc::Date),
+        ColumnType::Time(TimeUnit::Micros) => (
+            json!({"type": "long", "logicalType": "time-micros"}),
+            Enc::TimeMicros,
+        ),
+        ColumnType::Timestamp(TimeUnit::Micros) => (
+            json!({"type": "long", "logicalType": "local-timestamp-micros"}),
+            Enc::TimestampMicros(false),
+        ),
+        ColumnType::TimestampTz(TimeUnit::Micros) => (
+            json!({"type": "long", "logicalType": "timestamp-micros"}),
+            Enc::TimestampMicros(true),
+        ),
+        ColumnType::Duration(_) => (json!("long"), Enc::Long),
+        ColumnType::SignedTime(u) => (
+            json!("long"),
+            Enc::SignedTime(match u {
+                TimeUnit::Micros => temporal::MICROS_PER_SECOND,
+                TimeUnit::Nanos => temporal::NANOS_PER_SECOND,
+            }),
+        ),
+    }
+}
+
+/// A field attribute `decant.type` naming what an Avro type alone does not say (the text of a
+/// JSON document, a decimal kept as text, a span's unit), for readers that want it back; Avro
+/// readers ignore attributes they do not know.
+fn semantic_tag(ty: &ColumnType) -> Option<&'static str> {
+    Some(match ty {
+        ColumnType::Json => "json",
+        ColumnType::Geometry => "geometry",
+        ColumnType::Point => "point",
+        ColumnType::List(_) => "list",
+        ColumnType::Struct(_) => "struct",
+        ColumnType::Xml => "xml",
+        ColumnType::Enum => "enum",
+        ColumnType::DecimalText => "decimal",
+        ColumnType::Decimal { .. } if field_type(ty).1 == Enc::Text => "decimal",
+        ColumnType::ZonedTime => "zoned_time",
+        ColumnType::Time(TimeUnit::Nanos) => "time_nanos",
+        ColumnType::Timestamp(TimeUnit::Nanos) => "timestamp_nanos",
+        ColumnType::TimestampTz(TimeUnit::Nanos) => "timestamp_tz_nanos",
+        ColumnType::Duration(TimeUnit::Micros) => "duration_micros",
+        ColumnType::Duration(TimeUnit::Nanos) => "duration_nanos",
+        ColumnType::SignedTime(TimeUnit::Micros) => "signed_time_micros",
+        ColumnType::SignedTime(TimeUnit::Nanos) => "signed_time_nanos",
+        _ => return None,
+    })
+}
+
+/// What [`field_type`] gives, read back from a registered schema (a truncate's keys when this
+/// process has not seen the table's shape yet).
+fn enc_of_avro(schema: &apache_avro::Schema) -> Option<Enc> {
+    use apache_avro::Schema as S;
+    Some(match schema {
+        S::Boolean => Enc::Boolean,
+        S::Int => Enc::Int,
+        S::Long => Enc::Long,
+        S::Float => Enc::Float,
+        S::Double => Enc::Double,
+        S::Decimal(d) => Enc::Decimal(i32::try_from(d.scale).ok()?),
+        S::String => Enc::Text,
+        S::Uuid => Enc::Uuid,
+        S::Bytes => Enc::Bytes,
+        S::Date => Enc::Date,
+        S::TimeMicros => Enc::TimeMicros,
+        S::TimestampMicros => Enc::TimestampMicros(true),
+        S::LocalTimestampMicros => Enc::TimestampMicros(false),
+        _ => return None,
+    })
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`: other characters become `_`, a leading digit gets a `_`.
+pub fn avro_name(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.is_empty() || out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// The schemas' namespace: the table's namespace parts and name, each a valid Avro name.
+pub fn avro_namespace(table: &TableId) -> String {
+    table
+        .namespace
+        .split('.')
+        .filter(|p| !p.is_empty())
+        .chain(std::iter::once(table.name.as_str()))
+        .map(avro_name)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// One record field: where its value is in the JSON object, its Avro name, its conversion.
+#[derive(Debug, Clone)]
+struct Field {
+    json_name: String,
+    avro_name: String,
+    enc: Enc,
+    nullable: bool,
+    /// [`semantic_tag`], written as the field's `decant.type` attribute.
+    tag: Option<&'static str>,
+}
+
+/// A registered record schema and how to fill it.
+struct Codec {
+    id: u32,
+    schema: apache_avro::Schema,
+    fields: Vec<Field>,
+}
+
+/// The schemas of one shape: the Avro text and fields of the key and the value record.
+#[derive(Debug, Clone, PartialEq)]
+struct Derived {
+    key_text: String,
+    value_text: String,
+}
+
+/// Derives the key and value record schemas of `shape`; `Err` says why the shape cannot be
+/// written as Avro (two columns with the same Avro name).
+fn derive(
+    table: &TableId,
+    shape: &OutputShape,
+) -> Result<(Derived, Vec<Field>, Vec<Field>), String> {
+    let namespace = avro_namespace(table);
+    let mut value_fields = Vec::new();
+    let mut value_json = Vec::new();
+    for (name, ty) in &shape.columns {
+        let (avro_type, enc) = field_type(ty);
+        let nullable = !shape.key.contains(name);
+        let field = Field {
+            json_name: name.clone(),
+            avro_name: avro_name(name),
+            enc,
+            nullable,
+            tag: semantic_tag(ty),
+        };
+        value_json.push(field_json(&field, avro_type));
+        value_fields.push(field);
+    }
+    let mut key_fields = Vec::new();
+    let mut key_json = Vec::new();
+    if shape.key_types.len() != shape.key.len() {
+        return Err(format!(
+            "{} key columns but {} key types",
+            shape.key.len(),
+            shape.key_types.len()
+        ));
+    }
+    for (name, ty) in shape.key.iter().zip(&shape.key_types) {
+        let (avro_type, enc) = field_type(ty);
+        let field = Field {
+            json_name: name.clone(),
+            avro_name: avro_name(name),
+            enc,
+            nullable: false,
+            tag: semantic_tag(ty),
+        };
+        key_json.push(field_json(&field, avro_type));
+        key_fields.push(field);
+    }
+    for fields in [&value_fields, &key_fields] {
+        let mut seen = std::collections::HashSet::new();
+        for f in fields {
+            if !seen.insert(f.avro_name.as_str()) {
+                return Err(format!(
+                    "two output columns become the Avro field name {:?} (rename one with tables.\"…\".rename)",
+                    f.avro_name
+                ));
+            }
+        }
+    }
+    let record = |name: &str, fields: Vec<serde_json::Value>| {
+        serde_json::json!({"type": "record", "name": name, "namespace": namespace, "fields": fields})
+            .to_string()
+    };
+    Ok((
+        Derived {
+            key_text: record("Key", key_json),
+            value_text: record("Value", value_json),
+        },
+        key_fields,
+        value_fields,
+    ))
+}
+
+fn field_json(f: &Field, avro_type: serde_json::Value) -> serde_json::Value {
+    let mut field = if f.nullable {
+        serde_json::json!({"name": f.avro_name, "type": ["null", avro_type], "default": null})
+    } else {
+        serde_json::json!({"name": f.avro_name, "type": avro_type})
+    };
+    if let Some(tag) = f.tag {
+        field["decant.type"] = serde_json::Value::from(tag);
+    }
+    field
+}
+
+/// One destination's schemas, for the shape they were derived from.
+struct Dest {
+    shape: Arc<OutputShape>,
+    key: Arc<Codec>,
+    value: Arc<Codec>,
+}
+
+/// The Avro [`RecordEncoder`] (see the module documentation).
+pub struct AvroEncoder {
+    registry: Box<dyn Registrar>,
+    /// By source table label: the last shape and its registered schemas.
+    dests: HashMap<String, Dest>,
+    /// Registered schemas by (subject, schema text): a shape seen again registers nothing.
+    registered: HashMap<(String, String), Arc<Codec>>,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+}
+
+/// Why a record could not be encoded, beyond what the registry says.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AvroOutputError(String);
+
+impl AvroEncoder {
+    pub fn new(registry: Box<dyn Registrar>) -> Self {
+        AvroEncoder {
+            registry,
+            dests: HashMap::new(),
+            registered: HashMap::new(),
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
+        }
+    }
+
+    /// Registers `text` under `subject` (once per process), parsed for encoding.
+    fn register(
+        &mut self,
+        subject: &str,
+        text: &str,
+        fields: Vec<Field>,
+    ) -> Result<Result<Arc<Codec>, String>, SinkError> {
+        let cache_key = (subject.to_owned(), text.to_owned());
+        if let Some(c) = self.registered.get(&cache_key) {
+            return Ok(Ok(c.clone()));
+        }
+        let schema = apache_avro::Schema::parse_str(text).map_err(|e| {
+            SinkError::new(
+                format!("the derived Avro schema of {subject} does not parse"),
+                decant_model::Disposition::Fatal,
+                e,
+            )
+        })?;
+        let id = match self.registry.register(subject, &Schema::avro(text)) {
+            Ok(id) => id,
+            Err(e) => return refusal(subject, e).map(Err),
+        };
+        tracing::info!(subject, id, "registered the Avro schema");
+        let codec = Arc::new(Codec { id, schema, fields });
+        self.registered.insert(cache_key, codec.clone());
+        Ok(Ok(codec))
+    }
+
+    /// The destination's codecs for `shape`, registering new schemas first.
+    fn prepare(&mut self, change: &Change<'_>) -> Result<Result<(), String>, SinkError> {
+        let label = change.dest.label;
+        if let Some(d) = self.dests.get(label)
+            && (Arc::ptr_eq(&d.shape, change.shape) || *d.shape == **change.shape)
+        {
+            return Ok(Ok(()));
+        }
+        let (derived, key_fields, value_fields) = match derive(change.dest.table, change.shape) {
+            Ok(d) => d,
+            Err(why) => return Ok(Err(why)),
+        };
+        let topic = change.dest.topic;
+        let key = match self.register(&format!("{topic}-key"), &derived.key_text, key_fields)? {
+            Ok(c) => c,
+            Err(why) => return Ok(Err(why)),
+        };
+        let value =
+            match self.register(&format!("{topic}-value"), &derived.value_text, value_fields)? {
+                Ok(c) => c,
+                Err(why) => return Ok(Err(why)),
+            };
+        self.dests.insert(
+            label.to_owned(),
+            Dest {
+                shape: change.shape.clone(),
+                key,
+                value,
+            },
+        );
+        Ok(Ok(()))
+    }
+
+    /// The key codec of a destination whose shape this process has not seen (a truncate after
+    /// a restart): the latest schema registered under `<topic>-key`.
+    fn registered_key(&mut self, change: &Change<'_>) -> Result<Arc<Codec>, SinkError> {
+        let subject = format!("{}-key", change.dest.topic);
+        let (id, schema) = self
+            .registry
+            .latest(&subject)
+            .map_err(|e| sink_error(&subject, e))?;
+        let parsed = apache_avro::Schema::parse_str(&schema.text).map_err(|e| {
+            SinkError::new(
+                format!("the schema registered under {subject} does not parse"),
+                decant_model::Disposition::Fatal,
+                e,
+            )
+        })?;
+        let apache_avro::Schema::Record(record) = &parsed else {
+            return Err(SinkError::fatal(format!(
+                "the schema registered under {subject} is not a record"
+            )));
+        };
+        let mut fields = Vec::new();
+        for f in &record.fields {
+            let enc = enc_of_avro(&f.schema).ok_or_else(|| {
+                SinkError::fatal(format!(
+                    "the schema registered under {subject}: field {} has a type decant does not write",
+                    f.name
+                ))
+            })?;
+            fields.push(Field {
+                json_name: f.name.clone(),
+                avro_name: f.name.clone(),
+                enc,
+                nullable: false,
+                tag: None,
+            });
+        }
+        Ok(Arc::new(Codec {
+            id,
+            schema: parsed,
+            fields,
+        }))
+    }
+}
+
+/// A registry error while registering: a refusal (409 incompatible, 422 invalid) stops the
+/// table (`Ok(why)`); everything else is a [`SinkError`].
+fn refusal(subject: &str, e: RegistryError) -> Result<String, SinkError> {
+    match e.status() {
+        Some(409) => Ok(format!(
+            "the schema registry refused the new schema of {subject} as incompatible with the registered versions ({e}); fix the subject's schema or compatibility level, then restart"
+        )),
+        Some(422) => Ok(format!(
+            "the schema registry refused the schema of {subject} as invalid ({e})"
+        )),
+        _ => Err(sink_error(subject, e)),
+    }
+}
+
+fn sink_error(subject: &str, e: RegistryError) -> SinkError {
+    let what = format!("registering the Avro schema of {subject}");
+    if e.is_retriable() {
+        SinkError::waiting_on(DEPENDENCY, what, e)
+    } else {
+        SinkError::new(what, decant_model::Disposition::Fatal, e)
+    }
+}
+
+impl RecordEncoder for AvroEncoder {
+    fn format(&self) -> &'static str {
+        "avro"
+    }
+
+    fn encode<'a>(&'a mut self, change: &Change<'a>) -> Result<Encoded<'a>, SinkError> {
+        let (key_codec, value_codec) = if change.shape.columns.is_empty() {
+            // A truncate's delete carries no shape: the table's last one, else the registry's.
+            match self.dests.get(change.dest.label) {
+                Some(d) => (d.key.clone(), None),
+                None => (self.registered_key(change)?, None),
+            }
+        } else {
+            if let Err(why) = self.prepare(change)? {
+                return Ok(Encoded::Refused(why));
+            }
+            let Some(d) = self.dests.get(change.dest.label) else {
+                return Err(SinkError::fatal("Avro schemas missing after registration"));
+            };
+            (d.key.clone(), Some(d.value.clone()))
+        };
+        let context = |what: &str| format!("table {}: {what}", change.dest.label);
+        frame(&key_codec, change.key, &mut self.key_buf).map_err(|e| {
+            SinkError::new(context("Avro key"), decant_model::Disposition::Fatal, e)
+        })?;
+        let value = match (change.value, value_codec) {
+            (Some(json), Some(codec)) => {
+                frame(&codec, json, &mut self.value_buf).map_err(|e| {
+                    SinkError::new(context("Avro value"), decant_model::Disposition::Fatal, e)
+                })?;
+                Some(self.value_buf.as_slice())
+            }
+            _ => None,
+        };
+        Ok(Encoded::Record {
+            key: &self.key_buf,
+            value,
+        })
+    }
+}
+
+/// `0x00 + id + Avro binary` of the JSON object `json` into `out`.
+fn frame(codec: &Codec, json: &str, out: &mut Vec<u8>) -> Result<(), AvroOutputError> {
+    let object: HashMap<String, &RawValue> = serde_json::from_str(json)
+        .map_err(|e| AvroOutputError(format!("not a JSON object: {e}")))?;
+    let mut fields = Vec::with_capacity(codec.fields.len());
+    for f in &codec.fields {
+        // A key read back from the registry knows only the Avro names: match them.
+        let raw = object
+            .get(&f.json_name)
+            .or_else(|| {
+                object
+                    .iter()
+                    .find(|(k, _)| avro_name(k) == f.avro_name)
+                    .map(|(_, v)| v)
+            })
+            .map(|r| r.get())
+            .unwrap_or("null");
+        let value = if raw == "null" {
+            if !f.nullable {
+                return Err(AvroOutputError(format!(
+                    "column {}: null in a non-null (key) field",
+                    f.json_name
+                )));
+            }
+            Value::Union(0, Box::new(Value::Null))
+        } else {
+            let v = convert_value(f.enc, raw).ok_or_else(|| {
+                AvroOutputError(format!(
+                    "column {}: {} is not a {:?} value",
+                    f.json_name,
+                    convert::excerpt(raw),
+                    f.enc
+                ))
+            })?;
+            if f.nullable {
+                Value::Union(1, Box::new(v))
+            } else {
+                v
+            }
+        };
+        fields.push((f.avro_name.clone(), value));
+    }
+    let datum = apache_avro::to_avro_datum(&codec.schema, Value::Record(fields))
+        .map_err(|e| AvroOutputError(format!("Avro encoding: {e}")))?;
+    out.clear();
+    out.push(0);
+    out.extend_from_slice(&codec.id.to_be_bytes());
+    out.extend_from_slice(&datum);
+    Ok(())
+}
+
+/// The text of a JSON string literal; `None` for any other JSON value.
+fn json_string(raw: &str) -> Option<String> {
+    if raw.starts_with('"') {
+        serde_json::from_str(raw).ok()
+    } else {
+        None
+    }
+}
+
+/// A float from its canonical JSON: a number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
+fn float_text(raw: &str) -> Option<f64> {
+    match json_string(raw).as_deref() {
+        Some("NaN") => Some(f64::NAN),
+        Some("Infinity") => Some(f64::INFINITY),
+        Some("-Infinity") => Some(f64::NEG_INFINITY),
+        Some(_) => None,
+        None => raw.parse().ok(),
+    }
+}
+
+/// One non-null canonical JSON value as the Avro value of `enc`; `None` when it is not one.
+fn convert_value(enc: Enc, raw: &str) -> Option<Value> {
+    Some(match enc {
+        Enc::Boolean => Value::Boolean(match raw {
+            "true" => true,
+            "false" => false,
+            _ => return None,
+        }),
+        Enc::Int => Value::Int(raw.parse().ok()?),
+        Enc::Long => Value::Long(raw.parse().ok()?),
+        // The shortest text that round-trips an f32 parses back to the same f32.
+        Enc::Float => Value::Float(match json_string(raw).as_deref() {
+            Some("NaN") => f32::NAN,
+            Some("Infinity") => f32::INFINITY,
+            Some("-Infinity") => f32::NEG_INFINITY,
+            Some(_) => return None,
+            None => raw.parse().ok()?,
+        }),
+        Enc::Double => Value::Double(float_text(raw)?),
+        Enc::Decimal(scale) => {
+            let text = json_string(raw)?;
+            let unscaled = decimal::parse_text(&text)?.rescale(scale)?;
+            Value::Decimal(apache_avro::Decimal::from(minimal_twos_complement(
+                &unscaled.to_be_bytes(),
+            )))
+        }
+        Enc::Text => Value::String(json_string(raw).unwrap_or_else(|| raw.to_owned())),
+        Enc::JsonText => Value::String(raw.to_owned()),
+        Enc::Uuid => {
+            let text = json_string(raw)?;
+            convert::parse_uuid(&text)?;
+            Value::String(text)
+        }
+        Enc::Bytes => Value::Bytes(STANDARD.decode(json_string(raw)?).ok()?),
+        Enc::Date => Value::Date(i32::try_from(temporal::parse_date(&json_string(raw)?)?).ok()?),
+        Enc::TimeMicros => {
+            let nanos = temporal::parse_time(&json_string(raw)?)?;
+            if nanos % 1000 != 0 {
+                return None;
+            }
+            Value::TimeMicros(nanos / 1000)
+        }
+        Enc::TimestampMicros(zoned) => {
+            let text = json_string(raw)?;
+            let micros = match text.as_str() {
+                "infinity" => temporal::INFINITY,
+                "-infinity" => temporal::NEG_INFINITY,
+                _ => {
+                    let nanos = if zoned {
+                        temporal::parse_offset_datetime(&text)?
+                    } else {
+                        temporal::parse_local_datetime(&text)?
+                    };
+                    if nanos % 1000 != 0 {
+                        return None;
+                    }
+                    i64::try_from(nanos / 1000).ok()?
+                }
+            };
+            if zoned {
+                Value::TimestampMicros(micros)
+            } else {
+                Value::LocalTimestampMicros(micros)
+            }
+        }
+        Enc::SignedTime(per_second) => {
+            Value::Long(temporal::parse_clock(&json_string(raw)?, per_second)?)
+        }
+    })
+}
+
+/// Big-endian two's complement without redundant sign bytes (what Java's
+/// `BigInteger.toByteArray` writes and Avro decimal readers expect; at least one byte).
+fn minimal_twos_complement(bytes: &[u8]) -> Vec<u8> {
+    let mut start = 0;
+    while start + 1 < bytes.len() {
+        let (b, next) = (bytes[start], bytes[start + 1]);
+        if (b == 0 && next & 0x80 == 0) || (b == 0xff && next & 0x80 != 0) {
+            start += 1;
+        } else {
+            break;
+        }
+    }
+    bytes[start..].to_vec()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,300 @@
+//! `decant run` with `output.format = "avro"` on the live bed: PostgreSQL → Debezium → broker →
+//! the `decant` binary → compacted topics whose keys and values are Avro, their schemas
+//! registered in the bed's Schema Registry under `<topic>-key` / `<topic>-value`. The output is
+//! read back by confluent-kafka-python's AvroDeserializer (`tests/bed/avro_output_reader.py`:
+//! schemas by the framed id, each field's Python type checked against its Avro type) and must
+//! equal PostgreSQL's final state column by column. Mid-stream `ALTER TABLE … ADD COLUMN`
+//! registers a second value schema version, and the records after it carry the column.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use decant_registry::Version;
+use decant_tests::bed::{
+    DecantProcess, LiveSource, assert_no_duplicate_sources, bed_dir, consume, http_get,
+    random_name, run_ok, topics_with_prefix, upsert_changes, wait_for, write_decant_config,
+};
+use decant_tests::registry::Registry;
+use decant_tests::{Input, PgMode, assert_pg_state};
+use serde_json::Value as Json;
+
+/// Records of `<out>.*` until `marker` has `markers` records and two reads agree.
+fn settle(bootstrap: &str, out: &str, markers: usize, decant: &mut DecantProcess) -> Vec<Input> {
+    let start = Instant::now();
+    let mut last = usize::MAX;
+    loop {
+        let topics = topics_with_prefix(bootstrap, &format!("{out}."));
+        let records = consume(bootstrap, &topics, 0, Duration::from_secs(2));
+        let seen = records
+            .iter()
+            .filter(|r| r.topic.ends_with(".marker"))
+            .count();
+        if seen >= markers && records.len() == last {
+            return records;
+        }
+        last = records.len();
+        assert!(
+            decant.is_running(),
+            "decant exited:\n{}",
+            decant.log_tail(60)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "output did not settle ({} records, {seen} markers):\n{}",
+            records.len(),
+            decant.log_tail(60)
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+/// The value schema's fields by name (`type` with the null union stripped, and the field).
+fn fields(schema_text: &str) -> BTreeMap<String, Json> {
+    let v: Json = serde_json::from_str(schema_text).expect("schema JSON");
+    v["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .map(|f| (f["name"].as_str().expect("name").to_owned(), f.clone()))
+        .collect()
+}
+
+fn non_null(ty: &Json) -> Json {
+    match ty {
+        Json::Array(u) => u
+            .iter()
+            .find(|t| *t != "null")
+            .cloned()
+            .unwrap_or(Json::Null),
+        t => t.clone(),
+    }
+}
+
+#[test]
+fn avro_output_read_by_confluent_python_equals_postgres_and_evolves() {
+    let started = Instant::now();
+    let LiveSource {
+        bed,
+        broker,
+        schema,
+        prefix,
+        dbz,
+    } = LiveSource::start();
+    let registry = Registry::start();
+    let bootstrap = broker.bootstrap();
+    let out = random_name("out");
+    let work = std::env::temp_dir().join(random_name("decant-avro-out"));
+    let extra = format!("[schema_registry]\nurl = \"{}\"\n", registry.url());
+    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, &out, &extra);
+    let log = work.join("decant.log");
+    let env = [("DECANT_OUTPUT__FORMAT", "avro")];
+    let mut decant = DecantProcess::start(&config, &log, &env);
+    wait_for(Duration::from_secs(60), "decant /ready", || {
+        http_get(port, "/ready").filter(|(s, _)| *s == 200)
+    });
+
+    bed.psql_files(&["workload_stream.sql"], &[("schema", &schema.name)]);
+    bed.psql(
+        &format!("insert into \"{}\".marker values (1, 'end')", schema.name),
+        &[],
+    );
+    let first = settle(&bootstrap, &out, 1, &mut decant);
+    let before_alter = first.len();
+
+    // Schema evolution mid-stream: a new column, one row given a value, a new row with it.
+    let s = &schema.name;
+    bed.psql(
+        &format!(
+            "alter table \"{s}\".composite add column added_col integer; \
+             update \"{s}\".composite set added_col = 7 where k_int = 3; \
+             insert into \"{s}\".composite values (10, 'new', 'ten', 10.5, 70); \
+             insert into \"{s}\".marker values (2, 'end2')"
+        ),
+        &[],
+    );
+    let records = settle(&bootstrap, &out, 2, &mut decant);
+    assert!(records.len() > before_alter);
+    assert_no_duplicate_sources(&records);
+    // Every record is framed: magic byte 0 and a schema id, keys and values alike.
+    for r in &records {
+        assert_eq!(
+            r.key.as_deref().map(|k| k[0]),
+            Some(0),
+            "{}@{}",
+            r.topic,
+            r.offset
+        );
+        if let Some(v) = &r.value {
+            assert_eq!(v[0], 0, "{}@{}", r.topic, r.offset);
+        }
+    }
+
+    // The independent reader: confluent-kafka-python's AvroDeserializer.
+    let py = bed.get("DECANT_PY");
+    let text = run_ok(
+        Command::new(&py)
+            .arg(bed_dir().join("avro_output_reader.py"))
+            .args(["--bootstrap", &bootstrap])
+            .args(["--registry", &registry.url()])
+            .args(["--prefix", &format!("{out}.")]),
+        "avro_output_reader.py",
+    );
+    let lines: Vec<Json> = String::from_utf8_lossy(&text)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("reader line"))
+        .collect();
+    assert_eq!(lines.len(), records.len(), "the reader read every record");
+    let inputs: Vec<Input> = lines
+        .iter()
+        .map(|l| Input::from_kcat(&l.to_string()))
+        .collect();
+    let run = upsert_changes(&out, &inputs);
+    let expected = bed.pg_state(&schema.name);
+    assert_pg_state("avro output", &run, &expected, PgMode::Exact);
+
+    // Python's datetime cannot hold ±infinity: only those values needed the raw-long path.
+    let unrepresentable: std::collections::BTreeSet<String> = lines
+        .iter()
+        .flat_map(|l| {
+            l["python_unrepresentable"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|n| n.as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        unrepresentable.iter().all(|n| n.starts_with("c_ts")),
+        "only timestamp columns hold ±infinity: {unrepresentable:?}"
+    );
+    // JSON documents keep every number exactly.
+    let doc = lines
+        .iter()
+        .rev()
+        .filter(|l| {
+            l["topic"].as_str().is_some_and(|t| t.ends_with(".typezoo")) && l["key"] == "{\"id\":1}"
+        })
+        .find_map(|l| l["payload"].as_str())
+        .expect("typezoo row 1");
+    assert!(
+        doc.contains("12345678901234567890.5") && doc.contains("18446744073709551616"),
+        "c_jsonb lost digits on its way to Avro: {doc}"
+    );
+
+    // The registry: TopicNameStrategy subjects, Tableflow's logical types.
+    let client = registry.client();
+    let topic = |t: &str| format!("{out}.{s}.{t}");
+    let zoo = client
+        .version(&format!("{}-value", topic("typezoo")), Version::Latest)
+        .expect("typezoo value schema");
+    let zoo_fields = fields(&zoo.schema.text);
+    let ty = |name: &str| non_null(&zoo_fields[name]["type"]);
+    assert_eq!(zoo_fields["id"]["type"], "int", "key columns are non-null");
+    assert_eq!(
+        ty("c_num_38_10"),
+        serde_json::json!({"type": "bytes", "logicalType": "decimal", "precision": 38, "scale": 10})
+    );
+    assert_eq!(ty("c_date")["logicalType"], "date");
+    assert_eq!(ty("c_time")["logicalType"], "time-micros");
+    assert_eq!(ty("c_ts")["logicalType"], "local-timestamp-micros");
+    assert_eq!(ty("c_tstz")["logicalType"], "timestamp-micros");
+    assert_eq!(ty("c_uuid")["logicalType"], "uuid");
+    assert_eq!(ty("c_jsonb"), "string");
+    assert_eq!(zoo_fields["c_jsonb"]["decant.type"], "json");
+    assert_eq!(ty("c_bytea"), "bytes");
+    assert_eq!(zoo_fields["c_text"]["default"], Json::Null);
+    let zoo_key = client
+        .version(&format!("{}-key", topic("typezoo")), Version::Latest)
+        .expect("typezoo key schema");
+    assert_eq!(
+        fields(&zoo_key.schema.text).keys().collect::<Vec<_>>(),
+        ["id"]
+    );
+
+    let composite_value = format!("{}-value", topic("composite"));
+    let versions = client.versions(&composite_value).expect("versions");
+    assert_eq!(versions.len(), 2, "a second value schema after ADD COLUMN");
+    let v1 = client
+        .version(&composite_value, Version::Number(versions[0]))
+        .expect("v1");
+    let v2 = client
+        .version(&composite_value, Version::Number(versions[1]))
+        .expect("v2");
+    assert!(!fields(&v1.schema.text).contains_key("added_col"));
+    let added = &fields(&v2.schema.text)["added_col"];
+    assert_eq!(added["type"], serde_json::json!(["null", "int"]));
+    assert_eq!(added["default"], Json::Null);
+    assert_eq!(
+        client
+            .versions(&format!("{}-key", topic("composite")))
+            .expect("key versions")
+            .len(),
+        1,
+        "the key did not change"
+    );
+    // Records before the ALTER use v1, the new ones v2 and carry the column.
+    let composite: Vec<&Json> = lines
+        .iter()
+        .filter(|l| l["topic"] == topic("composite").as_str() && !l["payload"].is_null())
+        .collect();
+    assert!(composite.iter().any(|l| l["value_schema_id"] == v1.id));
+    let carrying: Vec<&&Json> = composite
+        .iter()
+        .filter(|l| l["value_schema_id"] == v2.id)
+        .collect();
+    assert_eq!(carrying.len(), 2, "the update and the insert: {carrying:?}");
+    for l in carrying {
+        let row: Json = serde_json::from_str(l["payload"].as_str().expect("payload")).expect("row");
+        assert!(
+            row["added_col"] == 7 || row["added_col"] == 70,
+            "new records carry the column: {row}"
+        );
+    }
+
+    let status = decant.terminate(Duration::from_secs(60));
+    assert!(status.success(), "decant exit status {status}");
+    dbz.stop();
+    registry.stop();
+    let _ = std::fs::remove_dir_all(&work);
+    eprintln!("run_avro_output: {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// `decant validate` says what `output.format` needs and what is not there yet.
+#[test]
+fn validate_checks_the_output_format() {
+    let work = std::env::temp_dir().join(random_name("decant-avro-validate"));
+    let (config, _) = write_decant_config(&work, "127.0.0.1:9", "src", "out", "");
+    let validate = |format: &str| {
+        let out = Command::new(decant_tests::bed::decant_bin())
+            .args(["validate", "--config"])
+            .arg(&config)
+            .env("DECANT_OUTPUT__FORMAT", format)
+            .output()
+            .expect("decant validate");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned()
+                + &String::from_utf8_lossy(&out.stdout),
+        )
+    };
+    let (ok, text) = validate("avro");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("output.format = \"avro\" needs [schema_registry]"),
+        "{text}"
+    );
+    let (ok, text) = validate("protobuf");
+    assert!(
+        !ok && text.contains("\"protobuf\" is not yet supported"),
+        "{text}"
+    );
+    let (ok, text) = validate("json_sr");
+    assert!(
+        !ok && text.contains("\"json_sr\" is not yet supported"),
+        "{text}"
+    );
+    let (ok, text) = validate("json");
+    assert!(ok, "{text}");
+    let _ = std::fs::remove_dir_all(&work);
+}
