@@ -39,6 +39,7 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.schema_registry.common._httpx_compat import httpx
 from confluent_kafka.serialization import MessageField, SerializationContext
 from fastavro import parse_schema, schemaless_reader
 
@@ -169,7 +170,22 @@ def main():
     ap.add_argument("--prefix", required=True)
     args = ap.parse_args()
 
-    sr = SchemaRegistryClient({"url": args.registry})
+    # A bounded wait per request, and the request sent again when it times out: the bed's
+    # Apicurio once left a request unanswered (the client then waited forever in recv).
+    sr = SchemaRegistryClient({"url": args.registry, "timeout": 10})
+    send_once = sr._rest_client.send_request
+
+    def send_retrying(*a, **kw):
+        for attempt in range(1, 6):
+            try:
+                return send_once(*a, **kw)
+            except httpx.TimeoutException:
+                if attempt == 5:
+                    raise
+                print(f"registry request timed out (attempt {attempt}); sending it again",
+                      file=sys.stderr)
+
+    sr._rest_client.send_request = send_retrying
     consumer = Consumer({
         "bootstrap.servers": args.bootstrap,
         "group.id": "avro-output-reader",
