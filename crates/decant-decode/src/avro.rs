@@ -306,41 +306,73 @@ fn as_str(v: &AvroValue) -> Option<&str> {
     }
 }
 
-/// Position and table from an Avro `source` record.
-pub fn source_position(source: Option<&AvroValue>) -> (SourcePosition, Option<TableId>) {
-    let mut p = SourcePosition::default();
-    let Some(AvroValue::Record(fields)) = source.map(unwrap_union) else {
-        return (p, None);
-    };
-    let (mut db, mut schema, mut table) = (None, None, None);
-    for (k, v) in fields {
-        match k.as_str() {
-            "ts_ms" => p.ts_ms = as_i64(v),
-            "snapshot" => {
-                p.snapshot = match unwrap_union(v) {
-                    AvroValue::Boolean(b) => *b,
-                    other => as_str(other).is_some_and(|s| s != "false"),
-                }
-            }
+/// A `source` block's members gathered into a position and a table, whatever encoding carries
+/// them (an Avro record here, a Protobuf message in [`crate::protobuf`]): each member is read as
+/// the kind its name calls for.
+#[derive(Default)]
+pub(crate) struct SourceMembers {
+    position: SourcePosition,
+    db: Option<String>,
+    schema: Option<String>,
+    table: Option<String>,
+}
+
+impl SourceMembers {
+    pub(crate) fn member(
+        &mut self,
+        name: &str,
+        int: impl FnOnce() -> Option<i64>,
+        text: impl FnOnce() -> Option<String>,
+        flag: impl FnOnce() -> bool,
+    ) {
+        let p = &mut self.position;
+        match name {
+            "ts_ms" => p.ts_ms = int(),
+            "snapshot" => p.snapshot = flag(),
             "db" => {
-                db = as_str(v).map(str::to_owned);
-                p.db = db.as_deref().map(Arc::from);
+                self.db = text();
+                p.db = self.db.as_deref().map(Arc::from);
             }
-            "schema" => schema = as_str(v).map(str::to_owned),
-            "table" | "collection" => table = as_str(v).map(str::to_owned),
-            "lsn" => p.lsn = as_i64(v),
-            "txId" => p.tx_id = as_i64(v),
-            "file" => p.file = as_str(v).map(Arc::from),
-            "pos" => p.pos = as_i64(v),
-            "row" => p.row = as_i64(v),
-            "scn" | "change_lsn" => p.scn = as_str(v).map(Arc::from),
+            "schema" => self.schema = text(),
+            "table" | "collection" => self.table = text(),
+            "lsn" => p.lsn = int(),
+            "txId" => p.tx_id = int(),
+            "file" => p.file = text().map(Arc::from),
+            "pos" => p.pos = int(),
+            "row" => p.row = int(),
+            "scn" | "change_lsn" => p.scn = text().map(Arc::from),
             _ => {}
         }
     }
-    (
-        p,
-        table.map(|t| TableId::new(schema.or(db).unwrap_or_default(), t)),
-    )
+
+    pub(crate) fn finish(self) -> (SourcePosition, Option<TableId>) {
+        let (schema, db) = (self.schema, self.db);
+        (
+            self.position,
+            self.table
+                .map(|t| TableId::new(schema.or(db).unwrap_or_default(), t)),
+        )
+    }
+}
+
+/// Position and table from an Avro `source` record.
+pub fn source_position(source: Option<&AvroValue>) -> (SourcePosition, Option<TableId>) {
+    let mut members = SourceMembers::default();
+    let Some(AvroValue::Record(fields)) = source.map(unwrap_union) else {
+        return members.finish();
+    };
+    for (k, v) in fields {
+        members.member(
+            k,
+            || as_i64(v),
+            || as_str(v).map(str::to_owned),
+            || match unwrap_union(v) {
+                AvroValue::Boolean(b) => *b,
+                other => as_str(other).is_some_and(|s| s != "false"),
+            },
+        );
+    }
+    members.finish()
 }
 
 fn found(v: &AvroValue) -> String {

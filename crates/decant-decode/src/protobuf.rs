@@ -588,55 +588,36 @@ pub fn field_value<'m>(
 /// Position and table from a `source` message. Absent scalars (proto3 defaults) are no
 /// position: an LSN or transaction id of 0 is one the source never had.
 pub fn source_position(source: Option<&DynamicMessage>) -> (SourcePosition, Option<TableId>) {
-    let mut p = SourcePosition::default();
+    let mut members = crate::avro::SourceMembers::default();
     let Some(source) = source else {
-        return (p, None);
+        return members.finish();
     };
-    let (mut db, mut schema, mut table) = (None, None, None);
     for field in source.descriptor().fields() {
         if !source.has_field(&field) {
             continue;
         }
         let value = source.get_field(&field);
-        let int = || match &*value {
-            Value::I32(i) => Some(i64::from(*i)),
-            Value::I64(i) => Some(*i),
-            Value::U32(i) => Some(i64::from(*i)),
-            Value::U64(i) => i64::try_from(*i).ok(),
-            _ => None,
-        };
-        let text = || match &*value {
-            Value::String(s) => Some(s.clone()),
-            _ => None,
-        };
-        match field.name() {
-            "ts_ms" => p.ts_ms = int(),
-            "snapshot" => {
-                p.snapshot = match &*value {
-                    Value::Bool(b) => *b,
-                    Value::String(s) => s != "false",
-                    _ => false,
-                }
-            }
-            "db" => {
-                db = text();
-                p.db = db.as_deref().map(Arc::from);
-            }
-            "schema" => schema = text(),
-            "table" | "collection" => table = text(),
-            "lsn" => p.lsn = int(),
-            "txId" => p.tx_id = int(),
-            "file" => p.file = text().map(Arc::from),
-            "pos" => p.pos = int(),
-            "row" => p.row = int(),
-            "scn" | "change_lsn" => p.scn = text().map(Arc::from),
-            _ => {}
-        }
+        members.member(
+            field.name(),
+            || match &*value {
+                Value::I32(i) => Some(i64::from(*i)),
+                Value::I64(i) => Some(*i),
+                Value::U32(i) => Some(i64::from(*i)),
+                Value::U64(i) => i64::try_from(*i).ok(),
+                _ => None,
+            },
+            || match &*value {
+                Value::String(s) => Some(s.clone()),
+                _ => None,
+            },
+            || match &*value {
+                Value::Bool(b) => *b,
+                Value::String(s) => s != "false",
+                _ => false,
+            },
+        );
     }
-    (
-        p,
-        table.map(|t| TableId::new(schema.or(db).unwrap_or_default(), t)),
-    )
+    members.finish()
 }
 
 // ---------------------------------------------------------------- value → column
