@@ -46,6 +46,12 @@ pub struct OutputConfig {
     /// default) or `avro` (schemas registered in `[schema_registry]`, Confluent framing).
     #[serde(default)]
     pub format: OutputFormat,
+    /// How the registry subjects of a registry format are named: `topic_name` (`<topic>-key`,
+    /// `<topic>-value`; the default, what Tableflow reads), `record_name` (the record's full
+    /// name) or `topic_record_name` (`<topic>-<full name>`), as Confluent's serializers'
+    /// `key/value.subject.name.strategy`.
+    #[serde(default)]
+    pub subject_name_strategy: SubjectNameStrategy,
     /// Output topic name template. Variables: `{prefix}`, `{schema}` (the table's namespace:
     /// PostgreSQL schema / MySQL database), `{table}`, `{topic}` (the source topic).
     #[serde(default = "default_template")]
@@ -77,6 +83,7 @@ impl Default for OutputConfig {
         OutputConfig {
             sink: SinkKind::Kafka,
             format: OutputFormat::Json,
+            subject_name_strategy: SubjectNameStrategy::TopicName,
             topic_template: default_template(),
             prefix: default_prefix(),
             partitions: 1,
@@ -421,6 +428,16 @@ impl OutputFormat {
     }
 }
 
+/// `output.subject_name_strategy` (see [`OutputConfig::subject_name_strategy`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectNameStrategy {
+    #[default]
+    TopicName,
+    RecordName,
+    TopicRecordName,
+}
+
 /// `[state]`: the local state store (TOAST values and the key index).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -540,6 +557,13 @@ impl PipelineConfig {
                 "output.format: {:?} is not yet supported (supported: \"json\", \"avro\")",
                 o.format.as_str()
             ));
+        }
+        if o.format == OutputFormat::Json
+            && o.subject_name_strategy != SubjectNameStrategy::TopicName
+        {
+            out.push(
+                "output.subject_name_strategy: names registry subjects, but output.format = \"json\" registers none (set a registry format or remove it)".into(),
+            );
         }
         if o.partitions < 1 {
             out.push("output.partitions: must be at least 1".into());

@@ -42,50 +42,22 @@
 //! text (never through f64), timestamps and times at full precision, floats from their
 //! shortest round-trip text, JSON documents copied as written.
 //!
-//! **Evolution.** A new output shape (a column added upstream) derives new schemas; a changed
-//! one is registered before the first record that carries it (the added column is nullable
-//! with default null, so BACKWARD-compatible). A registry refusal (HTTP 409 incompatible, 422
-//! invalid) is [`Encoded::Refused`]: the sink stops that table only. A registry that cannot be
-//! reached is a retriable [`SinkError`] naming the dependency: the loop waits and retries, it
-//! never skips or dead-letters.
+//! **Registration, evolution, refusals and outages** are [`RegisteredEncoder`]'s, shared with
+//! the other registry formats: a changed shape registers its schemas before the first record
+//! that carries it (an added column is nullable with default null, so BACKWARD-compatible).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use apache_avro::types::Value;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use decant_decode::{convert, decimal, temporal};
-use decant_model::encode::{Encoded, RecordEncoder};
-use decant_model::sink::{Change, OutputShape, SinkError};
-use decant_model::{ColumnType, TableId, TimeUnit};
+use decant_model::sink::{OutputShape, SinkError};
+use decant_model::{ColumnType, Disposition, TableId, TimeUnit};
 use serde_json::value::RawValue;
 
-use crate::client::RegistryClient;
-use crate::error::RegistryError;
-use crate::types::{Schema, Version};
-
-/// The dependency label of registry waits (`decant_waiting{dependency}`).
-pub const DEPENDENCY: &str = "schema_registry";
-
-/// The registry calls the encoder makes; [`RegistryClient`] in production, a fake in tests.
-pub trait Registrar: Send {
-    /// Registers (or finds) `schema` under `subject`: its id.
-    fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError>;
-    /// The latest schema registered under `subject` and its id.
-    fn latest(&self, subject: &str) -> Result<(u32, Schema), RegistryError>;
-}
-
-impl Registrar for RegistryClient {
-    fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError> {
-        RegistryClient::register(self, subject, schema)
-    }
-
-    fn latest(&self, subject: &str) -> Result<(u32, Schema), RegistryError> {
-        let s = self.version(subject, Version::Latest)?;
-        Ok((s.id, s.schema.clone()))
-    }
-}
+use crate::registered::{Derived, DerivedSchema, RegisteredEncoder, SinkOrRefusal, WireFormat};
+use crate::types::Schema;
 
 /// How one field's canonical JSON becomes an Avro value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,25 +231,17 @@ struct Field {
 }
 
 /// A registered record schema and how to fill it.
-struct Codec {
-    id: u32,
+pub struct Codec {
     schema: apache_avro::Schema,
     fields: Vec<Field>,
 }
 
-/// The schemas of one shape: the Avro text and fields of the key and the value record.
-#[derive(Debug, Clone, PartialEq)]
-struct Derived {
-    key_text: String,
-    value_text: String,
-}
+/// A derived record schema's Avro text and its fields.
+type RecordSchema = (String, Vec<Field>);
 
 /// Derives the key and value record schemas of `shape`; `Err` says why the shape cannot be
 /// written as Avro (two columns with the same Avro name).
-fn derive(
-    table: &TableId,
-    shape: &OutputShape,
-) -> Result<(Derived, Vec<Field>, Vec<Field>), String> {
+fn derive(table: &TableId, shape: &OutputShape) -> Result<(RecordSchema, RecordSchema), String> {
     let namespace = avro_namespace(table);
     let mut value_fields = Vec::new();
     let mut value_json = Vec::new();
@@ -331,12 +295,8 @@ fn derive(
             .to_string()
     };
     Ok((
-        Derived {
-            key_text: record("Key", key_json),
-            value_text: record("Value", value_json),
-        },
-        key_fields,
-        value_fields,
+        (record("Key", key_json), key_fields),
+        (record("Value", value_json), value_fields),
     ))
 }
 
@@ -352,116 +312,61 @@ fn field_json(f: &Field, avro_type: serde_json::Value) -> serde_json::Value {
     field
 }
 
-/// One destination's schemas, for the shape they were derived from.
-struct Dest {
-    shape: Arc<OutputShape>,
-    key: Arc<Codec>,
-    value: Arc<Codec>,
+/// Avro as a [`WireFormat`]: record schemas `<namespace>.Key` / `<namespace>.Value`, payloads
+/// in Avro binary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AvroFormat;
+
+/// The Avro [`decant_model::RecordEncoder`] (see the module documentation).
+pub type AvroEncoder = RegisteredEncoder<AvroFormat>;
+
+/// `text` parsed for encoding; a derived schema that does not parse is decant's own fault.
+fn parse(subject_or_table: &str, text: &str) -> Result<apache_avro::Schema, SinkError> {
+    apache_avro::Schema::parse_str(text).map_err(|e| {
+        SinkError::new(
+            format!("the Avro schema of {subject_or_table} does not parse"),
+            Disposition::Fatal,
+            e,
+        )
+    })
 }
 
-/// The Avro [`RecordEncoder`] (see the module documentation).
-pub struct AvroEncoder {
-    registry: Box<dyn Registrar>,
-    /// By source table label: the last shape and its registered schemas.
-    dests: HashMap<String, Dest>,
-    /// Registered schemas by (subject, schema text): a shape seen again registers nothing.
-    registered: HashMap<(String, String), Arc<Codec>>,
-    key_buf: Vec<u8>,
-    value_buf: Vec<u8>,
-}
+impl WireFormat for AvroFormat {
+    const NAME: &'static str = "avro";
+    type Codec = Codec;
 
-/// Why a record could not be encoded, beyond what the registry says.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct AvroOutputError(String);
-
-impl AvroEncoder {
-    pub fn new(registry: Box<dyn Registrar>) -> Self {
-        AvroEncoder {
-            registry,
-            dests: HashMap::new(),
-            registered: HashMap::new(),
-            key_buf: Vec::new(),
-            value_buf: Vec::new(),
-        }
+    fn record_names(&self, table: &TableId) -> (String, String) {
+        let namespace = avro_namespace(table);
+        (format!("{namespace}.Key"), format!("{namespace}.Value"))
     }
 
-    /// Registers `text` under `subject` (once per process), parsed for encoding.
-    fn register(
-        &mut self,
-        subject: &str,
-        text: &str,
-        fields: Vec<Field>,
-    ) -> Result<Result<Arc<Codec>, String>, SinkError> {
-        let cache_key = (subject.to_owned(), text.to_owned());
-        if let Some(c) = self.registered.get(&cache_key) {
-            return Ok(Ok(c.clone()));
-        }
-        let schema = apache_avro::Schema::parse_str(text).map_err(|e| {
-            SinkError::new(
-                format!("the derived Avro schema of {subject} does not parse"),
-                decant_model::Disposition::Fatal,
-                e,
-            )
-        })?;
-        let id = match self.registry.register(subject, &Schema::avro(text)) {
-            Ok(id) => id,
-            Err(e) => return refusal(subject, e).map(Err),
-        };
-        tracing::info!(subject, id, "registered the Avro schema");
-        let codec = Arc::new(Codec { id, schema, fields });
-        self.registered.insert(cache_key, codec.clone());
-        Ok(Ok(codec))
-    }
-
-    /// The destination's codecs for `shape`, registering new schemas first.
-    fn prepare(&mut self, change: &Change<'_>) -> Result<Result<(), String>, SinkError> {
-        let label = change.dest.label;
-        if let Some(d) = self.dests.get(label)
-            && (Arc::ptr_eq(&d.shape, change.shape) || *d.shape == **change.shape)
-        {
-            return Ok(Ok(()));
-        }
-        let (derived, key_fields, value_fields) = match derive(change.dest.table, change.shape) {
-            Ok(d) => d,
-            Err(why) => return Ok(Err(why)),
-        };
-        let topic = change.dest.topic;
-        let key = match self.register(&format!("{topic}-key"), &derived.key_text, key_fields)? {
-            Ok(c) => c,
-            Err(why) => return Ok(Err(why)),
-        };
-        let value =
-            match self.register(&format!("{topic}-value"), &derived.value_text, value_fields)? {
-                Ok(c) => c,
-                Err(why) => return Ok(Err(why)),
+    fn derive(
+        &self,
+        table: &TableId,
+        shape: &OutputShape,
+    ) -> Result<Derived<Codec>, SinkOrRefusal> {
+        let ((key_text, key_fields), (value_text, value_fields)) =
+            derive(table, shape).map_err(SinkOrRefusal::Refused)?;
+        let label = table.to_string();
+        let schema =
+            |text: String, fields: Vec<Field>| -> Result<DerivedSchema<Codec>, SinkOrRefusal> {
+                Ok(DerivedSchema {
+                    codec: Codec {
+                        schema: parse(&label, &text).map_err(SinkOrRefusal::Sink)?,
+                        fields,
+                    },
+                    schema: Schema::avro(text),
+                    dependencies: Vec::new(),
+                })
             };
-        self.dests.insert(
-            label.to_owned(),
-            Dest {
-                shape: change.shape.clone(),
-                key,
-                value,
-            },
-        );
-        Ok(Ok(()))
+        Ok(Derived {
+            key: schema(key_text, key_fields)?,
+            value: schema(value_text, value_fields)?,
+        })
     }
 
-    /// The key codec of a destination whose shape this process has not seen (a truncate after
-    /// a restart): the latest schema registered under `<topic>-key`.
-    fn registered_key(&mut self, change: &Change<'_>) -> Result<Arc<Codec>, SinkError> {
-        let subject = format!("{}-key", change.dest.topic);
-        let (id, schema) = self
-            .registry
-            .latest(&subject)
-            .map_err(|e| sink_error(&subject, e))?;
-        let parsed = apache_avro::Schema::parse_str(&schema.text).map_err(|e| {
-            SinkError::new(
-                format!("the schema registered under {subject} does not parse"),
-                decant_model::Disposition::Fatal,
-                e,
-            )
-        })?;
+    fn registered_key(&self, subject: &str, schema: &Schema) -> Result<Codec, SinkError> {
+        let parsed = parse(subject, &schema.text)?;
         let apache_avro::Schema::Record(record) = &parsed else {
             return Err(SinkError::fatal(format!(
                 "the schema registered under {subject} is not a record"
@@ -483,82 +388,24 @@ impl AvroEncoder {
                 tag: None,
             });
         }
-        Ok(Arc::new(Codec {
-            id,
+        Ok(Codec {
             schema: parsed,
             fields,
-        }))
-    }
-}
-
-/// A registry error while registering: a refusal (409 incompatible, 422 invalid) stops the
-/// table (`Ok(why)`); everything else is a [`SinkError`].
-fn refusal(subject: &str, e: RegistryError) -> Result<String, SinkError> {
-    match e.status() {
-        Some(409) => Ok(format!(
-            "the schema registry refused the new schema of {subject} as incompatible with the registered versions ({e}); fix the subject's schema or compatibility level, then restart"
-        )),
-        Some(422) => Ok(format!(
-            "the schema registry refused the schema of {subject} as invalid ({e})"
-        )),
-        _ => Err(sink_error(subject, e)),
-    }
-}
-
-fn sink_error(subject: &str, e: RegistryError) -> SinkError {
-    let what = format!("registering the Avro schema of {subject}");
-    if e.is_retriable() {
-        SinkError::waiting_on(DEPENDENCY, what, e)
-    } else {
-        SinkError::new(what, decant_model::Disposition::Fatal, e)
-    }
-}
-
-impl RecordEncoder for AvroEncoder {
-    fn format(&self) -> &'static str {
-        "avro"
-    }
-
-    fn encode<'a>(&'a mut self, change: &Change<'a>) -> Result<Encoded<'a>, SinkError> {
-        let (key_codec, value_codec) = if change.shape.columns.is_empty() {
-            // A truncate's delete carries no shape: the table's last one, else the registry's.
-            match self.dests.get(change.dest.label) {
-                Some(d) => (d.key.clone(), None),
-                None => (self.registered_key(change)?, None),
-            }
-        } else {
-            if let Err(why) = self.prepare(change)? {
-                return Ok(Encoded::Refused(why));
-            }
-            let Some(d) = self.dests.get(change.dest.label) else {
-                return Err(SinkError::fatal("Avro schemas missing after registration"));
-            };
-            (d.key.clone(), Some(d.value.clone()))
-        };
-        let context = |what: &str| format!("table {}: {what}", change.dest.label);
-        frame(&key_codec, change.key, &mut self.key_buf).map_err(|e| {
-            SinkError::new(context("Avro key"), decant_model::Disposition::Fatal, e)
-        })?;
-        let value = match (change.value, value_codec) {
-            (Some(json), Some(codec)) => {
-                frame(&codec, json, &mut self.value_buf).map_err(|e| {
-                    SinkError::new(context("Avro value"), decant_model::Disposition::Fatal, e)
-                })?;
-                Some(self.value_buf.as_slice())
-            }
-            _ => None,
-        };
-        Ok(Encoded::Record {
-            key: &self.key_buf,
-            value,
         })
     }
+
+    fn encode_payload(&self, codec: &Codec, json: &str, out: &mut Vec<u8>) -> Result<(), String> {
+        let datum = apache_avro::to_avro_datum(&codec.schema, record_value(codec, json)?)
+            .map_err(|e| format!("Avro encoding: {e}"))?;
+        out.extend_from_slice(&datum);
+        Ok(())
+    }
 }
 
-/// `0x00 + id + Avro binary` of the JSON object `json` into `out`.
-fn frame(codec: &Codec, json: &str, out: &mut Vec<u8>) -> Result<(), AvroOutputError> {
-    let object: HashMap<String, &RawValue> = serde_json::from_str(json)
-        .map_err(|e| AvroOutputError(format!("not a JSON object: {e}")))?;
+/// The Avro record of the JSON object `json`.
+fn record_value(codec: &Codec, json: &str) -> Result<Value, String> {
+    let object: HashMap<String, &RawValue> =
+        serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
     let mut fields = Vec::with_capacity(codec.fields.len());
     for f in &codec.fields {
         // A key read back from the registry knows only the Avro names: match them.
@@ -574,20 +421,20 @@ fn frame(codec: &Codec, json: &str, out: &mut Vec<u8>) -> Result<(), AvroOutputE
             .unwrap_or("null");
         let value = if raw == "null" {
             if !f.nullable {
-                return Err(AvroOutputError(format!(
+                return Err(format!(
                     "column {}: null in a non-null (key) field",
                     f.json_name
-                )));
+                ));
             }
             Value::Union(0, Box::new(Value::Null))
         } else {
             let v = convert_value(f.enc, raw).ok_or_else(|| {
-                AvroOutputError(format!(
+                format!(
                     "column {}: {} is not a {:?} value",
                     f.json_name,
                     convert::excerpt(raw),
                     f.enc
-                ))
+                )
             })?;
             if f.nullable {
                 Value::Union(1, Box::new(v))
@@ -597,13 +444,7 @@ fn frame(codec: &Codec, json: &str, out: &mut Vec<u8>) -> Result<(), AvroOutputE
         };
         fields.push((f.avro_name.clone(), value));
     }
-    let datum = apache_avro::to_avro_datum(&codec.schema, Value::Record(fields))
-        .map_err(|e| AvroOutputError(format!("Avro encoding: {e}")))?;
-    out.clear();
-    out.push(0);
-    out.extend_from_slice(&codec.id.to_be_bytes());
-    out.extend_from_slice(&datum);
-    Ok(())
+    Ok(Value::Record(fields))
 }
 
 /// The text of a JSON string literal; `None` for any other JSON value.

@@ -11,11 +11,14 @@
 //! - [`resolver`]: `RegistryClient` as the decoder's [`decant_decode::SchemaResolver`]
 //!   (retriable = the registry is unreachable or overloaded; a 404 is not), with Avro schema
 //!   references inlined.
-//! - [`avro_output`]: [`AvroEncoder`], `output.format = "avro"` — the compacted-topic sink's
-//!   `decant_model::RecordEncoder` that derives key and value Avro schemas from a table's
-//!   output shape, registers them (`<topic>-key`, `<topic>-value`) through a [`Registrar`]
-//!   (this crate's client) before the first record needing them, and frames records
-//!   `0x00 + id + Avro binary`; the type mapping is in its documentation.
+//! - [`registered`]: [`RegisteredEncoder`], the compacted-topic sink's
+//!   `decant_model::RecordEncoder` for every registry format: derives a table's key and value
+//!   schemas through a [`WireFormat`], registers them (and their imports) through a
+//!   [`Registrar`] (this crate's client) under [`SubjectNameStrategy`]'s subjects before the
+//!   first record needing them, frames records `0x00 + id + payload`, and turns registry
+//!   refusals into a stopped table and outages into waits.
+//! - [`avro_output`]: [`AvroFormat`] (`output.format = "avro"`, [`AvroEncoder`]): Avro record
+//!   schemas and Avro binary payloads; the type mapping is in its documentation.
 //! - [`error`]: [`RegistryError`] and its [`decant_model::RetryClass`].
 //! - [`types`]: [`Schema`], [`SubjectSchema`], [`Version`], [`Compatibility`].
 //!
@@ -46,13 +49,15 @@ pub mod avro_output;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod registered;
 pub mod resolver;
 pub mod types;
 
-pub use avro_output::{AvroEncoder, Registrar};
+pub use avro_output::{AvroEncoder, AvroFormat};
 pub use client::RegistryClient;
 pub use config::{BasicAuth, RegistryConfig, Secret, Urls};
 pub use error::RegistryError;
+pub use registered::{RegisteredEncoder, Registrar, SubjectNameStrategy, WireFormat};
 pub use types::{
     Compatibility, CompatibilityResult, Schema, SchemaReference, SchemaType, SubjectSchema,
     SubjectVersion, Version,

@@ -820,6 +820,12 @@ colums = ["x"]
         );
         let p = check("[output]\nformat = \"avro\"\n[schema_registry]\nurl = \"http://sr:8081\"\n");
         assert_eq!(p, "");
+        let p = check(
+            "[output]\nformat = \"avro\"\nsubject_name_strategy = \"record_name\"\n[schema_registry]\nurl = \"http://sr:8081\"\n",
+        );
+        assert_eq!(p, "");
+        let p = check("[output]\nsubject_name_strategy = \"topic_record_name\"\n");
+        assert!(p.contains("output.format = \"json\" registers none"), "{p}");
         let p = check("[output]\nformat = \"avro\"\n[schema_registry]\nurl = \"ftp://sr\"\n");
         assert!(p.contains("not an http:// or https:// URL"), "{p}");
         for f in ["json_sr", "protobuf"] {

@@ -101,7 +101,10 @@ fn upsert_topics(
             let registry = registry.context("output.format = \"avro\" needs [schema_registry]")?;
             let client = decant_registry::RegistryClient::new(registry)
                 .map_err(|e| anyhow::anyhow!("[schema_registry]: {e}"))?;
-            Box::new(decant_registry::AvroEncoder::new(Box::new(client)))
+            Box::new(
+                decant_registry::AvroEncoder::new(Box::new(client))
+                    .with_subjects(subject_strategy(p.output.subject_name_strategy)),
+            )
         }
         // `decant validate` refuses them; named so the configuration can say so.
         f @ (OutputFormat::JsonSr | OutputFormat::Protobuf) => {
@@ -124,6 +127,17 @@ fn upsert_topics(
     )
     .map(|sink| sink.with_encoder(encoder))
     .context("creating the output producer")
+}
+
+fn subject_strategy(
+    s: decant_pipeline::config::SubjectNameStrategy,
+) -> decant_registry::SubjectNameStrategy {
+    use decant_pipeline::config::SubjectNameStrategy as S;
+    match s {
+        S::TopicName => decant_registry::SubjectNameStrategy::TopicName,
+        S::RecordName => decant_registry::SubjectNameStrategy::RecordName,
+        S::TopicRecordName => decant_registry::SubjectNameStrategy::TopicRecordName,
+    }
 }
 
 /// The Iceberg sink from `[iceberg]`; the pipeline id defaults to the consumer group.

@@ -10,6 +10,8 @@ use decant_model::sink::{Change, ChangeOp, Destination, Origin, OutputShape};
 use decant_model::{Column, ColumnType, Disposition, TableId, TimeUnit};
 
 use super::*;
+use crate::error::RegistryError;
+use crate::registered::{DEPENDENCY, Registrar};
 
 /// Registrations seen, and the answer the next one gets.
 #[derive(Default)]
@@ -60,6 +62,21 @@ impl Registrar for FakeRegistry {
         b.registered
             .push((subject.to_owned(), schema.text.clone(), id));
         Ok(id)
+    }
+
+    fn version_of(&self, subject: &str, schema: &Schema) -> Result<i32, RegistryError> {
+        let b = self.book();
+        b.registered
+            .iter()
+            .filter(|(s, _, _)| s == subject)
+            .position(|(_, t, _)| *t == schema.text)
+            .map(|i| i as i32 + 1)
+            .ok_or_else(|| RegistryError::Http {
+                url: "http://sr".into(),
+                status: 404,
+                code: Some(40403),
+                message: "Schema not found".into(),
+            })
     }
 
     fn latest(&self, subject: &str) -> Result<(u32, Schema), RegistryError> {
@@ -374,14 +391,15 @@ fn fields(text: &str) -> Vec<serde_json::Value> {
 #[test]
 fn every_column_type_has_its_avro_type() {
     use serde_json::json;
-    let (derived, _, _) = derive(&TableId::new("bed", "type-zoo"), &zoo_shape()).expect("derives");
-    let value: serde_json::Value = serde_json::from_str(&derived.value_text).expect("JSON");
+    let ((key_text, _), (value_text, _)) =
+        derive(&TableId::new("bed", "type-zoo"), &zoo_shape()).expect("derives");
+    let value: serde_json::Value = serde_json::from_str(&value_text).expect("JSON");
     assert_eq!(value["name"], "Value");
     assert_eq!(value["namespace"], "bed.type_zoo");
-    let key: serde_json::Value = serde_json::from_str(&derived.key_text).expect("JSON");
+    let key: serde_json::Value = serde_json::from_str(&key_text).expect("JSON");
     assert_eq!(key["name"], "Key");
     assert_eq!(key["fields"], json!([{"name": "id", "type": "long"}]));
-    let types: std::collections::HashMap<String, serde_json::Value> = fields(&derived.value_text)
+    let types: std::collections::HashMap<String, serde_json::Value> = fields(&value_text)
         .into_iter()
         .map(|f| (f["name"].as_str().unwrap_or_default().to_owned(), f))
         .collect();
@@ -450,7 +468,7 @@ fn every_column_type_has_its_avro_type() {
         assert_eq!(t(name), ty, "{name}");
     }
     // apache-avro reads the logical types as such.
-    let parsed = apache_avro::Schema::parse_str(&derived.value_text).expect("parses");
+    let parsed = apache_avro::Schema::parse_str(&value_text).expect("parses");
     let apache_avro::Schema::Record(r) = parsed else {
         panic!("a record");
     };

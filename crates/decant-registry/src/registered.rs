@@ -1,0 +1,418 @@
+//! [`RegisteredEncoder`]: what every registry-backed output format shares — derive a table's
+//! key and value schemas from its output shape, register them (and the schemas they import)
+//! before the first record that needs them, keep them per destination until the shape changes,
+//! and frame records `0x00 + schema id (big-endian u32) + payload`. A [`WireFormat`] adds only
+//! what differs: the schema language and the payload (Avro binary in [`crate::avro_output`]).
+//!
+//! **Subjects.** [`SubjectNameStrategy`] names them the way Confluent's serializers do:
+//! `<topic>-key` / `<topic>-value` (TopicNameStrategy, the default and what Tableflow reads),
+//! the record's full name (RecordNameStrategy), or `<topic>-<full name>`
+//! (TopicRecordNameStrategy). A format's record names come from the table alone
+//! ([`WireFormat::record_names`]), so a truncate after a restart finds its key subject before
+//! this process has seen the table's shape.
+//!
+//! **Failures.** A registry refusal (HTTP 409 incompatible, 422 invalid) is
+//! [`Encoded::Refused`]: the sink stops that table only. A registry that cannot be reached is a
+//! retriable [`SinkError`] naming the dependency ([`DEPENDENCY`]): the loop waits and calls
+//! again, it never skips or dead-letters. Anything else (authentication refused, a derived
+//! schema that does not parse) is fatal.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use decant_model::encode::{Encoded, RecordEncoder};
+use decant_model::sink::{Change, OutputShape, SinkError};
+use decant_model::{Disposition, TableId};
+
+use crate::client::RegistryClient;
+use crate::error::RegistryError;
+use crate::types::{Schema, SchemaReference, Version};
+
+/// The dependency label of registry waits (`decant_waiting{dependency}`).
+pub const DEPENDENCY: &str = "schema_registry";
+
+/// The registry calls the encoder makes; [`RegistryClient`] in production, a fake in tests.
+pub trait Registrar: Send {
+    /// Registers (or finds) `schema` under `subject`: its id.
+    fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError>;
+    /// The latest schema registered under `subject` and its id.
+    fn latest(&self, subject: &str) -> Result<(u32, Schema), RegistryError>;
+    /// The version `schema` has under `subject` (it is registered): what a reference to it names.
+    fn version_of(&self, subject: &str, schema: &Schema) -> Result<i32, RegistryError>;
+}
+
+impl Registrar for RegistryClient {
+    fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError> {
+        RegistryClient::register(self, subject, schema)
+    }
+
+    fn latest(&self, subject: &str) -> Result<(u32, Schema), RegistryError> {
+        let s = self.version(subject, Version::Latest)?;
+        Ok((s.id, s.schema.clone()))
+    }
+
+    fn version_of(&self, subject: &str, schema: &Schema) -> Result<i32, RegistryError> {
+        Ok(self.lookup(subject, schema)?.version)
+    }
+}
+
+/// How key and value subjects are named (Confluent's `key.subject.name.strategy` /
+/// `value.subject.name.strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubjectNameStrategy {
+    /// `<topic>-key`, `<topic>-value`.
+    #[default]
+    TopicName,
+    /// The record's full name (`inventory.products.Value`).
+    RecordName,
+    /// `<topic>-<record full name>`.
+    TopicRecordName,
+}
+
+impl SubjectNameStrategy {
+    /// The subject of the key (`key`) or value record `record_name` written to `topic`.
+    pub fn subject(self, topic: &str, key: bool, record_name: &str) -> String {
+        match self {
+            SubjectNameStrategy::TopicName => {
+                format!("{topic}-{}", if key { "key" } else { "value" })
+            }
+            SubjectNameStrategy::RecordName => record_name.to_owned(),
+            SubjectNameStrategy::TopicRecordName => format!("{topic}-{record_name}"),
+        }
+    }
+}
+
+/// A schema the derived one imports, registered first under its own subject (Protobuf's
+/// `import "confluent/type/decimal.proto"`): `name` as the importing text spells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dependency {
+    pub name: String,
+    pub subject: String,
+    pub schema: Schema,
+}
+
+/// One derived record schema: its text (references are filled in at registration), the
+/// schemas it imports, and the format's codec for it.
+pub struct DerivedSchema<C> {
+    pub schema: Schema,
+    pub dependencies: Vec<Dependency>,
+    pub codec: C,
+}
+
+/// The key and value schemas of one output shape.
+pub struct Derived<C> {
+    pub key: DerivedSchema<C>,
+    pub value: DerivedSchema<C>,
+}
+
+/// What one output format adds to [`RegisteredEncoder`].
+pub trait WireFormat: Send {
+    /// The format's name (`avro`), for logs and [`RecordEncoder::format`].
+    const NAME: &'static str;
+    /// How to fill one registered schema from a change's canonical JSON object.
+    type Codec: Send + Sync;
+
+    /// The full names of the table's key and value records (for the subject strategies).
+    fn record_names(&self, table: &TableId) -> (String, String);
+
+    /// The key and value schemas of `shape`; `Err` says why the table cannot be written in
+    /// this format (for example two columns that become the same field name), which stops it.
+    fn derive(
+        &self,
+        table: &TableId,
+        shape: &OutputShape,
+    ) -> Result<Derived<Self::Codec>, SinkOrRefusal>;
+
+    /// A codec for the key schema found under `subject`, for a truncate's keys when this
+    /// process has not seen the table's shape.
+    fn registered_key(&self, subject: &str, schema: &Schema) -> Result<Self::Codec, SinkError>;
+
+    /// The payload of the canonical JSON object `json` (after the 5-byte frame) into `out`;
+    /// `Err` says which column is not what the schema says.
+    fn encode_payload(
+        &self,
+        codec: &Self::Codec,
+        json: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String>;
+}
+
+/// Why [`WireFormat::derive`] failed: the table cannot take the shape (it stops), or a fault
+/// of decant's own (fatal).
+#[derive(Debug)]
+pub enum SinkOrRefusal {
+    Refused(String),
+    Sink(SinkError),
+}
+
+/// A registered schema and the format's codec for it.
+struct Registered<C> {
+    id: u32,
+    codec: C,
+}
+
+/// A registered schema, or why the registry refused it (the table stops), or a sink error.
+type Registration<C> = Result<Result<Arc<Registered<C>>, String>, SinkError>;
+
+/// One destination's schemas, for the shape they were derived from.
+struct Dest<C> {
+    shape: Arc<OutputShape>,
+    key: Arc<Registered<C>>,
+    value: Arc<Registered<C>>,
+}
+
+/// A registry-backed [`RecordEncoder`] of one [`WireFormat`] (see the module documentation).
+pub struct RegisteredEncoder<F: WireFormat> {
+    format: F,
+    registry: Box<dyn Registrar>,
+    subjects: SubjectNameStrategy,
+    /// By source table label: the last shape and its registered schemas.
+    dests: HashMap<String, Dest<F::Codec>>,
+    /// Registered schemas by (subject, schema text): a shape seen again registers nothing.
+    registered: HashMap<(String, String), Arc<Registered<F::Codec>>>,
+    /// Registered dependencies by (subject, text): their version.
+    dependency_versions: HashMap<(String, String), i32>,
+    key_buf: Vec<u8>,
+    value_buf: Vec<u8>,
+}
+
+impl<F: WireFormat + Default> RegisteredEncoder<F> {
+    /// The encoder, subjects named by TopicNameStrategy.
+    pub fn new(registry: Box<dyn Registrar>) -> Self {
+        Self::with_format(F::default(), registry)
+    }
+}
+
+impl<F: WireFormat> RegisteredEncoder<F> {
+    pub fn with_format(format: F, registry: Box<dyn Registrar>) -> Self {
+        RegisteredEncoder {
+            format,
+            registry,
+            subjects: SubjectNameStrategy::default(),
+            dests: HashMap::new(),
+            registered: HashMap::new(),
+            dependency_versions: HashMap::new(),
+            key_buf: Vec::new(),
+            value_buf: Vec::new(),
+        }
+    }
+
+    /// Names subjects by `strategy` instead of TopicNameStrategy.
+    pub fn with_subjects(mut self, strategy: SubjectNameStrategy) -> Self {
+        self.subjects = strategy;
+        self
+    }
+
+    fn subject(&self, change: &Change<'_>, key: bool) -> String {
+        let (key_name, value_name) = self.format.record_names(change.dest.table);
+        let name = if key { key_name } else { value_name };
+        self.subjects.subject(change.dest.topic, key, &name)
+    }
+
+    /// Registers `derived` under `subject` (once per process), its dependencies first.
+    fn register(
+        &mut self,
+        subject: &str,
+        derived: DerivedSchema<F::Codec>,
+    ) -> Registration<F::Codec> {
+        let cache_key = (subject.to_owned(), derived.schema.text.clone());
+        if let Some(c) = self.registered.get(&cache_key) {
+            return Ok(Ok(c.clone()));
+        }
+        let mut references = Vec::with_capacity(derived.dependencies.len());
+        for dep in &derived.dependencies {
+            let dep_key = (dep.subject.clone(), dep.schema.text.clone());
+            let version = match self.dependency_versions.get(&dep_key) {
+                Some(v) => *v,
+                None => {
+                    if let Err(e) = self.registry.register(&dep.subject, &dep.schema) {
+                        return refusal(&dep.subject, e).map(Err);
+                    }
+                    let v = self
+                        .registry
+                        .version_of(&dep.subject, &dep.schema)
+                        .map_err(|e| sink_error(&dep.subject, e))?;
+                    self.dependency_versions.insert(dep_key, v);
+                    v
+                }
+            };
+            references.push(SchemaReference {
+                name: dep.name.clone(),
+                subject: dep.subject.clone(),
+                version,
+            });
+        }
+        let schema = derived.schema.with_references(references);
+        let id = match self.registry.register(subject, &schema) {
+            Ok(id) => id,
+            Err(e) => return refusal(subject, e).map(Err),
+        };
+        tracing::info!(subject, id, format = F::NAME, "registered the schema");
+        let registered = Arc::new(Registered {
+            id,
+            codec: derived.codec,
+        });
+        self.registered.insert(cache_key, registered.clone());
+        Ok(Ok(registered))
+    }
+
+    /// The destination's schemas for its change's shape, registering new ones first.
+    fn prepare(&mut self, change: &Change<'_>) -> Result<Result<(), String>, SinkError> {
+        let label = change.dest.label;
+        if let Some(d) = self.dests.get(label)
+            && (Arc::ptr_eq(&d.shape, change.shape) || *d.shape == **change.shape)
+        {
+            return Ok(Ok(()));
+        }
+        let derived = match self.format.derive(change.dest.table, change.shape) {
+            Ok(d) => d,
+            Err(SinkOrRefusal::Refused(why)) => return Ok(Err(why)),
+            Err(SinkOrRefusal::Sink(e)) => return Err(e),
+        };
+        let key = match self.register(&self.subject(change, true), derived.key)? {
+            Ok(c) => c,
+            Err(why) => return Ok(Err(why)),
+        };
+        let value = match self.register(&self.subject(change, false), derived.value)? {
+            Ok(c) => c,
+            Err(why) => return Ok(Err(why)),
+        };
+        self.dests.insert(
+            label.to_owned(),
+            Dest {
+                shape: change.shape.clone(),
+                key,
+                value,
+            },
+        );
+        Ok(Ok(()))
+    }
+
+    /// The key schema of a destination whose shape this process has not seen (a truncate
+    /// after a restart): the latest one registered under its key subject.
+    fn registered_key(
+        &mut self,
+        change: &Change<'_>,
+    ) -> Result<Arc<Registered<F::Codec>>, SinkError> {
+        let subject = self.subject(change, true);
+        let (id, schema) = self
+            .registry
+            .latest(&subject)
+            .map_err(|e| sink_error(&subject, e))?;
+        let codec = self.format.registered_key(&subject, &schema)?;
+        Ok(Arc::new(Registered { id, codec }))
+    }
+}
+
+/// A registry error while registering: a refusal (409 incompatible, 422 invalid) stops the
+/// table (`Ok(why)`); everything else is a [`SinkError`].
+fn refusal(subject: &str, e: RegistryError) -> Result<String, SinkError> {
+    match e.status() {
+        Some(409) => Ok(format!(
+            "the schema registry refused the new schema of {subject} as incompatible with the registered versions ({e}); fix the subject's schema or compatibility level, then restart"
+        )),
+        Some(422) => Ok(format!(
+            "the schema registry refused the schema of {subject} as invalid ({e})"
+        )),
+        _ => Err(sink_error(subject, e)),
+    }
+}
+
+fn sink_error(subject: &str, e: RegistryError) -> SinkError {
+    let what = format!("registering the schema of {subject}");
+    if e.is_retriable() {
+        SinkError::waiting_on(DEPENDENCY, what, e)
+    } else {
+        SinkError::new(what, Disposition::Fatal, e)
+    }
+}
+
+/// `0x00 + id + payload` into `out`.
+fn frame<F: WireFormat>(
+    format: &F,
+    registered: &Registered<F::Codec>,
+    json: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    out.clear();
+    out.push(0);
+    out.extend_from_slice(&registered.id.to_be_bytes());
+    format.encode_payload(&registered.codec, json, out)
+}
+
+impl<F: WireFormat> RecordEncoder for RegisteredEncoder<F> {
+    fn format(&self) -> &'static str {
+        F::NAME
+    }
+
+    fn encode<'a>(&'a mut self, change: &Change<'a>) -> Result<Encoded<'a>, SinkError> {
+        let (key, value) = if change.shape.columns.is_empty() {
+            // A truncate's delete carries no shape: the table's last one, else the registry's.
+            match self.dests.get(change.dest.label) {
+                Some(d) => (d.key.clone(), None),
+                None => (self.registered_key(change)?, None),
+            }
+        } else {
+            if let Err(why) = self.prepare(change)? {
+                return Ok(Encoded::Refused(why));
+            }
+            let Some(d) = self.dests.get(change.dest.label) else {
+                return Err(SinkError::fatal("schemas missing after registration"));
+            };
+            (d.key.clone(), Some(d.value.clone()))
+        };
+        let failed = |what: &str, why: String| {
+            SinkError::new(
+                format!("table {}: {} {what}", change.dest.label, F::NAME),
+                Disposition::Fatal,
+                EncodeError(why),
+            )
+        };
+        frame(&self.format, &key, change.key, &mut self.key_buf)
+            .map_err(|why| failed("key", why))?;
+        let value = match (change.value, value) {
+            (Some(json), Some(registered)) => {
+                frame(&self.format, &registered, json, &mut self.value_buf)
+                    .map_err(|why| failed("value", why))?;
+                Some(self.value_buf.as_slice())
+            }
+            _ => None,
+        };
+        Ok(Encoded::Record {
+            key: &self.key_buf,
+            value,
+        })
+    }
+}
+
+/// Why a record could not be encoded, beyond what the registry says.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EncodeError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_follow_confluents_strategies() {
+        let t = "decant.inventory.products";
+        let name = "inventory.products.Value";
+        assert_eq!(
+            SubjectNameStrategy::TopicName.subject(t, true, "inventory.products.Key"),
+            "decant.inventory.products-key"
+        );
+        assert_eq!(
+            SubjectNameStrategy::TopicName.subject(t, false, name),
+            "decant.inventory.products-value"
+        );
+        assert_eq!(
+            SubjectNameStrategy::RecordName.subject(t, false, name),
+            "inventory.products.Value"
+        );
+        assert_eq!(
+            SubjectNameStrategy::TopicRecordName.subject(t, false, name),
+            "decant.inventory.products-inventory.products.Value"
+        );
+    }
+}
