@@ -391,6 +391,9 @@ impl<F: WireFormat> RecordEncoder for RegisteredEncoder<F> {
 pub struct EncodeError(pub String);
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

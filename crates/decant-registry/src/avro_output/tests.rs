@@ -2,102 +2,20 @@
 //! every type's canonical JSON → Avro → read back by `apache-avro` with the derived schema,
 //! evolution, refusals, outages and tombstones.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use apache_avro::types::Value;
 use decant_model::encode::{Encoded, RecordEncoder};
-use decant_model::sink::{Change, ChangeOp, Destination, Origin, OutputShape};
+use decant_model::sink::{ChangeOp, OutputShape};
 use decant_model::{Column, ColumnType, Disposition, TableId, TimeUnit};
 
 use super::*;
-use crate::error::RegistryError;
-use crate::registered::{DEPENDENCY, Registrar};
-
-/// Registrations seen, and the answer the next one gets.
-#[derive(Default)]
-struct Book {
-    /// (subject, schema text, id) in order.
-    registered: Vec<(String, String, u32)>,
-    /// Refuse the next registration with this HTTP status (409 incompatible …).
-    refuse_next: Option<u16>,
-    /// The registry is unreachable while set.
-    down: bool,
-}
-
-#[derive(Clone, Default)]
-struct FakeRegistry(Arc<Mutex<Book>>);
-
-impl FakeRegistry {
-    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Registrar for FakeRegistry {
-    fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError> {
-        let mut b = self.book();
-        if b.down {
-            return Err(RegistryError::Transport {
-                url: "http://sr".into(),
-                message: "connection refused".into(),
-                retriable: true,
-            });
-        }
-        if let Some(status) = b.refuse_next.take() {
-            return Err(RegistryError::Http {
-                url: "http://sr".into(),
-                status,
-                code: Some(i64::from(status)),
-                message: "Schema being registered is incompatible with an earlier schema".into(),
-            });
-        }
-        if let Some((_, _, id)) = b
-            .registered
-            .iter()
-            .find(|(s, t, _)| s == subject && *t == schema.text)
-        {
-            return Ok(*id);
-        }
-        let id = 100 + b.registered.len() as u32;
-        b.registered
-            .push((subject.to_owned(), schema.text.clone(), id));
-        Ok(id)
-    }
-
-    fn version_of(&self, subject: &str, schema: &Schema) -> Result<i32, RegistryError> {
-        let b = self.book();
-        b.registered
-            .iter()
-            .filter(|(s, _, _)| s == subject)
-            .position(|(_, t, _)| *t == schema.text)
-            .map(|i| i as i32 + 1)
-            .ok_or_else(|| RegistryError::Http {
-                url: "http://sr".into(),
-                status: 404,
-                code: Some(40403),
-                message: "Schema not found".into(),
-            })
-    }
-
-    fn latest(&self, subject: &str) -> Result<(u32, Schema), RegistryError> {
-        self.book()
-            .registered
-            .iter()
-            .rev()
-            .find(|(s, _, _)| s == subject)
-            .map(|(_, t, id)| (*id, Schema::avro(t.clone())))
-            .ok_or_else(|| RegistryError::Http {
-                url: "http://sr".into(),
-                status: 404,
-                code: Some(40401),
-                message: "Subject not found".into(),
-            })
-    }
-}
+use crate::registered::DEPENDENCY;
+use crate::registered::fixtures::{FakeRegistry, Fixture, shape};
 
 /// Every column type, its canonical JSON (as `decant_decode::render` writes it) and the Avro
 /// value it must read back as.
-fn zoo() -> Vec<(&'static str, ColumnType, &'static str, Value)> {
+pub(crate) fn zoo() -> Vec<(&'static str, ColumnType, &'static str, Value)> {
     use ColumnType as C;
     let dec = |bytes: Vec<u8>| Value::Decimal(apache_avro::Decimal::from(bytes));
     vec![
@@ -294,71 +212,10 @@ fn zoo() -> Vec<(&'static str, ColumnType, &'static str, Value)> {
     ]
 }
 
-fn shape(columns: Vec<(String, ColumnType)>, key: &[&str]) -> Arc<OutputShape> {
-    let sources = (0..columns.len()).map(Some).collect();
-    let key_types = key
-        .iter()
-        .map(|k| {
-            columns
-                .iter()
-                .find(|(n, _)| n == k)
-                .map(|(_, t)| t.clone())
-                .expect("key columns are output columns in these tests")
-        })
-        .collect();
-    Arc::new(OutputShape {
-        columns,
-        key: key.iter().map(|k| (*k).to_owned()).collect(),
-        key_types,
-        sources,
-    })
-}
-
-fn zoo_shape() -> Arc<OutputShape> {
+pub(crate) fn zoo_shape() -> Arc<OutputShape> {
     let mut cols = vec![("id".to_owned(), ColumnType::Int64)];
     cols.extend(zoo().into_iter().map(|(n, t, _, _)| (n.to_owned(), t)));
     shape(cols, &["id"])
-}
-
-struct Fixture {
-    table: TableId,
-}
-
-impl Fixture {
-    fn new() -> Self {
-        Fixture {
-            table: TableId::new("bed", "type-zoo"),
-        }
-    }
-
-    fn change<'a>(
-        &'a self,
-        shape: &'a Arc<OutputShape>,
-        op: ChangeOp,
-        key: &'a str,
-        value: Option<&'a str>,
-    ) -> Change<'a> {
-        Change {
-            dest: Destination {
-                table: &self.table,
-                label: "bed.type-zoo",
-                topic: "decant.bed.type-zoo",
-            },
-            shape,
-            op,
-            key,
-            value,
-            typed: None,
-            origin: Origin {
-                topic: "src",
-                partition: 0,
-                offset: 7,
-                lsn: None,
-                ts_ms: None,
-            },
-            batch: "1-2:3",
-        }
-    }
 }
 
 /// Splits `0x00 + id + datum`, reads the datum with `schema_text`.
