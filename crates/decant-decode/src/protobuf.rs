@@ -38,8 +38,8 @@ use ahash::AHashMap;
 use arrow_buffer::i256;
 use decant_model::{ControlEvent, SourcePosition, TableId};
 use prost_reflect::{
-    DynamicMessage, ExtensionDescriptor, FieldDescriptor, Kind, MapKey, MessageDescriptor,
-    ReflectMessage, Value,
+    DynamicMessage, ExtensionDescriptor, FieldDescriptor, FileDescriptor, Kind, MapKey,
+    MessageDescriptor, ReflectMessage, Value,
 };
 use protox::file::{File, FileResolver, GoogleFileResolver};
 use serde_json::Value as Json;
@@ -83,7 +83,8 @@ const DECIMAL: &str = "confluent.type.Decimal";
 const TIMESTAMP: &str = "google.protobuf.Timestamp";
 const DATE: &str = "google.type.Date";
 const TIME_OF_DAY: &str = "google.type.TimeOfDay";
-const FIELD_META: &str = "confluent.field_meta";
+/// The field option Connect keeps its schema parameters in (`confluent/meta.proto`).
+pub const FIELD_META: &str = "confluent.field_meta";
 
 fn schema_err(id: u32, message: String) -> DecodeErrorKind {
     DecodeErrorKind::Registry {
@@ -198,6 +199,26 @@ fn parse_with_implicit_imports(name: &str, text: &str) -> Result<File, protox::E
     Ok(File::from_file_descriptor_proto(descriptor))
 }
 
+/// Compiles a `.proto` text against `references` (import name → text), the bundled imports and
+/// `google/protobuf/*`: its file (whose pool holds the imports). Also what decant's Protobuf
+/// output compiles the schemas it derives with, so both read the same conventions.
+pub fn compile_file(
+    text: &str,
+    references: HashMap<String, String>,
+) -> Result<FileDescriptor, String> {
+    let imports = Imports {
+        root: parse_with_implicit_imports(ROOT_FILE, text).map_err(|e| e.to_string())?,
+        references,
+        google: GoogleFileResolver::new(),
+    };
+    let mut compiler = protox::Compiler::with_file_resolver(imports);
+    compiler.open_file(ROOT_FILE).map_err(|e| e.to_string())?;
+    compiler
+        .descriptor_pool()
+        .get_file_by_name(ROOT_FILE)
+        .ok_or_else(|| "compiled schema without its file".to_owned())
+}
+
 /// A registered Protobuf schema, compiled, with every message of its file mapped.
 pub struct Compiled {
     /// By message-index path (`[0]`, `[1, 0]` …).
@@ -230,19 +251,12 @@ impl Compiled {
         references: Vec<(String, RegisteredSchema)>,
         id: u32,
     ) -> Result<Self, DecodeErrorKind> {
-        let invalid = |e: protox::Error| schema_err(id, format!("invalid Protobuf schema: {e}"));
-        let imports = Imports {
-            root: parse_with_implicit_imports(ROOT_FILE, &schema.text).map_err(invalid)?,
-            references: references.into_iter().map(|(n, s)| (n, s.text)).collect(),
-            google: GoogleFileResolver::new(),
-        };
-        let mut compiler = protox::Compiler::with_file_resolver(imports);
-        compiler.open_file(ROOT_FILE).map_err(invalid)?;
-        let pool = compiler.descriptor_pool();
-        let file = pool
-            .get_file_by_name(ROOT_FILE)
-            .ok_or_else(|| schema_err(id, "compiled schema without its file".into()))?;
-        let meta = pool.get_extension_by_name(FIELD_META);
+        let file = compile_file(
+            &schema.text,
+            references.into_iter().map(|(n, s)| (n, s.text)).collect(),
+        )
+        .map_err(|e| schema_err(id, format!("invalid Protobuf schema: {e}")))?;
+        let meta = file.parent_pool().get_extension_by_name(FIELD_META);
         let mut messages = AHashMap::new();
         let mut path = Vec::new();
         for (i, message) in file.messages().enumerate() {
@@ -323,8 +337,9 @@ impl MessageSchema {
 
 // ---------------------------------------------------------------- descriptor → wire types
 
-/// The `(confluent.field_meta)` parameters of a field.
-fn field_params(
+/// The `(confluent.field_meta)` parameters of a field (`meta`: the pool's
+/// [`FIELD_META`] extension).
+pub fn field_params(
     field: &FieldDescriptor,
     meta: Option<&ExtensionDescriptor>,
 ) -> HashMap<String, String> {
