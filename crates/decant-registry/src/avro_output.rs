@@ -56,7 +56,9 @@ use decant_model::sink::{OutputShape, SinkError};
 use decant_model::{ColumnType, Disposition, TableId, TimeUnit};
 use serde_json::value::RawValue;
 
-use crate::registered::{Derived, DerivedSchema, RegisteredEncoder, SinkOrRefusal, WireFormat};
+use crate::registered::{
+    Derived, DerivedSchema, Previous, RegisteredEncoder, SinkOrRefusal, WireFormat,
+};
 use crate::types::Schema;
 
 /// How one field's canonical JSON becomes an Avro value.
@@ -144,7 +146,7 @@ fn field_type(ty: &ColumnType) -> (serde_json::Value, Enc) {
 /// A field attribute `decant.type` naming what an Avro type alone does not say (the text of a
 /// JSON document, a decimal kept as text, a span's unit), for readers that want it back; Avro
 /// readers ignore attributes they do not know.
-fn semantic_tag(ty: &ColumnType) -> Option<&'static str> {
+pub(crate) fn semantic_tag(ty: &ColumnType) -> Option<&'static str> {
     Some(match ty {
         ColumnType::Json => "json",
         ColumnType::Geometry => "geometry",
@@ -344,6 +346,7 @@ impl WireFormat for AvroFormat {
         &self,
         table: &TableId,
         shape: &OutputShape,
+        _previous: &Previous,
     ) -> Result<Derived<Codec>, SinkOrRefusal> {
         let ((key_text, key_fields), (value_text, value_fields)) =
             derive(table, shape).map_err(SinkOrRefusal::Refused)?;
@@ -448,7 +451,7 @@ fn record_value(codec: &Codec, json: &str) -> Result<Value, String> {
 }
 
 /// The text of a JSON string literal; `None` for any other JSON value.
-fn json_string(raw: &str) -> Option<String> {
+pub(crate) fn json_string(raw: &str) -> Option<String> {
     if raw.starts_with('"') {
         serde_json::from_str(raw).ok()
     } else {
@@ -457,7 +460,7 @@ fn json_string(raw: &str) -> Option<String> {
 }
 
 /// A float from its canonical JSON: a number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
-fn float_text(raw: &str) -> Option<f64> {
+pub(crate) fn float_text(raw: &str) -> Option<f64> {
     match json_string(raw).as_deref() {
         Some("NaN") => Some(f64::NAN),
         Some("Infinity") => Some(f64::INFINITY),
@@ -487,11 +490,7 @@ fn convert_value(enc: Enc, raw: &str) -> Option<Value> {
         }),
         Enc::Double => Value::Double(float_text(raw)?),
         Enc::Decimal(scale) => {
-            let text = json_string(raw)?;
-            let unscaled = decimal::parse_text(&text)?.rescale(scale)?;
-            Value::Decimal(apache_avro::Decimal::from(minimal_twos_complement(
-                &unscaled.to_be_bytes(),
-            )))
+            Value::Decimal(apache_avro::Decimal::from(decimal_at_scale(raw, scale)?.0))
         }
         Enc::Text => Value::String(json_string(raw).unwrap_or_else(|| raw.to_owned())),
         Enc::JsonText => Value::String(raw.to_owned()),
@@ -538,9 +537,18 @@ fn convert_value(enc: Enc, raw: &str) -> Option<Value> {
     })
 }
 
+/// A decimal's canonical JSON (its exact text) at `scale`: the unscaled value as minimal
+/// big-endian two's complement, and its count of digits (Java's `BigDecimal.precision`, at
+/// least 1). `None` when it is not a decimal or not exact at that scale.
+pub(crate) fn decimal_at_scale(raw: &str, scale: i32) -> Option<(Vec<u8>, u32)> {
+    let unscaled = decimal::parse_text(&json_string(raw)?)?.rescale(scale)?;
+    let digits = unscaled.to_string().trim_start_matches('-').len() as u32;
+    Some((minimal_twos_complement(&unscaled.to_be_bytes()), digits))
+}
+
 /// Big-endian two's complement without redundant sign bytes (what Java's
 /// `BigInteger.toByteArray` writes and Avro decimal readers expect; at least one byte).
-fn minimal_twos_complement(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn minimal_twos_complement(bytes: &[u8]) -> Vec<u8> {
     let mut start = 0;
     while start + 1 < bytes.len() {
         let (b, next) = (bytes[start], bytes[start + 1]);
@@ -554,4 +562,4 @@ fn minimal_twos_complement(bytes: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,5 +1,5 @@
 //! A blocking client of Confluent's Schema Registry REST API (and of registries that speak it:
-//! Apicurio's `/apis/ccompat/v7`, Redpanda, Karapace), for decant's decoder and its Avro output.
+//! Apicurio's `/apis/ccompat/v7`, Redpanda, Karapace), for decant's decoder and its registry output formats (Avro, Protobuf).
 //!
 //! Map of the crate:
 //! - [`config`]: [`RegistryConfig`], the `[schema_registry]` TOML section (URLs, basic or bearer
@@ -19,6 +19,9 @@
 //!   refusals into a stopped table and outages into waits.
 //! - [`avro_output`]: [`AvroFormat`] (`output.format = "avro"`, [`AvroEncoder`]): Avro record
 //!   schemas and Avro binary payloads; the type mapping is in its documentation.
+//! - [`protobuf_output`]: [`ProtobufFormat`] (`output.format = "protobuf"`,
+//!   [`ProtobufEncoder`]): proto3 `Key` / `Value` messages with stable field numbers, framed
+//!   with message indexes; the type mapping is in its documentation.
 //! - [`error`]: [`RegistryError`] and its [`decant_model::RetryClass`].
 //! - [`types`]: [`Schema`], [`SubjectSchema`], [`Version`], [`Compatibility`].
 //!
@@ -49,6 +52,7 @@ pub mod avro_output;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod protobuf_output;
 pub mod registered;
 pub mod resolver;
 pub mod types;
@@ -57,6 +61,7 @@ pub use avro_output::{AvroEncoder, AvroFormat};
 pub use client::RegistryClient;
 pub use config::{BasicAuth, RegistryConfig, Secret, Urls};
 pub use error::RegistryError;
+pub use protobuf_output::{ProtobufEncoder, ProtobufFormat};
 pub use registered::{RegisteredEncoder, Registrar, SubjectNameStrategy, WireFormat};
 pub use types::{
     Compatibility, CompatibilityResult, Schema, SchemaReference, SchemaType, SubjectSchema,

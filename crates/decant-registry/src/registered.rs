@@ -2,7 +2,10 @@
 //! key and value schemas from its output shape, register them (and the schemas they import)
 //! before the first record that needs them, keep them per destination until the shape changes,
 //! and frame records `0x00 + schema id (big-endian u32) + payload`. A [`WireFormat`] adds only
-//! what differs: the schema language and the payload (Avro binary in [`crate::avro_output`]).
+//! what differs: the schema language and the payload (Avro binary in [`crate::avro_output`],
+//! Protobuf in [`crate::protobuf_output`]). A format that numbers its fields (Protobuf) reads
+//! the subjects' latest schemas before deriving a new shape's ([`WireFormat::READS_PREVIOUS`]),
+//! so numbers survive restarts and evolution.
 //!
 //! **Subjects.** [`SubjectNameStrategy`] names them the way Confluent's serializers do:
 //! `<topic>-key` / `<topic>-value` (TopicNameStrategy, the default and what Tableflow reads),
@@ -105,22 +108,36 @@ pub struct Derived<C> {
     pub value: DerivedSchema<C>,
 }
 
+/// The schemas registered last under a table's key and value subjects (`None`: the subject
+/// has none), for formats whose derivation continues them ([`WireFormat::READS_PREVIOUS`]).
+#[derive(Debug, Clone, Default)]
+pub struct Previous {
+    pub key: Option<Schema>,
+    pub value: Option<Schema>,
+}
+
 /// What one output format adds to [`RegisteredEncoder`].
 pub trait WireFormat: Send {
     /// The format's name (`avro`), for logs and [`RecordEncoder::format`].
     const NAME: &'static str;
+    /// Whether [`WireFormat::derive`] needs the subjects' latest schemas: Protobuf keeps each
+    /// field's number from them, so a new shape costs two registry reads before it registers.
+    /// Formats that name fields (Avro) derive from the shape alone.
+    const READS_PREVIOUS: bool = false;
     /// How to fill one registered schema from a change's canonical JSON object.
     type Codec: Send + Sync;
 
     /// The full names of the table's key and value records (for the subject strategies).
     fn record_names(&self, table: &TableId) -> (String, String);
 
-    /// The key and value schemas of `shape`; `Err` says why the table cannot be written in
-    /// this format (for example two columns that become the same field name), which stops it.
+    /// The key and value schemas of `shape`, continuing `previous` (empty unless
+    /// [`WireFormat::READS_PREVIOUS`]); `Err` says why the table cannot be written in this
+    /// format (for example two columns that become the same field name), which stops it.
     fn derive(
         &self,
         table: &TableId,
         shape: &OutputShape,
+        previous: &Previous,
     ) -> Result<Derived<Self::Codec>, SinkOrRefusal>;
 
     /// A codec for the key schema found under `subject`, for a truncate's keys when this
@@ -264,7 +281,18 @@ impl<F: WireFormat> RegisteredEncoder<F> {
         {
             return Ok(Ok(()));
         }
-        let derived = match self.format.derive(change.dest.table, change.shape) {
+        let previous = if F::READS_PREVIOUS {
+            Previous {
+                key: self.latest_if_any(&self.subject(change, true))?,
+                value: self.latest_if_any(&self.subject(change, false))?,
+            }
+        } else {
+            Previous::default()
+        };
+        let derived = match self
+            .format
+            .derive(change.dest.table, change.shape, &previous)
+        {
             Ok(d) => d,
             Err(SinkOrRefusal::Refused(why)) => return Ok(Err(why)),
             Err(SinkOrRefusal::Sink(e)) => return Err(e),
@@ -286,6 +314,15 @@ impl<F: WireFormat> RegisteredEncoder<F> {
             },
         );
         Ok(Ok(()))
+    }
+
+    /// The latest schema registered under `subject`; `None` when the subject has none yet.
+    fn latest_if_any(&self, subject: &str) -> Result<Option<Schema>, SinkError> {
+        match self.registry.latest(subject) {
+            Ok((_, schema)) => Ok(Some(schema)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(sink_error(subject, e)),
+        }
     }
 
     /// The key schema of a destination whose shape this process has not seen (a truncate
