@@ -286,7 +286,7 @@ fn validate_checks_the_output_format() {
     );
     let (ok, text) = validate("protobuf");
     assert!(
-        !ok && text.contains("\"protobuf\" is not yet supported"),
+        !ok && text.contains("output.format = \"protobuf\" needs [schema_registry]"),
         "{text}"
     );
     let (ok, text) = validate("json_sr");

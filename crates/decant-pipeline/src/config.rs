@@ -408,7 +408,8 @@ pub enum OutputFormat {
     /// JSON Schema in the registry: named so the configuration says "not yet supported"
     /// instead of "unknown variant".
     JsonSr,
-    /// Protobuf in the registry: likewise not yet supported.
+    /// Protobuf framed `0x00 + schema id + message indexes`, proto3 `Key` / `Value` schemas
+    /// registered like Avro's, with stable field numbers.
     Protobuf,
 }
 
@@ -424,7 +425,10 @@ impl OutputFormat {
 
     /// Whether this build can write the format.
     pub fn supported(self) -> bool {
-        matches!(self, OutputFormat::Json | OutputFormat::Avro)
+        matches!(
+            self,
+            OutputFormat::Json | OutputFormat::Avro | OutputFormat::Protobuf
+        )
     }
 }
 
@@ -554,7 +558,7 @@ impl PipelineConfig {
         }
         if !o.format.supported() {
             out.push(format!(
-                "output.format: {:?} is not yet supported (supported: \"json\", \"avro\")",
+                "output.format: {:?} is not yet supported (supported: \"json\", \"avro\", \"protobuf\")",
                 o.format.as_str()
             ));
         }

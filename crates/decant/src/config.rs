@@ -429,11 +429,15 @@ fn check_for_run_inner(cfg: &FileConfig) -> Vec<String> {
     match &cfg.schema_registry {
         Some(r) => errors.extend(r.problems()),
         None if cfg.pipeline.output.sink == SinkKind::Kafka
-            && cfg.pipeline.output.format == OutputFormat::Avro =>
+            && matches!(
+                cfg.pipeline.output.format,
+                OutputFormat::Avro | OutputFormat::Protobuf
+            ) =>
         {
-            errors.push(
-                "output.format = \"avro\" needs [schema_registry]: the key and value schemas are registered there (url = …)".into(),
-            )
+            errors.push(format!(
+                "output.format = {:?} needs [schema_registry]: the key and value schemas are registered there (url = …)",
+                cfg.pipeline.output.format.as_str()
+            ))
         }
         None => {}
     }
@@ -828,13 +832,23 @@ colums = ["x"]
         assert!(p.contains("output.format = \"json\" registers none"), "{p}");
         let p = check("[output]\nformat = \"avro\"\n[schema_registry]\nurl = \"ftp://sr\"\n");
         assert!(p.contains("not an http:// or https:// URL"), "{p}");
-        for f in ["json_sr", "protobuf"] {
+        for f in ["json_sr"] {
             let p = check(&format!("[output]\nformat = \"{f}\"\n"));
             assert!(
                 p.contains(&format!("output.format: \"{f}\" is not yet supported")),
                 "{p}"
             );
         }
+        let p = check("[output]\nformat = \"protobuf\"\n");
+        assert!(
+            p.contains("output.format = \"protobuf\" needs [schema_registry]"),
+            "{p}"
+        );
+        assert!(!p.contains("not yet supported"), "{p}");
+        let p = check(
+            "[output]\nformat = \"protobuf\"\nsubject_name_strategy = \"topic_record_name\"\n[schema_registry]\nurl = \"http://sr:8081\"\n",
+        );
+        assert_eq!(p, "");
         let p = check(
             "[output]\ntype = \"iceberg\"\nformat = \"avro\"\n[iceberg]\ncatalog_uri = \"sqlite:x.db\"\nwarehouse = \"w\"\n",
         );

@@ -106,8 +106,18 @@ fn upsert_topics(
                     .with_subjects(subject_strategy(p.output.subject_name_strategy)),
             )
         }
-        // `decant validate` refuses them; named so the configuration can say so.
-        f @ (OutputFormat::JsonSr | OutputFormat::Protobuf) => {
+        OutputFormat::Protobuf => {
+            let registry =
+                registry.context("output.format = \"protobuf\" needs [schema_registry]")?;
+            let client = decant_registry::RegistryClient::new(registry)
+                .map_err(|e| anyhow::anyhow!("[schema_registry]: {e}"))?;
+            Box::new(
+                decant_registry::ProtobufEncoder::new(Box::new(client))
+                    .with_subjects(subject_strategy(p.output.subject_name_strategy)),
+            )
+        }
+        // `decant validate` refuses it; named so the configuration can say so.
+        f @ OutputFormat::JsonSr => {
             bail!("output.format = {:?} is not yet supported", f.as_str())
         }
     };
