@@ -16,6 +16,7 @@ pub mod connect;
 pub mod lake;
 pub mod mysql;
 pub mod registry;
+pub mod registry_output;
 pub mod workload;
 
 use std::collections::BTreeMap;

@@ -8,46 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use decant_registry::Version;
-use decant_tests::bed::{
-    DecantProcess, LiveSource, assert_no_duplicate_sources, bed_dir, consume, http_get,
-    random_name, run_ok, topics_with_prefix, upsert_changes, wait_for, write_decant_config,
-};
-use decant_tests::registry::Registry;
-use decant_tests::{Input, PgMode, assert_pg_state};
+use decant_tests::bed::{bed_dir, random_name, run_ok, write_decant_config};
+use decant_tests::registry_output::RegistryOutputRun;
 use serde_json::Value as Json;
-
-/// Records of `<out>.*` until `marker` has `markers` records and two reads agree.
-fn settle(bootstrap: &str, out: &str, markers: usize, decant: &mut DecantProcess) -> Vec<Input> {
-    let start = Instant::now();
-    let mut last = usize::MAX;
-    loop {
-        let topics = topics_with_prefix(bootstrap, &format!("{out}."));
-        let records = consume(bootstrap, &topics, 0, Duration::from_secs(2));
-        let seen = records
-            .iter()
-            .filter(|r| r.topic.ends_with(".marker"))
-            .count();
-        if seen >= markers && records.len() == last {
-            return records;
-        }
-        last = records.len();
-        assert!(
-            decant.is_running(),
-            "decant exited:\n{}",
-            decant.log_tail(60)
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "output did not settle ({} records, {seen} markers):\n{}",
-            records.len(),
-            decant.log_tail(60)
-        );
-        std::thread::sleep(Duration::from_secs(3));
-    }
-}
 
 /// The value schema's fields by name (`type` with the null union stripped, and the field).
 fn fields(schema_text: &str) -> BTreeMap<String, Json> {
@@ -73,85 +38,24 @@ fn non_null(ty: &Json) -> Json {
 
 #[test]
 fn avro_output_read_by_confluent_python_equals_postgres_and_evolves() {
-    let started = Instant::now();
-    let LiveSource {
-        bed,
-        broker,
-        schema,
-        prefix,
-        dbz,
-    } = LiveSource::start();
-    let registry = Registry::start();
-    let bootstrap = broker.bootstrap();
-    let out = random_name("out");
-    let work = std::env::temp_dir().join(random_name("decant-avro-out"));
-    let extra = format!("[schema_registry]\nurl = \"{}\"\n", registry.url());
-    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, &out, &extra);
-    let log = work.join("decant.log");
-    let env = [("DECANT_OUTPUT__FORMAT", "avro")];
-    let mut decant = DecantProcess::start(&config, &log, &env);
-    wait_for(Duration::from_secs(60), "decant /ready", || {
-        http_get(port, "/ready").filter(|(s, _)| *s == 200)
-    });
-
-    bed.psql_files(&["workload_stream.sql"], &[("schema", &schema.name)]);
-    bed.psql(
-        &format!("insert into \"{}\".marker values (1, 'end')", schema.name),
-        &[],
-    );
-    let first = settle(&bootstrap, &out, 1, &mut decant);
-    let before_alter = first.len();
-
-    // Schema evolution mid-stream: a new column, one row given a value, a new row with it.
-    let s = &schema.name;
-    bed.psql(
-        &format!(
-            "alter table \"{s}\".composite add column added_col integer; \
-             update \"{s}\".composite set added_col = 7 where k_int = 3; \
-             insert into \"{s}\".composite values (10, 'new', 'ten', 10.5, 70); \
-             insert into \"{s}\".marker values (2, 'end2')"
-        ),
-        &[],
-    );
-    let records = settle(&bootstrap, &out, 2, &mut decant);
-    assert!(records.len() > before_alter);
-    assert_no_duplicate_sources(&records);
-    // Every record is framed: magic byte 0 and a schema id, keys and values alike.
-    for r in &records {
-        assert_eq!(
-            r.key.as_deref().map(|k| k[0]),
-            Some(0),
-            "{}@{}",
-            r.topic,
-            r.offset
-        );
-        if let Some(v) = &r.value {
-            assert_eq!(v[0], 0, "{}@{}", r.topic, r.offset);
-        }
-    }
+    let run = RegistryOutputRun::start("avro");
+    let (bootstrap, registry) = (run.broker.bootstrap(), &run.registry);
 
     // The independent reader: confluent-kafka-python's AvroDeserializer.
-    let py = bed.get("DECANT_PY");
+    let py = run.bed.get("DECANT_PY");
     let text = run_ok(
         Command::new(&py)
             .arg(bed_dir().join("avro_output_reader.py"))
             .args(["--bootstrap", &bootstrap])
             .args(["--registry", &registry.url()])
-            .args(["--prefix", &format!("{out}.")]),
+            .args(["--prefix", &format!("{}.", run.out)]),
         "avro_output_reader.py",
     );
     let lines: Vec<Json> = String::from_utf8_lossy(&text)
         .lines()
         .map(|l| serde_json::from_str(l).expect("reader line"))
         .collect();
-    assert_eq!(lines.len(), records.len(), "the reader read every record");
-    let inputs: Vec<Input> = lines
-        .iter()
-        .map(|l| Input::from_kcat(&l.to_string()))
-        .collect();
-    let run = upsert_changes(&out, &inputs);
-    let expected = bed.pg_state(&schema.name);
-    assert_pg_state("avro output", &run, &expected, PgMode::Exact);
+    run.compare_with_postgres("avro output", &lines);
 
     // Python's datetime cannot hold ±infinity: only those values needed the raw-long path.
     let unrepresentable: std::collections::BTreeSet<String> = lines
@@ -184,7 +88,7 @@ fn avro_output_read_by_confluent_python_equals_postgres_and_evolves() {
 
     // The registry: TopicNameStrategy subjects, Tableflow's logical types.
     let client = registry.client();
-    let topic = |t: &str| format!("{out}.{s}.{t}");
+    let topic = |t: &str| run.topic(t);
     let zoo = client
         .version(&format!("{}-value", topic("typezoo")), Version::Latest)
         .expect("typezoo value schema");
@@ -252,12 +156,7 @@ fn avro_output_read_by_confluent_python_equals_postgres_and_evolves() {
         );
     }
 
-    let status = decant.terminate(Duration::from_secs(60));
-    assert!(status.success(), "decant exit status {status}");
-    dbz.stop();
-    registry.stop();
-    let _ = std::fs::remove_dir_all(&work);
-    eprintln!("run_avro_output: {:.1} s", started.elapsed().as_secs_f64());
+    run.finish("run_avro_output");
 }
 
 /// `decant validate` says what `output.format` needs and what is not there yet.

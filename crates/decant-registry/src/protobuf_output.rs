@@ -498,13 +498,16 @@ pub struct ProtobufFormat;
 /// The Protobuf [`decant_model::RecordEncoder`] (see the module documentation).
 pub type ProtobufEncoder = RegisteredEncoder<ProtobufFormat>;
 
+/// A codec's columns: JSON name, Protobuf field name, nullable.
+type Columns = Vec<(String, String, bool)>;
+
 /// One message's derivation: its `.proto` text and the codec's columns.
 fn derive_message(
     package: &str,
     name: &str,
     columns: &[(String, ColumnType, bool)],
     previous: Option<&Schema>,
-) -> Result<(String, Vec<(String, String, bool)>), String> {
+) -> Result<(String, Columns), String> {
     let mut wanted = Vec::with_capacity(columns.len());
     let mut mapped = Vec::with_capacity(columns.len());
     let mut seen = std::collections::HashSet::new();
