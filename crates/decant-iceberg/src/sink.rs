@@ -415,8 +415,11 @@ impl Sink for IcebergSink {
                 .contains_key(self.dest_label(dest.table, dest.label).as_ref())
     }
 
-    fn stopped_destinations(&self) -> usize {
-        self.stopped.len()
+    fn stopped_destinations(&self) -> Vec<(&str, &str)> {
+        self.stopped
+            .iter()
+            .map(|(label, why)| (label.as_str(), why.as_str()))
+            .collect()
     }
 
     fn begin(&mut self) -> Result<(), SinkError> {

@@ -100,7 +100,7 @@ pub(crate) struct Flow<'c, S: Sink, Src: Source> {
     pub(crate) router: Router,
     pub(crate) decoder: Decoder,
     pub(crate) metrics: Arc<Metrics>,
-    health: Arc<Health>,
+    pub(crate) health: Arc<Health>,
     shutdown: Arc<AtomicBool>,
     pub(crate) meta_columns: Vec<MetaColumn>,
     pub(crate) dead_letters: DeadLetterQueue,
