@@ -1,12 +1,15 @@
-//! `decant run` with `output.format = "avro"` on the live bed when the registry refuses a
-//! table's new schema: PostgreSQL → Debezium → broker → decant → the bed's registry, whose
-//! `<topic>-value` subject of one table is set to BACKWARD compatibility. An `ALTER TABLE …
-//! ALTER COLUMN … TYPE integer` of a text column of that table derives a value schema the
-//! registry refuses (HTTP 409): decant stops that table only — the other tables keep flowing,
-//! `/health` and `decant_stopped_tables` say which table and why, and the table's change is
-//! neither written, skipped nor dead-lettered. After the operator fixes the subject
-//! (compatibility NONE) and restarts decant, the held change is written with the new schema
-//! version and every table's live keys equal PostgreSQL's rows.
+//! `decant run` with `output.format = "avro"` on the live bed when the registry misbehaves
+//! (PostgreSQL → Debezium → broker → decant → the bed's registry).
+//!
+//! - **Refusal:** the `<topic>-value` subject of one table is set to BACKWARD compatibility,
+//!   and an `ALTER TABLE … ALTER COLUMN … TYPE integer` of a text column derives a value schema
+//!   the registry refuses (HTTP 409). decant stops that table only — the other tables keep
+//!   flowing, `/health` and `decant_stopped_tables` say which table and why, and the table's
+//!   change is neither written, skipped nor dead-lettered. After the operator fixes the
+//!   subject (compatibility NONE) and restarts decant, the held change is written with the new
+//!   schema version and every table's live keys equal PostgreSQL's rows.
+//! - **Outage:** the registry stops while a change needs a new schema; decant waits and says
+//!   so, and writes the change exactly once when the registry is back.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -14,49 +17,10 @@ use std::time::{Duration, Instant};
 use decant_registry::{Compatibility, Version};
 use decant_tests::Input;
 use decant_tests::bed::{
-    DecantProcess, LiveSource, consume, http_get, random_name, topics_with_prefix, wait_for,
-    write_decant_config,
+    DecantProcess, LiveSource, http_get, random_name, settle_markers, wait_for, write_decant_config,
 };
 use decant_tests::registry::Registry;
-
-/// `/metrics` sample `name` (first line starting with it).
-fn metric(port: u16, name: &str) -> Option<f64> {
-    let (_, text) = http_get(port, "/metrics")?;
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
-/// Records of `<out>.*` once the marker table holds `markers` records and two reads agree.
-fn settle(bootstrap: &str, out: &str, markers: usize, decant: &mut DecantProcess) -> Vec<Input> {
-    let start = Instant::now();
-    let mut last = usize::MAX;
-    loop {
-        let topics = topics_with_prefix(bootstrap, &format!("{out}."));
-        let records = consume(bootstrap, &topics, 0, Duration::from_secs(2));
-        let seen = records
-            .iter()
-            .filter(|r| r.topic.ends_with(".marker"))
-            .count();
-        if seen >= markers && records.len() == last {
-            return records;
-        }
-        last = records.len();
-        assert!(
-            decant.is_running(),
-            "decant exited:\n{}",
-            decant.log_tail(60)
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "output did not settle ({} records, {seen} markers):\n{}",
-            records.len(),
-            decant.log_tail(60)
-        );
-        std::thread::sleep(Duration::from_secs(3));
-    }
-}
+use decant_tests::workload::metric;
 
 /// The Avro record framed in `bytes` (`0x00 + id + datum`), read with the registry's schema.
 fn read_avro(registry: &Registry, bytes: &[u8]) -> (u32, apache_avro::types::Value) {
@@ -132,7 +96,7 @@ fn an_incompatible_schema_stops_only_its_table_until_fixed_and_restarted() {
         &format!("insert into \"{s}\".marker values (1, 'one')"),
         &[],
     );
-    settle(&bootstrap, &out, 1, &mut decant);
+    settle_markers(&bootstrap, &out, 1, &mut decant);
     let composite_value = format!("{out}.{s}.composite-value");
     assert_eq!(
         client.versions(&composite_value).expect("versions").len(),
@@ -152,7 +116,7 @@ fn an_incompatible_schema_stops_only_its_table_until_fixed_and_restarted() {
         ),
         &[],
     );
-    let held = settle(&bootstrap, &out, 2, &mut decant);
+    let held = settle_markers(&bootstrap, &out, 2, &mut decant);
     wait_for(Duration::from_secs(60), "decant_stopped_tables = 1", || {
         metric(port, "decant_stopped_tables").filter(|v| *v == 1.0)
     });
@@ -204,7 +168,7 @@ fn an_incompatible_schema_stops_only_its_table_until_fixed_and_restarted() {
         &format!("insert into \"{s}\".marker values (3, 'three')"),
         &[],
     );
-    let records = settle(&bootstrap, &out, 3, &mut decant);
+    let records = settle_markers(&bootstrap, &out, 3, &mut decant);
     let versions = client.versions(&composite_value).expect("versions");
     assert_eq!(versions.len(), 2, "the new schema after the fix");
     let v2 = client
@@ -250,4 +214,114 @@ fn an_incompatible_schema_stops_only_its_table_until_fixed_and_restarted() {
         "run_schema_refusal: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// The registry stops while decant writes Avro: a change that needs a new schema (a column
+/// added upstream) cannot be registered, so decant waits — `decant_waiting{dependency=
+/// "schema_registry"}`, `/ready` 503, `/health` alive and saying why — and writes, skips and
+/// dead-letters nothing of it. When the registry is back the new version is registered and
+/// every change is written exactly once, with the new column.
+#[test]
+fn a_registry_outage_while_writing_waits_and_loses_nothing() {
+    let LiveSource {
+        bed,
+        broker,
+        schema,
+        prefix,
+        dbz,
+    } = LiveSource::start();
+    let registry = Registry::start();
+    let client = registry.client();
+    let bootstrap = broker.bootstrap();
+    let out = random_name("out");
+    let work = std::env::temp_dir().join(random_name("decant-sr-outage"));
+    let extra = format!(
+        "[schema_registry]\nurl = \"{}\"\nrequest_timeout_ms = 2000\nmax_retries = 1\n",
+        registry.url()
+    );
+    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, &out, &extra);
+    let log = work.join("decant.log");
+    let env = [("DECANT_OUTPUT__FORMAT", "avro")];
+    let mut decant = DecantProcess::start(&config, &log, &env);
+    wait_for(Duration::from_secs(60), "decant /ready", || {
+        http_get(port, "/ready").filter(|(s, _)| *s == 200)
+    });
+    let s = &schema.name;
+    bed.psql(
+        &format!("insert into \"{s}\".marker values (1, 'one')"),
+        &[],
+    );
+    let before = settle_markers(&bootstrap, &out, 1, &mut decant);
+
+    registry.stop();
+    bed.psql(
+        &format!(
+            "alter table \"{s}\".composite add column added_col integer; \
+             insert into \"{s}\".composite values (6, 'f', 'six-f', 6.5, 66)"
+        ),
+        &[],
+    );
+    wait_for(
+        Duration::from_secs(90),
+        "decant waits for the registry",
+        || metric(port, "decant_waiting{dependency=\"schema_registry\"}").filter(|v| *v == 1.0),
+    );
+    let ready = http_get(port, "/ready").unwrap_or_default();
+    assert!(ready.0 == 503 && ready.1.contains("waiting"), "{ready:?}");
+    let health = http_get(port, "/health").unwrap_or_default();
+    assert!(
+        health.0 == 200 && health.1.contains("waiting") && health.1.contains("schema"),
+        "/health stays alive and says why: {health:?}"
+    );
+    std::thread::sleep(Duration::from_secs(10));
+    assert!(decant.is_running(), "{}", decant.log_tail(60));
+    assert_eq!(metric(port, "decant_stopped_tables"), Some(0.0));
+    assert_eq!(metric(port, "decant_quarantined_partitions"), Some(0.0));
+    assert_eq!(
+        metric(port, "decant_dead_letter_records_total").unwrap_or(0.0),
+        0.0
+    );
+
+    registry.restart();
+    bed.psql(
+        &format!("insert into \"{s}\".marker values (2, 'two')"),
+        &[],
+    );
+    let records = settle_markers(&bootstrap, &out, 2, &mut decant);
+    assert!(records.len() > before.len());
+    assert_eq!(
+        metric(port, "decant_waiting{dependency=\"schema_registry\"}"),
+        Some(0.0)
+    );
+    let composite_value = format!("{out}.{s}.composite-value");
+    let versions = client.versions(&composite_value).expect("versions");
+    assert_eq!(
+        versions.len(),
+        2,
+        "the added column's version, after the outage"
+    );
+    let v2 = client
+        .version(&composite_value, Version::Number(versions[1]))
+        .expect("v2");
+    let composite_topic = format!("{out}.{s}.composite");
+    let new_rows: Vec<(u32, apache_avro::types::Value)> = records
+        .iter()
+        .filter(|r| r.topic == composite_topic)
+        .filter_map(|r| r.value.as_deref())
+        .map(|v| read_avro(&registry, v))
+        .filter(|(_, row)| *field(row, "k_int") == apache_avro::types::Value::Int(6))
+        .collect();
+    assert_eq!(new_rows.len(), 1, "written exactly once");
+    assert_eq!(new_rows[0].0, v2.id);
+    assert_eq!(
+        *field(&new_rows[0].1, "added_col"),
+        apache_avro::types::Value::Int(66)
+    );
+    decant_tests::bed::assert_no_duplicate_sources(&records);
+
+    let status = decant.terminate(Duration::from_secs(60));
+    assert!(status.success(), "decant exit status {status}");
+    dbz.stop();
+    registry.stop();
+    let _ = std::fs::remove_dir_all(&work);
 }
