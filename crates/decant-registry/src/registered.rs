@@ -396,6 +396,45 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::avro_output::AvroEncoder;
+    use decant_model::ColumnType;
+    use decant_model::sink::ChangeOp;
+    use fixtures::{FakeRegistry, Fixture, shape};
+
+    /// The encoder registers under the strategy's subjects, and a truncate after a restart
+    /// finds its key schema under the same subject.
+    #[test]
+    fn the_encoder_registers_under_the_configured_subjects() {
+        let fx = Fixture::new();
+        let s = shape(vec![("id".into(), ColumnType::Int32)], &["id"]);
+        for (strategy, key_subject, value_subject) in [
+            (
+                SubjectNameStrategy::RecordName,
+                "bed.type_zoo.Key",
+                "bed.type_zoo.Value",
+            ),
+            (
+                SubjectNameStrategy::TopicRecordName,
+                "decant.bed.type-zoo-bed.type_zoo.Key",
+                "decant.bed.type-zoo-bed.type_zoo.Value",
+            ),
+        ] {
+            let reg = FakeRegistry::default();
+            let mut enc = AvroEncoder::new(Box::new(reg.clone())).with_subjects(strategy);
+            let c = fx.change(&s, ChangeOp::Upsert, "{\"id\":1}", Some("{\"id\":1}"));
+            assert!(matches!(enc.encode(&c), Ok(Encoded::Record { .. })));
+            let subjects: Vec<String> = reg.book().registered.iter().map(|r| r.0.clone()).collect();
+            assert_eq!(subjects, [key_subject, value_subject], "{strategy:?}");
+            // A new process meets a truncate first: the key schema comes from the subject.
+            let mut fresh = AvroEncoder::new(Box::new(reg.clone())).with_subjects(strategy);
+            let empty = shape(Vec::new(), &[]);
+            let t = fx.change(&empty, ChangeOp::Truncate, "{\"id\":1}", None);
+            match fresh.encode(&t) {
+                Ok(Encoded::Record { key, value: None }) => assert_eq!(key[0], 0),
+                other => panic!("{strategy:?}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn subjects_follow_confluents_strategies() {
