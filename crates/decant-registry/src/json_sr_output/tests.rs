@@ -296,14 +296,12 @@ fn every_type_is_written_exactly() {
     assert_eq!(before, 2);
 }
 
+/// A decoded table's columns and one rendered row, each as (name, type or JSON text).
+type Decoded = (Vec<(String, ColumnType)>, Vec<(String, String)>);
+
 /// The zoo record as a Debezium envelope document, typed by the registered value schema, and
 /// read by decant's JSON_SR decoder: the columns and the canonical JSON it renders.
-fn decoded_by_decant(
-    key: &[u8],
-    key_schema: &str,
-    value: &[u8],
-    value_schema: &str,
-) -> (Vec<(String, ColumnType)>, Vec<(String, String)>) {
+fn decoded_by_decant(key: &[u8], key_schema: &str, value: &[u8], value_schema: &str) -> Decoded {
     let envelope = format!(
         r##"{{"type":"object","title":"decant.bed.type_zoo.Envelope","properties":{{
             "before":{{"oneOf":[{{"type":"null"}},{{"$ref":"#/definitions/row"}}],"connect.index":0}},
