@@ -405,14 +405,22 @@ pub enum OutputFormat {
     /// Avro binary framed `0x00 + schema id`, key and value schemas registered under
     /// `<topic>-key` / `<topic>-value` (TopicNameStrategy).
     Avro,
-    /// JSON Schema in the registry: named so the configuration says "not yet supported"
-    /// instead of "unknown variant".
+    /// UTF-8 JSON framed `0x00 + schema id`, JSON Schemas (Kafka Connect's conventions)
+    /// registered like Avro's.
     JsonSr,
-    /// Protobuf in the registry: likewise not yet supported.
+    /// Protobuf in the registry: named so the configuration says "not yet supported" instead
+    /// of "unknown variant".
     Protobuf,
 }
 
 impl OutputFormat {
+    pub const ALL: [OutputFormat; 4] = [
+        OutputFormat::Json,
+        OutputFormat::Avro,
+        OutputFormat::JsonSr,
+        OutputFormat::Protobuf,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OutputFormat::Json => "json",
@@ -424,7 +432,15 @@ impl OutputFormat {
 
     /// Whether this build can write the format.
     pub fn supported(self) -> bool {
-        matches!(self, OutputFormat::Json | OutputFormat::Avro)
+        matches!(
+            self,
+            OutputFormat::Json | OutputFormat::Avro | OutputFormat::JsonSr
+        )
+    }
+
+    /// Whether the format registers its schemas in `[schema_registry]`.
+    pub fn uses_registry(self) -> bool {
+        self != OutputFormat::Json
     }
 }
 
@@ -553,9 +569,16 @@ impl PipelineConfig {
             }
         }
         if !o.format.supported() {
+            // Listed from the formats themselves, so adding one needs no edit here.
+            let supported: Vec<String> = OutputFormat::ALL
+                .iter()
+                .filter(|f| f.supported())
+                .map(|f| format!("{:?}", f.as_str()))
+                .collect();
             out.push(format!(
-                "output.format: {:?} is not yet supported (supported: \"json\", \"avro\")",
-                o.format.as_str()
+                "output.format: {:?} is not yet supported (supported: {})",
+                o.format.as_str(),
+                supported.join(", ")
             ));
         }
         if o.format == OutputFormat::Json

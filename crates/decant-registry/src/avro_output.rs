@@ -56,7 +56,9 @@ use decant_model::sink::{OutputShape, SinkError};
 use decant_model::{ColumnType, Disposition, TableId, TimeUnit};
 use serde_json::value::RawValue;
 
-use crate::registered::{Derived, DerivedSchema, RegisteredEncoder, SinkOrRefusal, WireFormat};
+use crate::registered::{
+    Derived, DerivedSchema, RegisteredEncoder, ShapeField, SinkOrRefusal, WireFormat, shape_fields,
+};
 use crate::types::Schema;
 
 /// How one field's canonical JSON becomes an Avro value.
@@ -93,14 +95,10 @@ fn field_type(ty: &ColumnType) -> (serde_json::Value, Enc) {
         ColumnType::Int64 => (json!("long"), Enc::Long),
         ColumnType::Float32 => (json!("float"), Enc::Float),
         ColumnType::Float64 => (json!("double"), Enc::Double),
-        ColumnType::Decimal { precision, scale }
-            if (1..=38).contains(precision) && *scale >= 0 && *scale as u8 <= *precision =>
-        {
-            (
-                json!({"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}),
-                Enc::Decimal(i32::from(*scale)),
-            )
-        }
+        ColumnType::Decimal { precision, scale } if bounded_decimal(*precision, *scale) => (
+            json!({"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}),
+            Enc::Decimal(i32::from(*scale)),
+        ),
         ColumnType::Decimal { .. }
         | ColumnType::DecimalText
         | ColumnType::String
@@ -141,10 +139,16 @@ fn field_type(ty: &ColumnType) -> (serde_json::Value, Enc) {
     }
 }
 
+/// Whether a decimal's precision and scale fit a fixed-scale decimal type that Tableflow and
+/// Flink map to `DECIMAL(p,s)` (1 ≤ p ≤ 38, 0 ≤ s ≤ p); wider ones are kept as exact text.
+pub(crate) fn bounded_decimal(precision: u8, scale: i8) -> bool {
+    (1..=38).contains(&precision) && scale >= 0 && scale as u8 <= precision
+}
+
 /// A field attribute `decant.type` naming what an Avro type alone does not say (the text of a
 /// JSON document, a decimal kept as text, a span's unit), for readers that want it back; Avro
 /// readers ignore attributes they do not know.
-fn semantic_tag(ty: &ColumnType) -> Option<&'static str> {
+pub(crate) fn semantic_tag(ty: &ColumnType) -> Option<&'static str> {
     Some(match ty {
         ColumnType::Json => "json",
         ColumnType::Geometry => "geometry",
@@ -243,42 +247,26 @@ type RecordSchema = (String, Vec<Field>);
 /// written as Avro (two columns with the same Avro name).
 fn derive(table: &TableId, shape: &OutputShape) -> Result<(RecordSchema, RecordSchema), String> {
     let namespace = avro_namespace(table);
-    let mut value_fields = Vec::new();
-    let mut value_json = Vec::new();
-    for (name, ty) in &shape.columns {
-        let (avro_type, enc) = field_type(ty);
-        let nullable = !shape.key.contains(name);
-        let field = Field {
-            json_name: name.clone(),
-            avro_name: avro_name(name),
-            enc,
-            nullable,
-            tag: semantic_tag(ty),
-        };
-        value_json.push(field_json(&field, avro_type));
-        value_fields.push(field);
-    }
-    let mut key_fields = Vec::new();
-    let mut key_json = Vec::new();
-    if shape.key_types.len() != shape.key.len() {
-        return Err(format!(
-            "{} key columns but {} key types",
-            shape.key.len(),
-            shape.key_types.len()
-        ));
-    }
-    for (name, ty) in shape.key.iter().zip(&shape.key_types) {
-        let (avro_type, enc) = field_type(ty);
-        let field = Field {
-            json_name: name.clone(),
-            avro_name: avro_name(name),
-            enc,
-            nullable: false,
-            tag: semantic_tag(ty),
-        };
-        key_json.push(field_json(&field, avro_type));
-        key_fields.push(field);
-    }
+    let (value_shape, key_shape) = shape_fields(shape)?;
+    let fields = |shape: Vec<ShapeField<'_>>| -> (Vec<Field>, Vec<serde_json::Value>) {
+        shape
+            .into_iter()
+            .map(|c| {
+                let (avro_type, enc) = field_type(c.ty);
+                let field = Field {
+                    json_name: c.name.to_owned(),
+                    avro_name: avro_name(c.name),
+                    enc,
+                    nullable: c.nullable,
+                    tag: semantic_tag(c.ty),
+                };
+                let json = field_json(&field, avro_type);
+                (field, json)
+            })
+            .unzip()
+    };
+    let (value_fields, value_json) = fields(value_shape);
+    let (key_fields, key_json) = fields(key_shape);
     for fields in [&value_fields, &key_fields] {
         let mut seen = std::collections::HashSet::new();
         for f in fields {
@@ -448,7 +436,7 @@ fn record_value(codec: &Codec, json: &str) -> Result<Value, String> {
 }
 
 /// The text of a JSON string literal; `None` for any other JSON value.
-fn json_string(raw: &str) -> Option<String> {
+pub(crate) fn json_string(raw: &str) -> Option<String> {
     if raw.starts_with('"') {
         serde_json::from_str(raw).ok()
     } else {
@@ -457,7 +445,7 @@ fn json_string(raw: &str) -> Option<String> {
 }
 
 /// A float from its canonical JSON: a number, or `"NaN"`, `"Infinity"`, `"-Infinity"`.
-fn float_text(raw: &str) -> Option<f64> {
+pub(crate) fn float_text(raw: &str) -> Option<f64> {
     match json_string(raw).as_deref() {
         Some("NaN") => Some(f64::NAN),
         Some("Infinity") => Some(f64::INFINITY),
@@ -554,4 +542,4 @@ fn minimal_twos_complement(bytes: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use decant_model::encode::{Encoded, RecordEncoder};
 use decant_model::sink::{Change, OutputShape, SinkError};
-use decant_model::{Disposition, TableId};
+use decant_model::{ColumnType, Disposition, TableId};
 
 use crate::client::RegistryClient;
 use crate::error::RegistryError;
@@ -135,6 +135,50 @@ pub trait WireFormat: Send {
         json: &str,
         out: &mut Vec<u8>,
     ) -> Result<(), String>;
+}
+
+/// One record field of an output shape: its column name, type, and whether it may be null.
+#[derive(Debug, Clone, Copy)]
+pub struct ShapeField<'a> {
+    pub name: &'a str,
+    pub ty: &'a ColumnType,
+    pub nullable: bool,
+}
+
+/// The value record's fields of `shape` (key columns non-null; every other column nullable,
+/// since the shape does not carry the database's nullability and a TOAST value left out under
+/// `emit_without_column` is null) and the key record's (all non-null), in column order; `Err`
+/// when the shape's key columns and key types disagree.
+pub fn shape_fields(
+    shape: &OutputShape,
+) -> Result<(Vec<ShapeField<'_>>, Vec<ShapeField<'_>>), String> {
+    if shape.key_types.len() != shape.key.len() {
+        return Err(format!(
+            "{} key columns but {} key types",
+            shape.key.len(),
+            shape.key_types.len()
+        ));
+    }
+    let value = shape
+        .columns
+        .iter()
+        .map(|(name, ty)| ShapeField {
+            name,
+            ty,
+            nullable: !shape.key.contains(name),
+        })
+        .collect();
+    let key = shape
+        .key
+        .iter()
+        .zip(&shape.key_types)
+        .map(|(name, ty)| ShapeField {
+            name,
+            ty,
+            nullable: false,
+        })
+        .collect();
+    Ok((value, key))
 }
 
 /// Why [`WireFormat::derive`] failed: the table cannot take the shape (it stops), or a fault

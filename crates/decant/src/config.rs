@@ -17,7 +17,7 @@ use decant_decode::{BinaryText, DeclaredTable, DecoderConfig, TombstonePolicy};
 use decant_kafka::KafkaConfig;
 use decant_model::TableId;
 use decant_pipeline::PipelineConfig;
-use decant_pipeline::config::{OutputFormat, SinkKind, TableConfig};
+use decant_pipeline::config::{SinkKind, TableConfig};
 use serde::Deserialize;
 
 /// `[decode]` settings.
@@ -429,11 +429,12 @@ fn check_for_run_inner(cfg: &FileConfig) -> Vec<String> {
     match &cfg.schema_registry {
         Some(r) => errors.extend(r.problems()),
         None if cfg.pipeline.output.sink == SinkKind::Kafka
-            && cfg.pipeline.output.format == OutputFormat::Avro =>
+            && cfg.pipeline.output.format.uses_registry() =>
         {
-            errors.push(
-                "output.format = \"avro\" needs [schema_registry]: the key and value schemas are registered there (url = …)".into(),
-            )
+            errors.push(format!(
+                "output.format = {:?} needs [schema_registry]: the key and value schemas are registered there (url = …)",
+                cfg.pipeline.output.format.as_str()
+            ))
         }
         None => {}
     }
@@ -828,13 +829,20 @@ colums = ["x"]
         assert!(p.contains("output.format = \"json\" registers none"), "{p}");
         let p = check("[output]\nformat = \"avro\"\n[schema_registry]\nurl = \"ftp://sr\"\n");
         assert!(p.contains("not an http:// or https:// URL"), "{p}");
-        for f in ["json_sr", "protobuf"] {
-            let p = check(&format!("[output]\nformat = \"{f}\"\n"));
-            assert!(
-                p.contains(&format!("output.format: \"{f}\" is not yet supported")),
-                "{p}"
-            );
-        }
+        let p = check("[output]\nformat = \"protobuf\"\n");
+        assert!(
+            p.contains("output.format: \"protobuf\" is not yet supported (supported: \"json\", \"avro\", \"json_sr\")"),
+            "{p}"
+        );
+        let p = check("[output]\nformat = \"json_sr\"\n");
+        assert!(
+            p.contains("output.format = \"json_sr\" needs [schema_registry]"),
+            "{p}"
+        );
+        assert!(!p.contains("not yet supported"), "{p}");
+        let p =
+            check("[output]\nformat = \"json_sr\"\n[schema_registry]\nurl = \"http://sr:8081\"\n");
+        assert_eq!(p, "");
         let p = check(
             "[output]\ntype = \"iceberg\"\nformat = \"avro\"\n[iceberg]\ncatalog_uri = \"sqlite:x.db\"\nwarehouse = \"w\"\n",
         );
