@@ -15,42 +15,12 @@ use std::time::{Duration, Instant};
 
 use decant_registry::Version;
 use decant_tests::bed::{
-    DecantProcess, LiveSource, assert_no_duplicate_sources, bed_dir, consume, http_get,
-    random_name, run_ok, topics_with_prefix, upsert_changes, wait_for, write_decant_config,
+    DecantProcess, LiveSource, assert_no_duplicate_sources, bed_dir, http_get, random_name, run_ok,
+    settle_markers, upsert_changes, wait_for, write_decant_config,
 };
 use decant_tests::registry::Registry;
 use decant_tests::{Input, PgMode, assert_pg_state};
 use serde_json::Value as Json;
-
-/// Records of `<out>.*` until `marker` has `markers` records and two reads agree.
-fn settle(bootstrap: &str, out: &str, markers: usize, decant: &mut DecantProcess) -> Vec<Input> {
-    let start = Instant::now();
-    let mut last = usize::MAX;
-    loop {
-        let topics = topics_with_prefix(bootstrap, &format!("{out}."));
-        let records = consume(bootstrap, &topics, 0, Duration::from_secs(2));
-        let seen = records
-            .iter()
-            .filter(|r| r.topic.ends_with(".marker"))
-            .count();
-        if seen >= markers && records.len() == last {
-            return records;
-        }
-        last = records.len();
-        assert!(
-            decant.is_running(),
-            "decant exited:\n{}",
-            decant.log_tail(60)
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "output did not settle ({} records, {seen} markers):\n{}",
-            records.len(),
-            decant.log_tail(60)
-        );
-        std::thread::sleep(Duration::from_secs(3));
-    }
-}
 
 /// What one registry output format changes in the shared test.
 struct Format {
@@ -204,7 +174,7 @@ fn output_read_by_confluent_python_equals_postgres(format: &Format) {
         &format!("insert into \"{}\".marker values (1, 'end')", schema.name),
         &[],
     );
-    let first = settle(&bootstrap, &out, 1, &mut decant);
+    let first = settle_markers(&bootstrap, &out, 1, &mut decant);
     let before_alter = first.len();
 
     // Schema evolution mid-stream: a new column, one row given a value, a new row with it.
@@ -218,7 +188,7 @@ fn output_read_by_confluent_python_equals_postgres(format: &Format) {
         ),
         &[],
     );
-    let records = settle(&bootstrap, &out, 2, &mut decant);
+    let records = settle_markers(&bootstrap, &out, 2, &mut decant);
     assert!(records.len() > before_alter);
     assert_no_duplicate_sources(&records);
     // Every record is framed: magic byte 0 and a schema id, keys and values alike.
