@@ -462,14 +462,23 @@ pub struct StateConfig {
     /// decant fills TOAST-unchanged columns from it.
     #[serde(default = "default_state_dir")]
     pub dir: PathBuf,
+    /// The store's page cache in MiB (a share of decant's memory; see
+    /// [`crate::state::DEFAULT_CACHE_MIB`]).
+    #[serde(default = "default_state_cache_mib")]
+    pub cache_mib: u64,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             dir: default_state_dir(),
+            cache_mib: default_state_cache_mib(),
         }
     }
+}
+
+fn default_state_cache_mib() -> u64 {
+    crate::state::DEFAULT_CACHE_MIB
 }
 
 /// `[observability]`: HTTP endpoints.
@@ -608,6 +617,9 @@ impl PipelineConfig {
         }
         if d.commit_max_records == 0 {
             out.push("delivery.commit_max_records: must be positive".into());
+        }
+        if self.state.cache_mib == 0 || self.state.cache_mib > 1 << 20 {
+            out.push("state.cache_mib: between 1 and 1048576 (MiB)".into());
         }
         if d.flush_max_rows == 0 {
             out.push("delivery.flush_max_rows: must be positive".into());

@@ -207,7 +207,7 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
         rt: &Runtime,
     ) -> Result<Self, PipelineError> {
         let metrics = rt.metrics.clone();
-        let store = StateStore::open(&cfg.state.dir)?;
+        let store = StateStore::open_with_cache(&cfg.state.dir, cfg.state.cache_mib << 20)?;
         metrics.state_keys.set(store.len()? as i64);
         let mut w = Flow {
             cfg,
