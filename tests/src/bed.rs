@@ -1042,3 +1042,39 @@ pub fn assert_no_duplicate_sources(records: &[Input]) {
         );
     }
 }
+
+/// Records of the output topics `<out>.*` once the `marker` table's topic holds `markers`
+/// records and two reads agree (decant still running; at most four minutes).
+pub fn settle_markers(
+    bootstrap: &str,
+    out: &str,
+    markers: usize,
+    decant: &mut DecantProcess,
+) -> Vec<Input> {
+    let start = Instant::now();
+    let mut last = usize::MAX;
+    loop {
+        let topics = topics_with_prefix(bootstrap, &format!("{out}."));
+        let records = consume(bootstrap, &topics, 0, Duration::from_secs(2));
+        let seen = records
+            .iter()
+            .filter(|r| r.topic.ends_with(".marker"))
+            .count();
+        if seen >= markers && records.len() == last {
+            return records;
+        }
+        last = records.len();
+        assert!(
+            decant.is_running(),
+            "decant exited:\n{}",
+            decant.log_tail(60)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "output did not settle ({} records, {seen} markers):\n{}",
+            records.len(),
+            decant.log_tail(60)
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}

@@ -16,7 +16,6 @@ pub mod connect;
 pub mod lake;
 pub mod mysql;
 pub mod registry;
-pub mod registry_output;
 pub mod workload;
 
 use std::collections::BTreeMap;

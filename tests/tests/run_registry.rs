@@ -18,16 +18,9 @@ use decant_tests::registry::{
     framed_capture, load_messages, load_schemas, produce_capture as produce, registry_fixture_dir,
     static_resolver,
 };
+use decant_tests::workload::metric;
 use decant_tests::{Input, PgMode, assert_pg_state, decode_all, final_state};
 use serde_json::Value as Json;
-
-fn metric(port: u16, name: &str) -> Option<f64> {
-    let (_, text) = http_get(port, "/metrics")?;
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
 
 /// The output's changes once its final state has at least `rows` rows (or after two minutes).
 fn output_with_rows(bootstrap: &str, out: &str, rows: usize) -> decant_tests::Run {

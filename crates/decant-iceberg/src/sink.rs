@@ -201,16 +201,18 @@ impl IcebergSink {
         self.stopped.insert(label.to_owned(), why);
     }
 
-    /// Commits one table's batch; returns (upserts, deletes).
-    fn commit_table(
-        &mut self,
+    /// One table's batch as the files' rows: the final row of every upserted key and the keys
+    /// of pure deletes (`None`: the table has no destination). Returns the delta and its
+    /// (upserts, deletes).
+    fn delta_of(
+        &self,
         label: &str,
         p: &Pending,
         commit_id: &str,
         offsets: &Offsets,
-    ) -> Result<(u64, u64), IcebergError> {
-        let Some(dest) = self.dests.get_mut(label) else {
-            return Ok((0, 0));
+    ) -> Result<Option<(TableDelta, u64, u64)>, IcebergError> {
+        let Some(dest) = self.dests.get(label) else {
+            return Ok(None);
         };
         let schema = dest.table.arrow_schema()?;
         let parse = |json: &str| -> Result<Map<String, Value>, IcebergError> {
@@ -258,13 +260,26 @@ impl IcebergSink {
             commit_id: commit_id.to_owned(),
             offsets: offsets.clone(),
         };
-        let outcome = dest.table.commit(&self.lake, &delta)?;
+        Ok(Some((delta, ups, p.rows.len() as u64 - ups)))
+    }
+
+    /// Commits one table's delta (from [`Self::delta_of`]).
+    fn commit_table(
+        &mut self,
+        label: &str,
+        delta: &TableDelta,
+        (ups, dels): (u64, u64),
+    ) -> Result<(), IcebergError> {
+        let Some(dest) = self.dests.get_mut(label) else {
+            return Ok(());
+        };
+        let (commit_id, offsets) = (&delta.commit_id, &delta.offsets);
+        let outcome = dest.table.commit(&self.lake, delta)?;
         for (tp, o) in offsets {
             let e = dest.progress.entry(tp.clone()).or_insert(*o);
             *e = (*e).max(*o);
         }
         dest.last_commit = Instant::now();
-        let dels = p.rows.len() as u64 - ups;
         match outcome {
             CommitOutcome::Committed {
                 snapshot_id,
@@ -283,7 +298,7 @@ impl IcebergSink {
                 "the batch was already committed (an earlier attempt landed)"
             ),
         }
-        Ok((ups, dels))
+        Ok(())
     }
 
     /// Gives each table that had no changes for `idle_commit_interval_ms` but lags the consumed
@@ -415,8 +430,11 @@ impl Sink for IcebergSink {
                 .contains_key(self.dest_label(dest.table, dest.label).as_ref())
     }
 
-    fn stopped_destinations(&self) -> usize {
-        self.stopped.len()
+    fn stopped_destinations(&self) -> Vec<(&str, &str)> {
+        self.stopped
+            .iter()
+            .map(|(label, why)| (label.as_str(), why.as_str()))
+            .collect()
     }
 
     fn begin(&mut self) -> Result<(), SinkError> {
@@ -503,11 +521,25 @@ impl Sink for IcebergSink {
         commit: &Commit<'_>,
         _group: &dyn SourceGroup,
     ) -> Result<Committed, SinkError> {
+        // Every table's rows are gathered first, so the decoded batches they come from can be
+        // released before the Parquet writers run: the batch is held once, never twice, at the
+        // peak of the commit.
+        let mut deltas = Vec::new();
+        for (label, p) in std::mem::take(&mut self.ready) {
+            match self.delta_of(&label, &p, commit.id, commit.all_offsets) {
+                Ok(Some((delta, ups, dels))) => deltas.push((label, delta, (ups, dels))),
+                Ok(None) => {}
+                Err(e) if e.is_table_scoped() => self.stop_table(&label, &e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.decoded.clear();
+        self.batch_bytes = 0;
         let mut written = BTreeMap::new();
         let mut committed_labels: HashSet<String> = HashSet::new();
-        for (label, p) in std::mem::take(&mut self.ready) {
-            match self.commit_table(&label, &p, commit.id, commit.all_offsets) {
-                Ok((ups, dels)) => {
+        for (label, delta, (ups, dels)) in deltas {
+            match self.commit_table(&label, &delta, (ups, dels)) {
+                Ok(()) => {
                     if ups > 0 {
                         written.insert((label.clone(), "upsert"), ups);
                     }
@@ -521,8 +553,6 @@ impl Sink for IcebergSink {
             }
         }
         self.advance_quiet_tables(commit.id, commit.all_offsets, &committed_labels)?;
-        self.decoded.clear();
-        self.batch_bytes = 0;
         Ok(Committed { written })
     }
 

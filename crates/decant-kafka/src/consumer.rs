@@ -149,6 +149,14 @@ pub fn create(cfg: &KafkaConfig, hooks: Arc<dyn SourceHooks>) -> Result<SourceCo
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
+        // librdkafka prefetches up to 64 MiB by default, a fixed share of decant's footprint
+        // beside the batch it holds. 16 MiB is still a few hundred milliseconds of input at full
+        // speed. When the queue is full librdkafka postpones the partition's next fetch by
+        // fetch.queue.backoff.ms (1 s by default), which halved the harness's changes/s with
+        // the smaller queue alone; 10 ms fetches again as soon as the loop has drained some.
+        // Both can be raised under `[kafka.consumer]`.
+        .set("queued.max.messages.kbytes", "16384")
+        .set("fetch.queue.backoff.ms", "10")
         .set(
             "statistics.interval.ms",
             cfg.statistics_interval_ms.to_string(),

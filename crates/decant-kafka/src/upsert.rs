@@ -233,8 +233,11 @@ impl Sink for UpsertTopics {
         !self.stopped.is_empty() && self.stopped.contains_key(dest.label)
     }
 
-    fn stopped_destinations(&self) -> usize {
-        self.stopped.len()
+    fn stopped_destinations(&self) -> Vec<(&str, &str)> {
+        self.stopped
+            .iter()
+            .map(|(label, why)| (label.as_str(), why.as_str()))
+            .collect()
     }
 
     fn write(&mut self, c: &Change<'_>) -> Result<(), SinkError> {

@@ -298,9 +298,10 @@ pub trait Sink {
         false
     }
 
-    /// How many destinations are stopped (`decant_stopped_tables`).
-    fn stopped_destinations(&self) -> usize {
-        0
+    /// The stopped destinations' labels and why each stopped (`decant_stopped_tables`,
+    /// `/health`); empty in the usual case.
+    fn stopped_destinations(&self) -> Vec<(&str, &str)> {
+        Vec::new()
     }
 
     /// A batch opens (the first record after a commit).

@@ -405,8 +405,8 @@ pub enum OutputFormat {
     /// Avro binary framed `0x00 + schema id`, key and value schemas registered under
     /// `<topic>-key` / `<topic>-value` (TopicNameStrategy).
     Avro,
-    /// JSON Schema in the registry: named so the configuration says "not yet supported"
-    /// instead of "unknown variant".
+    /// UTF-8 JSON framed `0x00 + schema id`, JSON Schemas (Kafka Connect's conventions)
+    /// registered like Avro's.
     JsonSr,
     /// Protobuf framed `0x00 + schema id + message indexes`, proto3 `Key` / `Value` schemas
     /// registered like Avro's, with stable field numbers.
@@ -414,6 +414,13 @@ pub enum OutputFormat {
 }
 
 impl OutputFormat {
+    pub const ALL: [OutputFormat; 4] = [
+        OutputFormat::Json,
+        OutputFormat::Avro,
+        OutputFormat::JsonSr,
+        OutputFormat::Protobuf,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OutputFormat::Json => "json",
@@ -427,8 +434,13 @@ impl OutputFormat {
     pub fn supported(self) -> bool {
         matches!(
             self,
-            OutputFormat::Json | OutputFormat::Avro | OutputFormat::Protobuf
+            OutputFormat::Json | OutputFormat::Avro | OutputFormat::JsonSr | OutputFormat::Protobuf
         )
+    }
+
+    /// Whether the format registers its schemas in `[schema_registry]`.
+    pub fn uses_registry(self) -> bool {
+        self != OutputFormat::Json
     }
 }
 
@@ -450,14 +462,23 @@ pub struct StateConfig {
     /// decant fills TOAST-unchanged columns from it.
     #[serde(default = "default_state_dir")]
     pub dir: PathBuf,
+    /// The store's page cache in MiB (a share of decant's memory; see
+    /// [`crate::state::DEFAULT_CACHE_MIB`]).
+    #[serde(default = "default_state_cache_mib")]
+    pub cache_mib: u64,
 }
 
 impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             dir: default_state_dir(),
+            cache_mib: default_state_cache_mib(),
         }
     }
+}
+
+fn default_state_cache_mib() -> u64 {
+    crate::state::DEFAULT_CACHE_MIB
 }
 
 /// `[observability]`: HTTP endpoints.
@@ -557,9 +578,16 @@ impl PipelineConfig {
             }
         }
         if !o.format.supported() {
+            // Listed from the formats themselves, so adding one needs no edit here.
+            let supported: Vec<String> = OutputFormat::ALL
+                .iter()
+                .filter(|f| f.supported())
+                .map(|f| format!("{:?}", f.as_str()))
+                .collect();
             out.push(format!(
-                "output.format: {:?} is not yet supported (supported: \"json\", \"avro\", \"protobuf\")",
-                o.format.as_str()
+                "output.format: {:?} is not yet supported (supported: {})",
+                o.format.as_str(),
+                supported.join(", ")
             ));
         }
         if o.format == OutputFormat::Json
@@ -589,6 +617,9 @@ impl PipelineConfig {
         }
         if d.commit_max_records == 0 {
             out.push("delivery.commit_max_records: must be positive".into());
+        }
+        if self.state.cache_mib == 0 || self.state.cache_mib > 1 << 20 {
+            out.push("state.cache_mib: between 1 and 1048576 (MiB)".into());
         }
         if d.flush_max_rows == 0 {
             out.push("delivery.flush_max_rows: must be positive".into());

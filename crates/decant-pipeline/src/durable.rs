@@ -113,9 +113,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 .inc_by(*n);
             self.summary.records_out += n;
         }
-        self.metrics
-            .stopped_tables
-            .set(self.sink.stopped_destinations() as i64);
+        self.report_stopped();
         tracing::debug!(
             txn = %self.batch_label,
             records,
@@ -128,10 +126,22 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         Ok(())
     }
 
+    /// Says which destinations the sink stopped (`decant_stopped_tables`, `/health`).
+    pub(crate) fn report_stopped(&self) {
+        let stopped = self.sink.stopped_destinations();
+        self.metrics.stopped_tables.set(stopped.len() as i64);
+        self.health.set_stopped(
+            stopped
+                .iter()
+                .map(|(label, why)| format!("{label}: {why}"))
+                .collect(),
+        );
+    }
+
     /// Applies the staged state of a commit that landed; a source table whose destination the
     /// sink stopped keeps its old state (its changes did not land).
     fn apply_staged(&mut self) -> Result<(), PipelineError> {
-        if self.sink.stopped_destinations() == 0 {
+        if self.sink.stopped_destinations().is_empty() {
             self.store.apply_pending()?;
         } else {
             let mut apply: std::collections::HashMap<Vec<u8>, bool> = Default::default();

@@ -100,7 +100,7 @@ pub(crate) struct Flow<'c, S: Sink, Src: Source> {
     pub(crate) router: Router,
     pub(crate) decoder: Decoder,
     pub(crate) metrics: Arc<Metrics>,
-    health: Arc<Health>,
+    pub(crate) health: Arc<Health>,
     shutdown: Arc<AtomicBool>,
     pub(crate) meta_columns: Vec<MetaColumn>,
     pub(crate) dead_letters: DeadLetterQueue,
@@ -207,7 +207,7 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
         rt: &Runtime,
     ) -> Result<Self, PipelineError> {
         let metrics = rt.metrics.clone();
-        let store = StateStore::open(&cfg.state.dir)?;
+        let store = StateStore::open_with_cache(&cfg.state.dir, cfg.state.cache_mib << 20)?;
         metrics.state_keys.set(store.len()? as i64);
         let mut w = Flow {
             cfg,

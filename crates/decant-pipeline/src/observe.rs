@@ -20,6 +20,8 @@ pub struct Health {
     failed: AtomicBool,
     /// What the loop is waiting for (a dependency that is down), if anything.
     waiting: std::sync::Mutex<Option<String>>,
+    /// Destinations stopped until a restart (`label: why`); the others keep flowing.
+    stopped: std::sync::Mutex<Vec<String>>,
 }
 
 pub fn now_ms() -> u64 {
@@ -56,6 +58,17 @@ impl Health {
 
     pub fn waiting(&self) -> Option<String> {
         self.waiting.lock().ok().and_then(|w| w.clone())
+    }
+
+    /// The destinations stopped until a restart, each as `label: why`.
+    pub fn set_stopped(&self, stopped: Vec<String>) {
+        if let Ok(mut s) = self.stopped.lock() {
+            *s = stopped;
+        }
+    }
+
+    pub fn stopped(&self) -> Vec<String> {
+        self.stopped.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     /// Alive: not failed and the loop turned within `stall`.
@@ -105,10 +118,14 @@ fn handle(stream: TcpStream, metrics: &Metrics, health: &Health, stall: Duration
             if health.is_alive(stall) {
                 // Alive while it waits for a dependency (it retries; a restart would not help),
                 // but it says what it waits for.
-                let body = match health.waiting() {
+                let mut body = match health.waiting() {
                     Some(why) => format!("ok; waiting: {why}\n"),
                     None => "ok\n".to_owned(),
                 };
+                // Alive (the other tables flow), but a stopped table needs an operator.
+                for s in health.stopped() {
+                    body.push_str(&format!("stopped until restart: {s}\n"));
+                }
                 ("200 OK", "text/plain", body)
             } else {
                 (

@@ -290,6 +290,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                     "the table's output is stopped: quarantining the source partition at its record until a restart; other partitions keep flowing"
                 );
                 self.hold_partition((topic.to_owned(), partition), offset);
+                self.report_stopped();
             }
         }
         stopped

@@ -100,18 +100,31 @@ pub fn stage_delete(
     Ok(())
 }
 
+/// redb's page cache in MiB unless `state.cache_mib` says otherwise. redb's own default (1 GiB)
+/// lets the process grow with the store until it holds that much; the pages a batch touches
+/// fit in far less, and the rest stays in the operating system's page cache.
+pub const DEFAULT_CACHE_MIB: u64 = 64;
+
 pub struct StateStore {
     db: Database,
 }
 
 impl StateStore {
-    /// Opens (or creates) `dir/state.redb`.
+    /// Opens (or creates) `dir/state.redb` with the default page cache.
     pub fn open(dir: &Path) -> Result<Self, PipelineError> {
+        Self::open_with_cache(dir, DEFAULT_CACHE_MIB << 20)
+    }
+
+    /// Opens (or creates) `dir/state.redb`, with at most `cache_bytes` of redb's page cache.
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self, PipelineError> {
         std::fs::create_dir_all(dir).map_err(|e| PipelineError::Io {
             what: format!("creating state dir {}", dir.display()),
             source: e,
         })?;
-        let db = Database::create(dir.join("state.redb")).map_err(store_err)?;
+        let db = redb::Builder::new()
+            .set_cache_size(usize::try_from(cache_bytes).unwrap_or(usize::MAX))
+            .create(dir.join("state.redb"))
+            .map_err(store_err)?;
         let tx = db.begin_write().map_err(store_err)?;
         tx.open_table(ROWS).map_err(store_err)?;
         tx.open_table(PENDING_CHUNKS).map_err(store_err)?;

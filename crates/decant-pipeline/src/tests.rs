@@ -250,8 +250,11 @@ impl Sink for MemorySink {
     fn is_stopped(&self, dest: Destination<'_>) -> bool {
         self.stopped.contains(dest.label)
     }
-    fn stopped_destinations(&self) -> usize {
-        self.stopped.len()
+    fn stopped_destinations(&self) -> Vec<(&str, &str)> {
+        self.stopped
+            .iter()
+            .map(|label| (label.as_str(), "stopped by the test"))
+            .collect()
     }
     fn begin(&mut self) -> Result<(), SinkError> {
         Ok(())
@@ -802,6 +805,9 @@ fn a_stopped_destination_of_a_group_source_holds_its_partition_back() {
         Some(&0)
     );
     assert_eq!(metric(&metrics, "decant_quarantined_partitions"), 1.0);
+    assert_eq!(metric(&metrics, "decant_stopped_tables"), 1.0);
+    // `/health` names the table and why, for the operator who must act.
+    assert_eq!(w.health.stopped(), ["public.t: stopped by the test"]);
 }
 
 #[test]

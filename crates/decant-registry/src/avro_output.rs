@@ -57,7 +57,8 @@ use decant_model::{ColumnType, Disposition, TableId, TimeUnit};
 use serde_json::value::RawValue;
 
 use crate::registered::{
-    Derived, DerivedSchema, Previous, RegisteredEncoder, SinkOrRefusal, WireFormat,
+    Derived, DerivedSchema, Previous, RegisteredEncoder, ShapeField, SinkOrRefusal, WireFormat,
+    shape_fields,
 };
 use crate::types::Schema;
 
@@ -95,14 +96,10 @@ fn field_type(ty: &ColumnType) -> (serde_json::Value, Enc) {
         ColumnType::Int64 => (json!("long"), Enc::Long),
         ColumnType::Float32 => (json!("float"), Enc::Float),
         ColumnType::Float64 => (json!("double"), Enc::Double),
-        ColumnType::Decimal { precision, scale }
-            if (1..=38).contains(precision) && *scale >= 0 && *scale as u8 <= *precision =>
-        {
-            (
-                json!({"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}),
-                Enc::Decimal(i32::from(*scale)),
-            )
-        }
+        ColumnType::Decimal { precision, scale } if bounded_decimal(*precision, *scale) => (
+            json!({"type": "bytes", "logicalType": "decimal", "precision": precision, "scale": scale}),
+            Enc::Decimal(i32::from(*scale)),
+        ),
         ColumnType::Decimal { .. }
         | ColumnType::DecimalText
         | ColumnType::String
@@ -141,6 +138,12 @@ fn field_type(ty: &ColumnType) -> (serde_json::Value, Enc) {
             }),
         ),
     }
+}
+
+/// Whether a decimal's precision and scale fit a fixed-scale decimal type that Tableflow and
+/// Flink map to `DECIMAL(p,s)` (1 ≤ p ≤ 38, 0 ≤ s ≤ p); wider ones are kept as exact text.
+pub(crate) fn bounded_decimal(precision: u8, scale: i8) -> bool {
+    (1..=38).contains(&precision) && scale >= 0 && scale as u8 <= precision
 }
 
 /// A field attribute `decant.type` naming what an Avro type alone does not say (the text of a
@@ -245,42 +248,26 @@ type RecordSchema = (String, Vec<Field>);
 /// written as Avro (two columns with the same Avro name).
 fn derive(table: &TableId, shape: &OutputShape) -> Result<(RecordSchema, RecordSchema), String> {
     let namespace = avro_namespace(table);
-    let mut value_fields = Vec::new();
-    let mut value_json = Vec::new();
-    for (name, ty) in &shape.columns {
-        let (avro_type, enc) = field_type(ty);
-        let nullable = !shape.key.contains(name);
-        let field = Field {
-            json_name: name.clone(),
-            avro_name: avro_name(name),
-            enc,
-            nullable,
-            tag: semantic_tag(ty),
-        };
-        value_json.push(field_json(&field, avro_type));
-        value_fields.push(field);
-    }
-    let mut key_fields = Vec::new();
-    let mut key_json = Vec::new();
-    if shape.key_types.len() != shape.key.len() {
-        return Err(format!(
-            "{} key columns but {} key types",
-            shape.key.len(),
-            shape.key_types.len()
-        ));
-    }
-    for (name, ty) in shape.key.iter().zip(&shape.key_types) {
-        let (avro_type, enc) = field_type(ty);
-        let field = Field {
-            json_name: name.clone(),
-            avro_name: avro_name(name),
-            enc,
-            nullable: false,
-            tag: semantic_tag(ty),
-        };
-        key_json.push(field_json(&field, avro_type));
-        key_fields.push(field);
-    }
+    let (value_shape, key_shape) = shape_fields(shape)?;
+    let fields = |shape: Vec<ShapeField<'_>>| -> (Vec<Field>, Vec<serde_json::Value>) {
+        shape
+            .into_iter()
+            .map(|c| {
+                let (avro_type, enc) = field_type(c.ty);
+                let field = Field {
+                    json_name: c.name.to_owned(),
+                    avro_name: avro_name(c.name),
+                    enc,
+                    nullable: c.nullable,
+                    tag: semantic_tag(c.ty),
+                };
+                let json = field_json(&field, avro_type);
+                (field, json)
+            })
+            .unzip()
+    };
+    let (value_fields, value_json) = fields(value_shape);
+    let (key_fields, key_json) = fields(key_shape);
     for fields in [&value_fields, &key_fields] {
         let mut seen = std::collections::HashSet::new();
         for f in fields {

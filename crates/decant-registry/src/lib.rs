@@ -19,6 +19,9 @@
 //!   refusals into a stopped table and outages into waits.
 //! - [`avro_output`]: [`AvroFormat`] (`output.format = "avro"`, [`AvroEncoder`]): Avro record
 //!   schemas and Avro binary payloads; the type mapping is in its documentation.
+//! - [`json_sr_output`]: [`JsonSchemaFormat`] (`output.format = "json_sr"`, [`JsonSrEncoder`]):
+//!   JSON Schemas in Kafka Connect's conventions and UTF-8 JSON payloads; the type mapping is in
+//!   its documentation.
 //! - [`protobuf_output`]: [`ProtobufFormat`] (`output.format = "protobuf"`,
 //!   [`ProtobufEncoder`]): proto3 `Key` / `Value` messages with stable field numbers, framed
 //!   with message indexes; the type mapping is in its documentation.
@@ -52,6 +55,7 @@ pub mod avro_output;
 pub mod client;
 pub mod config;
 pub mod error;
+pub mod json_sr_output;
 pub mod protobuf_output;
 pub mod registered;
 pub mod resolver;
@@ -61,6 +65,7 @@ pub use avro_output::{AvroEncoder, AvroFormat};
 pub use client::RegistryClient;
 pub use config::{BasicAuth, RegistryConfig, Secret, Urls};
 pub use error::RegistryError;
+pub use json_sr_output::{JsonSchemaFormat, JsonSrEncoder};
 pub use protobuf_output::{ProtobufEncoder, ProtobufFormat};
 pub use registered::{RegisteredEncoder, Registrar, SubjectNameStrategy, WireFormat};
 pub use types::{

@@ -81,7 +81,8 @@ use crate::avro_output::{
     avro_name, avro_namespace, decimal_at_scale, float_text, json_string, semantic_tag,
 };
 use crate::registered::{
-    Derived, DerivedSchema, Previous, RegisteredEncoder, SinkOrRefusal, WireFormat,
+    Derived, DerivedSchema, Previous, RegisteredEncoder, ShapeField, SinkOrRefusal, WireFormat,
+    shape_fields,
 };
 use crate::types::{Schema, SchemaType};
 
@@ -505,21 +506,21 @@ type Columns = Vec<(String, String, bool)>;
 fn derive_message(
     package: &str,
     name: &str,
-    columns: &[(String, ColumnType, bool)],
+    columns: &[ShapeField<'_>],
     previous: Option<&Schema>,
 ) -> Result<(String, Columns), String> {
     let mut wanted = Vec::with_capacity(columns.len());
     let mut mapped = Vec::with_capacity(columns.len());
     let mut seen = std::collections::HashSet::new();
-    for (column, ty, nullable) in columns {
-        let proto_name = avro_name(column);
+    for c in columns {
+        let proto_name = avro_name(c.name);
         if !seen.insert(proto_name.clone()) {
             return Err(format!(
                 "two output columns become the Protobuf field name {proto_name:?} (rename one with tables.\"…\".rename)"
             ));
         }
-        wanted.push(declare(proto_name.clone(), ty, *nullable));
-        mapped.push((column.clone(), proto_name, *nullable));
+        wanted.push(declare(proto_name.clone(), c.ty, c.nullable));
+        mapped.push((c.name.to_owned(), proto_name, c.nullable));
     }
     let previous = previous.and_then(|s| read_previous(&s.text, name));
     let message = number(wanted, previous.as_ref());
@@ -542,42 +543,24 @@ impl WireFormat for ProtobufFormat {
         shape: &OutputShape,
         previous: &Previous,
     ) -> Result<Derived<Codec>, SinkOrRefusal> {
-        if shape.key_types.len() != shape.key.len() {
-            return Err(SinkOrRefusal::Refused(format!(
-                "{} key columns but {} key types",
-                shape.key.len(),
-                shape.key_types.len()
-            )));
-        }
+        let (value_columns, key_columns) = shape_fields(shape).map_err(SinkOrRefusal::Refused)?;
         let package = avro_namespace(table);
-        let key_columns: Vec<(String, ColumnType, bool)> = shape
-            .key
-            .iter()
-            .zip(&shape.key_types)
-            .map(|(n, t)| (n.clone(), t.clone(), false))
-            .collect();
-        let value_columns: Vec<(String, ColumnType, bool)> = shape
-            .columns
-            .iter()
-            .map(|(n, t)| (n.clone(), t.clone(), !shape.key.contains(n)))
-            .collect();
-        let one =
-            |name: &str, columns: &[(String, ColumnType, bool)], previous: Option<&Schema>| {
-                let (text, mapped) = derive_message(&package, name, columns, previous)
-                    .map_err(SinkOrRefusal::Refused)?;
-                // A text that does not compile is a shape Protobuf cannot take (two names with the
-                // same JSON name, say): the table stops, the others go on.
-                let codec = codec(&text, name, Some(&mapped)).map_err(|e| {
-                    SinkOrRefusal::Refused(format!(
-                        "table {table}: the derived Protobuf schema of {name} does not compile: {e}"
-                    ))
-                })?;
-                Ok::<_, SinkOrRefusal>(DerivedSchema {
-                    schema: Schema::new(SchemaType::Protobuf, text),
-                    dependencies: Vec::new(),
-                    codec,
-                })
-            };
+        let one = |name: &str, columns: &[ShapeField<'_>], previous: Option<&Schema>| {
+            let (text, mapped) = derive_message(&package, name, columns, previous)
+                .map_err(SinkOrRefusal::Refused)?;
+            // A text that does not compile is a shape Protobuf cannot take (two names with the
+            // same JSON name, say): the table stops, the others go on.
+            let codec = codec(&text, name, Some(&mapped)).map_err(|e| {
+                SinkOrRefusal::Refused(format!(
+                    "table {table}: the derived Protobuf schema of {name} does not compile: {e}"
+                ))
+            })?;
+            Ok::<_, SinkOrRefusal>(DerivedSchema {
+                schema: Schema::new(SchemaType::Protobuf, text),
+                dependencies: Vec::new(),
+                codec,
+            })
+        };
         Ok(Derived {
             key: one("Key", &key_columns, previous.key.as_ref())?,
             value: one("Value", &value_columns, previous.value.as_ref())?,

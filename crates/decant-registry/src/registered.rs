@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use decant_model::encode::{Encoded, RecordEncoder};
 use decant_model::sink::{Change, OutputShape, SinkError};
-use decant_model::{Disposition, TableId};
+use decant_model::{ColumnType, Disposition, TableId};
 
 use crate::client::RegistryClient;
 use crate::error::RegistryError;
@@ -152,6 +152,50 @@ pub trait WireFormat: Send {
         json: &str,
         out: &mut Vec<u8>,
     ) -> Result<(), String>;
+}
+
+/// One record field of an output shape: its column name, type, and whether it may be null.
+#[derive(Debug, Clone, Copy)]
+pub struct ShapeField<'a> {
+    pub name: &'a str,
+    pub ty: &'a ColumnType,
+    pub nullable: bool,
+}
+
+/// The value record's fields of `shape` (key columns non-null; every other column nullable,
+/// since the shape does not carry the database's nullability and a TOAST value left out under
+/// `emit_without_column` is null) and the key record's (all non-null), in column order; `Err`
+/// when the shape's key columns and key types disagree.
+pub fn shape_fields(
+    shape: &OutputShape,
+) -> Result<(Vec<ShapeField<'_>>, Vec<ShapeField<'_>>), String> {
+    if shape.key_types.len() != shape.key.len() {
+        return Err(format!(
+            "{} key columns but {} key types",
+            shape.key.len(),
+            shape.key_types.len()
+        ));
+    }
+    let value = shape
+        .columns
+        .iter()
+        .map(|(name, ty)| ShapeField {
+            name,
+            ty,
+            nullable: !shape.key.contains(name),
+        })
+        .collect();
+    let key = shape
+        .key
+        .iter()
+        .zip(&shape.key_types)
+        .map(|(name, ty)| ShapeField {
+            name,
+            ty,
+            nullable: false,
+        })
+        .collect();
+    Ok((value, key))
 }
 
 /// Why [`WireFormat::derive`] failed: the table cannot take the shape (it stops), or a fault
@@ -433,6 +477,45 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::avro_output::AvroEncoder;
+    use decant_model::ColumnType;
+    use decant_model::sink::ChangeOp;
+    use fixtures::{FakeRegistry, Fixture, shape};
+
+    /// The encoder registers under the strategy's subjects, and a truncate after a restart
+    /// finds its key schema under the same subject.
+    #[test]
+    fn the_encoder_registers_under_the_configured_subjects() {
+        let fx = Fixture::new();
+        let s = shape(vec![("id".into(), ColumnType::Int32)], &["id"]);
+        for (strategy, key_subject, value_subject) in [
+            (
+                SubjectNameStrategy::RecordName,
+                "bed.type_zoo.Key",
+                "bed.type_zoo.Value",
+            ),
+            (
+                SubjectNameStrategy::TopicRecordName,
+                "decant.bed.type-zoo-bed.type_zoo.Key",
+                "decant.bed.type-zoo-bed.type_zoo.Value",
+            ),
+        ] {
+            let reg = FakeRegistry::default();
+            let mut enc = AvroEncoder::new(Box::new(reg.clone())).with_subjects(strategy);
+            let c = fx.change(&s, ChangeOp::Upsert, "{\"id\":1}", Some("{\"id\":1}"));
+            assert!(matches!(enc.encode(&c), Ok(Encoded::Record { .. })));
+            let subjects: Vec<String> = reg.book().registered.iter().map(|r| r.0.clone()).collect();
+            assert_eq!(subjects, [key_subject, value_subject], "{strategy:?}");
+            // A new process meets a truncate first: the key schema comes from the subject.
+            let mut fresh = AvroEncoder::new(Box::new(reg.clone())).with_subjects(strategy);
+            let empty = shape(Vec::new(), &[]);
+            let t = fx.change(&empty, ChangeOp::Truncate, "{\"id\":1}", None);
+            match fresh.encode(&t) {
+                Ok(Encoded::Record { key, value: None }) => assert_eq!(key[0], 0),
+                other => panic!("{strategy:?}: {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn subjects_follow_confluents_strategies() {

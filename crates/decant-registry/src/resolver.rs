@@ -1,7 +1,9 @@
 //! The decoder's seam: [`RegistryClient`] as a [`decant_decode::SchemaResolver`].
 //!
-//! An Avro schema with `references` (types registered under other subjects) is handed to the
-//! decoder as one self-contained schema: each referenced named type's definition is put in place
+//! A Protobuf schema's `references` (the `.proto` files it imports, registered under other
+//! subjects) are handed over by [`SchemaResolver::references`], transitively, for the decoder to
+//! compile beside it. An Avro schema with `references` (types registered under other subjects)
+//! is handed to the decoder as one self-contained schema: each referenced named type's definition is put in place
 //! of its first use, the way the Java serializer's `AvroSchema` resolves them.
 
 use std::collections::HashMap;
@@ -24,17 +26,35 @@ impl SchemaResolver for RegistryClient {
             message: e.to_string(),
         };
         let schema = self.schema_by_id(id).map_err(to_resolve)?;
-        let format = match schema.schema_type {
-            SchemaType::Avro => SchemaFormat::Avro,
-            SchemaType::Json => SchemaFormat::Json,
-            SchemaType::Protobuf => SchemaFormat::Protobuf,
-        };
+        let format = format_of(schema.schema_type);
         let text = if schema.schema_type == SchemaType::Avro && !schema.references.is_empty() {
             self.inline_avro_references(&schema).map_err(to_resolve)?
         } else {
             schema.text.clone()
         };
         Ok(RegisteredSchema { format, text })
+    }
+
+    /// The schemas schema `id` imports, transitively, each once, by the name its importer
+    /// uses (a Protobuf `import` path): what the Protobuf decoder compiles beside it.
+    fn references(&self, id: u32) -> Result<Vec<(String, RegisteredSchema)>, ResolveError> {
+        let to_resolve = |e: RegistryError| ResolveError {
+            retriable: e.retry_class() == RetryClass::Retriable,
+            message: e.to_string(),
+        };
+        let schema = self.schema_by_id(id).map_err(to_resolve)?;
+        let mut out = Vec::new();
+        self.collect_references(&schema, &mut out, 0)
+            .map_err(to_resolve)?;
+        Ok(out)
+    }
+}
+
+fn format_of(t: SchemaType) -> SchemaFormat {
+    match t {
+        SchemaType::Avro => SchemaFormat::Avro,
+        SchemaType::Json => SchemaFormat::Json,
+        SchemaType::Protobuf => SchemaFormat::Protobuf,
     }
 }
 
@@ -50,6 +70,36 @@ impl RegistryClient {
             })?;
         inline(&mut root, "", &mut defs);
         Ok(root.to_string())
+    }
+
+    /// `schema`'s references and theirs, depth first, each name once (imports before importers).
+    fn collect_references(
+        &self,
+        schema: &Schema,
+        out: &mut Vec<(String, RegisteredSchema)>,
+        depth: usize,
+    ) -> Result<(), RegistryError> {
+        if depth > MAX_REFERENCE_DEPTH {
+            return Err(RegistryError::Protocol {
+                url: self.urls().first().cloned().unwrap_or_default(),
+                message: format!("schema references nest deeper than {MAX_REFERENCE_DEPTH}"),
+            });
+        }
+        for r in &schema.references {
+            if out.iter().any(|(name, _)| *name == r.name) {
+                continue;
+            }
+            let referenced = self.version(&r.subject, Version::Number(r.version))?;
+            self.collect_references(&referenced.schema, out, depth + 1)?;
+            out.push((
+                r.name.clone(),
+                RegisteredSchema {
+                    format: format_of(referenced.schema.schema_type),
+                    text: referenced.schema.text.clone(),
+                },
+            ));
+        }
+        Ok(())
     }
 
     /// Full name → definition (itself inlined) of every schema `schema` references, transitively.

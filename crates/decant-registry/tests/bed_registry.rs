@@ -166,6 +166,62 @@ fn avro_references_resolve_to_one_schema() {
     assert!(format!("{parsed:?}").contains("street"));
 }
 
+/// A Protobuf schema importing a `.proto` registered under another subject (which imports a
+/// third): the resolver hands the decoder both imports, each once, imports before importers.
+#[test]
+fn protobuf_references_reach_the_decoder() {
+    let Some(r) = registry() else { return };
+    let pkg = unique("refs").replace('-', "_");
+    let money_name = format!("{pkg}/money.proto");
+    let money = Schema::new(
+        SchemaType::Protobuf,
+        format!(
+            "syntax = \"proto3\";\npackage {pkg};\n\nmessage Money {{\n  string currency = 1;\n  int64 cents = 2;\n}}\n"
+        ),
+    );
+    let money_subject = unique("decant-money");
+    r.register(&money_subject, &money)
+        .expect("register money.proto");
+    let line_name = format!("{pkg}/line.proto");
+    let line = Schema::new(
+        SchemaType::Protobuf,
+        format!("syntax = \"proto3\";\npackage {pkg};\n\nimport \"{money_name}\";\n\nmessage Line {{\n  string sku = 1;\n  Money price = 2;\n}}\n"),
+    )
+    .with_references(vec![SchemaReference {
+        name: money_name.clone(),
+        subject: money_subject.clone(),
+        version: 1,
+    }]);
+    let line_subject = unique("decant-line");
+    r.register(&line_subject, &line)
+        .expect("register line.proto");
+    let order = Schema::new(
+        SchemaType::Protobuf,
+        format!("syntax = \"proto3\";\npackage {pkg};\n\nimport \"{line_name}\";\n\nmessage Order {{\n  int32 id = 1;\n  Line line = 2;\n}}\n"),
+    )
+    .with_references(vec![SchemaReference {
+        name: line_name.clone(),
+        subject: line_subject,
+        version: 1,
+    }]);
+    let id = r
+        .register(&(unique("decant-order") + "-value"), &order)
+        .expect("register with a reference");
+    let refs = r.references(id).expect("references");
+    let names: Vec<&str> = refs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [money_name.as_str(), line_name.as_str()],
+        "imports before importers"
+    );
+    assert!(refs.iter().all(|(_, s)| s.format == SchemaFormat::Protobuf));
+    assert!(
+        refs[0].1.text.contains("message Money"),
+        "{}",
+        refs[0].1.text
+    );
+}
+
 #[test]
 fn unknown_ids_and_subjects_are_not_found_and_not_retriable() {
     let Some(r) = registry() else { return };

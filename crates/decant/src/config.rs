@@ -17,7 +17,7 @@ use decant_decode::{BinaryText, DeclaredTable, DecoderConfig, TombstonePolicy};
 use decant_kafka::KafkaConfig;
 use decant_model::TableId;
 use decant_pipeline::PipelineConfig;
-use decant_pipeline::config::{OutputFormat, SinkKind, TableConfig};
+use decant_pipeline::config::{SinkKind, TableConfig};
 use serde::Deserialize;
 
 /// `[decode]` settings.
@@ -429,10 +429,7 @@ fn check_for_run_inner(cfg: &FileConfig) -> Vec<String> {
     match &cfg.schema_registry {
         Some(r) => errors.extend(r.problems()),
         None if cfg.pipeline.output.sink == SinkKind::Kafka
-            && matches!(
-                cfg.pipeline.output.format,
-                OutputFormat::Avro | OutputFormat::Protobuf
-            ) =>
+            && cfg.pipeline.output.format.uses_registry() =>
         {
             errors.push(format!(
                 "output.format = {:?} needs [schema_registry]: the key and value schemas are registered there (url = …)",
@@ -834,9 +831,13 @@ colums = ["x"]
         assert!(p.contains("not an http:// or https:// URL"), "{p}");
         let p = check("[output]\nformat = \"json_sr\"\n");
         assert!(
-            p.contains("output.format: \"json_sr\" is not yet supported"),
+            p.contains("output.format = \"json_sr\" needs [schema_registry]"),
             "{p}"
         );
+        assert!(!p.contains("not yet supported"), "{p}");
+        let p =
+            check("[output]\nformat = \"json_sr\"\n[schema_registry]\nurl = \"http://sr:8081\"\n");
+        assert_eq!(p, "");
         let p = check("[output]\nformat = \"protobuf\"\n");
         assert!(
             p.contains("output.format = \"protobuf\" needs [schema_registry]"),

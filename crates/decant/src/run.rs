@@ -97,28 +97,12 @@ fn upsert_topics(
 ) -> Result<decant_kafka::UpsertTopics> {
     let encoder: Box<dyn decant_model::RecordEncoder> = match p.output.format {
         OutputFormat::Json => Box::new(decant_model::JsonEncoder),
-        OutputFormat::Avro => {
-            let registry = registry.context("output.format = \"avro\" needs [schema_registry]")?;
-            let client = decant_registry::RegistryClient::new(registry)
-                .map_err(|e| anyhow::anyhow!("[schema_registry]: {e}"))?;
-            Box::new(
-                decant_registry::AvroEncoder::new(Box::new(client))
-                    .with_subjects(subject_strategy(p.output.subject_name_strategy)),
-            )
-        }
+        OutputFormat::Avro => Box::new(registered::<decant_registry::AvroFormat>(p, registry)?),
+        OutputFormat::JsonSr => Box::new(registered::<decant_registry::JsonSchemaFormat>(
+            p, registry,
+        )?),
         OutputFormat::Protobuf => {
-            let registry =
-                registry.context("output.format = \"protobuf\" needs [schema_registry]")?;
-            let client = decant_registry::RegistryClient::new(registry)
-                .map_err(|e| anyhow::anyhow!("[schema_registry]: {e}"))?;
-            Box::new(
-                decant_registry::ProtobufEncoder::new(Box::new(client))
-                    .with_subjects(subject_strategy(p.output.subject_name_strategy)),
-            )
-        }
-        // `decant validate` refuses it; named so the configuration can say so.
-        f @ OutputFormat::JsonSr => {
-            bail!("output.format = {:?} is not yet supported", f.as_str())
+            Box::new(registered::<decant_registry::ProtobufFormat>(p, registry)?)
         }
     };
     let d = &p.delivery;
@@ -137,6 +121,21 @@ fn upsert_topics(
     )
     .map(|sink| sink.with_encoder(encoder))
     .context("creating the output producer")
+}
+
+/// The registry-backed encoder of format `F`, its subjects named as `output` says.
+fn registered<F: decant_registry::WireFormat + Default>(
+    p: &decant_pipeline::PipelineConfig,
+    registry: Option<&decant_registry::RegistryConfig>,
+) -> Result<decant_registry::RegisteredEncoder<F>> {
+    let registry = registry
+        .with_context(|| format!("output.format = {:?} needs [schema_registry]", F::NAME))?;
+    let client = decant_registry::RegistryClient::new(registry)
+        .map_err(|e| anyhow::anyhow!("[schema_registry]: {e}"))?;
+    Ok(
+        decant_registry::RegisteredEncoder::<F>::new(Box::new(client))
+            .with_subjects(subject_strategy(p.output.subject_name_strategy)),
+    )
 }
 
 fn subject_strategy(
