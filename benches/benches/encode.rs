@@ -44,16 +44,6 @@ impl Registrar for MemoryRegistrar {
                 message: format!("Subject '{subject}' not found"),
             })
     }
-
-    fn version_of(&self, subject: &str, schema: &Schema) -> Result<i32, RegistryError> {
-        let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(all
-            .iter()
-            .filter(|(s, _)| s == subject)
-            .position(|(_, t)| t == schema)
-            .unwrap_or(0) as i32
-            + 1)
-    }
 }
 
 /// The orders upserts as the sink receives them: (key JSON, value JSON), and their shape.

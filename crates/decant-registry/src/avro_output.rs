@@ -343,7 +343,6 @@ impl WireFormat for AvroFormat {
                 Ok(DerivedSchema {
                     codec: Codec { fields },
                     schema: Schema::avro(text),
-                    dependencies: Vec::new(),
                 })
             };
         Ok(Derived {

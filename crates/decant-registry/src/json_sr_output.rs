@@ -349,7 +349,6 @@ impl WireFormat for JsonSchemaFormat {
             derive(table, shape).map_err(SinkOrRefusal::Refused)?;
         let schema = |text: String, fields: Vec<Field>| DerivedSchema {
             schema: Schema::new(SchemaType::Json, text),
-            dependencies: Vec::new(),
             codec: Codec { fields },
         };
         Ok(Derived {

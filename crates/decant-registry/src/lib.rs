@@ -13,10 +13,10 @@
 //!   references inlined.
 //! - [`registered`]: [`RegisteredEncoder`], the compacted-topic sink's
 //!   `decant_model::RecordEncoder` for every registry format: derives a table's key and value
-//!   schemas through a [`WireFormat`], registers them (and their imports) through a
-//!   [`Registrar`] (this crate's client) under [`SubjectNameStrategy`]'s subjects before the
-//!   first record needing them, frames records `0x00 + id + payload`, and turns registry
-//!   refusals into a stopped table and outages into waits.
+//!   schemas through a [`WireFormat`], registers them through a [`Registrar`] (this crate's
+//!   client) under [`SubjectNameStrategy`]'s subjects before the first record needing them,
+//!   frames records `0x00 + id + payload`, and turns registry refusals into a stopped table
+//!   and outages into waits.
 //! - [`avro_output`]: [`AvroFormat`] (`output.format = "avro"`, [`AvroEncoder`]): Avro record
 //!   schemas and Avro binary payloads; the type mapping is in its documentation.
 //! - [`json_sr_output`]: [`JsonSchemaFormat`] (`output.format = "json_sr"`, [`JsonSrEncoder`]):

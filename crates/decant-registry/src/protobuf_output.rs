@@ -557,7 +557,6 @@ impl WireFormat for ProtobufFormat {
             })?;
             Ok::<_, SinkOrRefusal>(DerivedSchema {
                 schema: Schema::new(SchemaType::Protobuf, text),
-                dependencies: Vec::new(),
                 codec,
             })
         };

@@ -1,10 +1,10 @@
 //! [`RegisteredEncoder`]: what every registry-backed output format shares — derive a table's
-//! key and value schemas from its output shape, register them (and the schemas they import)
-//! before the first record that needs them, keep them per destination until the shape changes,
-//! and frame records `0x00 + schema id (big-endian u32) + payload`. A [`WireFormat`] adds only
-//! what differs: the schema language and the payload (Avro binary in [`crate::avro_output`],
-//! Protobuf in [`crate::protobuf_output`]). A format that numbers its fields (Protobuf) reads
-//! the subjects' latest schemas before deriving a new shape's ([`WireFormat::READS_PREVIOUS`]),
+//! key and value schemas from its output shape, register them before the first record that
+//! needs them, keep them per destination until the shape changes, and frame records
+//! `0x00 + schema id (big-endian u32) + payload`. A [`WireFormat`] adds only what differs: the
+//! schema language and the payload (Avro binary in [`crate::avro_output`], Protobuf in
+//! [`crate::protobuf_output`]). A format that numbers its fields (Protobuf) reads the subjects'
+//! latest schemas before deriving a new shape's ([`WireFormat::READS_PREVIOUS`]),
 //! so numbers survive restarts and evolution.
 //!
 //! **Subjects.** [`SubjectNameStrategy`] names them the way Confluent's serializers do:
@@ -29,7 +29,7 @@ use decant_model::{ColumnType, Disposition, TableId};
 
 use crate::client::RegistryClient;
 use crate::error::RegistryError;
-use crate::types::{Schema, SchemaReference, Version};
+use crate::types::{Schema, Version};
 
 /// The dependency label of registry waits (`decant_waiting{dependency}`).
 pub const DEPENDENCY: &str = "schema_registry";
@@ -40,8 +40,6 @@ pub trait Registrar: Send {
     fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError>;
     /// The latest schema registered under `subject` and its id.
     fn latest(&self, subject: &str) -> Result<(u32, Schema), RegistryError>;
-    /// The version `schema` has under `subject` (it is registered): what a reference to it names.
-    fn version_of(&self, subject: &str, schema: &Schema) -> Result<i32, RegistryError>;
 }
 
 impl Registrar for RegistryClient {
@@ -52,10 +50,6 @@ impl Registrar for RegistryClient {
     fn latest(&self, subject: &str) -> Result<(u32, Schema), RegistryError> {
         let s = self.version(subject, Version::Latest)?;
         Ok((s.id, s.schema.clone()))
-    }
-
-    fn version_of(&self, subject: &str, schema: &Schema) -> Result<i32, RegistryError> {
-        Ok(self.lookup(subject, schema)?.version)
     }
 }
 
@@ -85,20 +79,12 @@ impl SubjectNameStrategy {
     }
 }
 
-/// A schema the derived one imports, registered first under its own subject (Protobuf's
-/// `import "confluent/type/decimal.proto"`): `name` as the importing text spells it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Dependency {
-    pub name: String,
-    pub subject: String,
-    pub schema: Schema,
-}
-
-/// One derived record schema: its text (references are filled in at registration), the
-/// schemas it imports, and the format's codec for it.
+/// One derived record schema: its text and the format's codec for it. It imports only what
+/// Confluent calls known types (`confluent/type/decimal.proto`, `google/protobuf/*` …), which
+/// registries resolve built in, so it is registered without `references`, as Confluent's
+/// serializers register theirs.
 pub struct DerivedSchema<C> {
     pub schema: Schema,
-    pub dependencies: Vec<Dependency>,
     pub codec: C,
 }
 
@@ -231,8 +217,6 @@ pub struct RegisteredEncoder<F: WireFormat> {
     dests: HashMap<String, Dest<F::Codec>>,
     /// Registered schemas by (subject, schema text): a shape seen again registers nothing.
     registered: HashMap<(String, String), Arc<Registered<F::Codec>>>,
-    /// Registered dependencies by (subject, text): their version.
-    dependency_versions: HashMap<(String, String), i32>,
     key_buf: Vec<u8>,
     value_buf: Vec<u8>,
 }
@@ -252,7 +236,6 @@ impl<F: WireFormat> RegisteredEncoder<F> {
             subjects: SubjectNameStrategy::default(),
             dests: HashMap::new(),
             registered: HashMap::new(),
-            dependency_versions: HashMap::new(),
             key_buf: Vec::new(),
             value_buf: Vec::new(),
         }
@@ -270,7 +253,7 @@ impl<F: WireFormat> RegisteredEncoder<F> {
         self.subjects.subject(change.dest.topic, key, &name)
     }
 
-    /// Registers `derived` under `subject` (once per process), its dependencies first.
+    /// Registers `derived` under `subject` (once per process).
     fn register(
         &mut self,
         subject: &str,
@@ -280,30 +263,7 @@ impl<F: WireFormat> RegisteredEncoder<F> {
         if let Some(c) = self.registered.get(&cache_key) {
             return Ok(Ok(c.clone()));
         }
-        let mut references = Vec::with_capacity(derived.dependencies.len());
-        for dep in &derived.dependencies {
-            let dep_key = (dep.subject.clone(), dep.schema.text.clone());
-            let version = match self.dependency_versions.get(&dep_key) {
-                Some(v) => *v,
-                None => {
-                    if let Err(e) = self.registry.register(&dep.subject, &dep.schema) {
-                        return refusal(&dep.subject, e).map(Err);
-                    }
-                    let v = self
-                        .registry
-                        .version_of(&dep.subject, &dep.schema)
-                        .map_err(|e| sink_error(&dep.subject, e))?;
-                    self.dependency_versions.insert(dep_key, v);
-                    v
-                }
-            };
-            references.push(SchemaReference {
-                name: dep.name.clone(),
-                subject: dep.subject.clone(),
-                version,
-            });
-        }
-        let schema = derived.schema.with_references(references);
+        let schema = derived.schema;
         let id = match self.registry.register(subject, &schema) {
             Ok(id) => id,
             Err(e) => return refusal(subject, e).map(Err),

@@ -64,21 +64,6 @@ impl Registrar for FakeRegistry {
         Ok(id)
     }
 
-    fn version_of(&self, subject: &str, schema: &Schema) -> Result<i32, RegistryError> {
-        let b = self.book();
-        b.registered
-            .iter()
-            .filter(|(s, _, _)| s == subject)
-            .position(|(_, t, _)| *t == schema.text)
-            .map(|i| i as i32 + 1)
-            .ok_or_else(|| RegistryError::Http {
-                url: "http://sr".into(),
-                status: 404,
-                code: Some(40403),
-                message: "Schema not found".into(),
-            })
-    }
-
     fn latest(&self, subject: &str) -> Result<(u32, Schema), RegistryError> {
         let b = self.book();
         b.registered
