@@ -383,7 +383,25 @@ impl WireFormat for AvroFormat {
 }
 
 /// A JSON object's members in their order, names unescaped only when they must be.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+pub(crate) struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'a> Members<'a> {
+    /// The members of the JSON object `json`.
+    pub(crate) fn parse(json: &'a str) -> Result<Self, String> {
+        serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))
+    }
+
+    /// Member `name`'s raw value. `next` is where the previous lookup left off: the loop
+    /// renders columns in the shape's order, so the next member is usually the one asked for.
+    pub(crate) fn get(&self, name: &str, next: &mut usize) -> Option<&'a RawValue> {
+        let at = match self.0.get(*next) {
+            Some((k, _)) if k == name => *next,
+            _ => self.0.iter().position(|(k, _)| k == name)?,
+        };
+        *next = at + 1;
+        Some(self.0[at].1)
+    }
+}
 
 impl<'de> serde::Deserialize<'de> for Members<'de> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -415,23 +433,17 @@ impl<'de> serde::Deserialize<'de> for Members<'de> {
 /// pipeline. The records decant derives are flat (primitives, logical types, `["null", T]`),
 /// so their binary form is a few lines; the tests read every type back with `apache_avro`.
 fn write_record(codec: &Codec, json: &str, out: &mut Vec<u8>) -> Result<(), String> {
-    let Members(members) =
-        serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
-    // The loop renders columns in the shape's order, so the next member is usually the one.
+    let members = Members::parse(json)?;
     let mut next = 0;
     for f in &codec.fields {
-        let found = match members.get(next) {
-            Some((name, raw)) if *name == f.json_name => Some(*raw),
-            _ => members
+        let found = members.get(&f.json_name, &mut next).or_else(|| {
+            // A key read back from the registry knows only the Avro names: match them.
+            members
+                .0
                 .iter()
-                .find(|(k, _)| *k == f.json_name)
-                // A key read back from the registry knows only the Avro names: match them.
-                .or_else(|| members.iter().find(|(k, _)| avro_name(k) == f.avro_name))
-                .map(|(_, v)| *v),
-        };
-        if found.is_some() {
-            next += 1;
-        }
+                .find(|(k, _)| avro_name(k) == f.avro_name)
+                .map(|(_, v)| *v)
+        });
         let raw = found.map_or("null", RawValue::get);
         if raw == "null" {
             if !f.nullable {

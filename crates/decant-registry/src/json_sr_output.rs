@@ -58,7 +58,6 @@
 //! **Registration, evolution, refusals and outages** are [`RegisteredEncoder`]'s, shared with
 //! the other registry formats.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 
 use base64::Engine as _;
@@ -69,7 +68,9 @@ use decant_model::{ColumnType, TableId, TimeUnit};
 use serde_json::value::RawValue;
 use serde_json::{Value as Json, json};
 
-use crate::avro_output::{avro_namespace, bounded_decimal, float_text, json_string, semantic_tag};
+use crate::avro_output::{
+    Members, avro_namespace, bounded_decimal, float_text, json_string, semantic_tag,
+};
 use crate::registered::{
     Derived, DerivedSchema, Previous, RegisteredEncoder, ShapeField, SinkOrRefusal, WireFormat,
     shape_fields,
@@ -395,8 +396,8 @@ impl WireFormat for JsonSchemaFormat {
     }
 
     fn encode_payload(&self, codec: &Codec, json: &str, out: &mut Vec<u8>) -> Result<(), String> {
-        let object: HashMap<String, &RawValue> =
-            serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
+        let members = Members::parse(json)?;
+        let mut next = 0;
         out.push(b'{');
         for (i, f) in codec.fields.iter().enumerate() {
             if i > 0 {
@@ -405,7 +406,9 @@ impl WireFormat for JsonSchemaFormat {
             write_string(&f.name, out);
             out.push(b':');
             // An absent column (a TOAST value left out) is null, written as such.
-            let raw = object.get(&f.name).map_or("null", |r| r.get());
+            let raw = members
+                .get(&f.name, &mut next)
+                .map_or("null", RawValue::get);
             if raw == "null" {
                 if !f.nullable {
                     return Err(format!("column {}: null in a non-null (key) field", f.name));
