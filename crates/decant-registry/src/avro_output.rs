@@ -401,6 +401,22 @@ impl<'a> Members<'a> {
         *next = at + 1;
         Some(self.0[at].1)
     }
+
+    /// Member `name`, else the member whose name [`avro_name`] makes `schema_name`: a key
+    /// schema read back from the registry knows only the names it was registered with.
+    pub(crate) fn get_or_schema_name(
+        &self,
+        name: &str,
+        schema_name: &str,
+        next: &mut usize,
+    ) -> Option<&'a RawValue> {
+        self.get(name, next).or_else(|| {
+            self.0
+                .iter()
+                .find(|(k, _)| avro_name(k) == schema_name)
+                .map(|(_, v)| *v)
+        })
+    }
 }
 
 impl<'de> serde::Deserialize<'de> for Members<'de> {
@@ -436,15 +452,9 @@ fn write_record(codec: &Codec, json: &str, out: &mut Vec<u8>) -> Result<(), Stri
     let members = Members::parse(json)?;
     let mut next = 0;
     for f in &codec.fields {
-        let found = members.get(&f.json_name, &mut next).or_else(|| {
-            // A key read back from the registry knows only the Avro names: match them.
-            members
-                .0
-                .iter()
-                .find(|(k, _)| avro_name(k) == f.avro_name)
-                .map(|(_, v)| *v)
-        });
-        let raw = found.map_or("null", RawValue::get);
+        let raw = members
+            .get_or_schema_name(&f.json_name, &f.avro_name, &mut next)
+            .map_or("null", RawValue::get);
         if raw == "null" {
             if !f.nullable {
                 return Err(format!(

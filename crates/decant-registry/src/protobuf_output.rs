@@ -78,7 +78,7 @@ use prost_reflect::{DynamicMessage, FieldDescriptor, Kind, MessageDescriptor, Va
 use serde_json::value::RawValue;
 
 use crate::avro_output::{
-    avro_name, avro_namespace, decimal_at_scale, float_text, json_string, semantic_tag,
+    Members, avro_name, avro_namespace, decimal_at_scale, float_text, json_string, semantic_tag,
 };
 use crate::registered::{
     Derived, DerivedSchema, Previous, RegisteredEncoder, ShapeField, SinkOrRefusal, WireFormat,
@@ -598,21 +598,14 @@ impl WireFormat for ProtobufFormat {
 
 /// The message of the JSON object `json`.
 fn message_of(codec: &Codec, json: &str) -> Result<DynamicMessage, String> {
-    let object: HashMap<String, &RawValue> =
-        serde_json::from_str(json).map_err(|e| format!("not a JSON object: {e}"))?;
+    let members = Members::parse(json)?;
+    let mut next = 0;
     let mut message = DynamicMessage::new(codec.descriptor.clone());
     for f in &codec.fields {
-        // A key read back from the registry knows only the Protobuf names: match them.
-        let raw = object
-            .get(&f.json_name)
-            .or_else(|| {
-                object
-                    .iter()
-                    .find(|(k, _)| avro_name(k) == f.json_name)
-                    .map(|(_, v)| v)
-            })
-            .map(|r| r.get())
-            .unwrap_or("null");
+        // A key read back from the registry knows only the Protobuf names: match them too.
+        let raw = members
+            .get_or_schema_name(&f.json_name, &f.json_name, &mut next)
+            .map_or("null", RawValue::get);
         if raw == "null" {
             if !f.nullable {
                 return Err(format!(
