@@ -442,6 +442,61 @@ mod tests {
     use decant_model::sink::ChangeOp;
     use fixtures::{FakeRegistry, Fixture, shape};
 
+    /// A format's encoder on a (fake) registry.
+    type MakeEncoder = fn(FakeRegistry) -> Box<dyn RecordEncoder>;
+
+    /// Every format: a registry that cannot be reached is a wait naming the dependency (for
+    /// Protobuf already while reading the subject's latest schema); 409 and 422 refuse the
+    /// table with the subject and the reason; other refusals (authentication …) are fatal.
+    #[test]
+    fn refusals_stop_the_table_and_outages_wait_in_every_format() {
+        let encoders: [(&str, MakeEncoder); 3] = [
+            ("avro", |r| Box::new(AvroEncoder::new(Box::new(r)))),
+            ("json_sr", |r| {
+                Box::new(crate::JsonSrEncoder::new(Box::new(r)))
+            }),
+            ("protobuf", |r| {
+                Box::new(crate::ProtobufEncoder::new(Box::new(r)))
+            }),
+        ];
+        let fx = Fixture::new();
+        let s = shape(vec![("id".into(), ColumnType::Int32)], &["id"]);
+        let c = fx.change(&s, ChangeOp::Upsert, "{\"id\":1}", Some("{\"id\":1}"));
+        for (format, make) in encoders {
+            let reg = FakeRegistry::default();
+            let mut enc = make(reg.clone());
+            assert_eq!(enc.format(), format);
+            reg.book().down = true;
+            let e = enc.encode(&c).expect_err("registry down");
+            assert_eq!(e.disposition, Disposition::Retriable, "{format}");
+            assert_eq!(e.dependency, Some(DEPENDENCY), "{format}");
+            reg.book().down = false;
+            reg.book().refuse_next = Some(409);
+            match enc.encode(&c).expect("answers") {
+                Encoded::Refused(why) => {
+                    assert!(why.contains("decant.bed.type-zoo-key"), "{format}: {why}");
+                    assert!(why.contains("incompatible"), "{format}: {why}");
+                }
+                other => panic!("{format}: expected a refusal, got {other:?}"),
+            }
+            reg.book().refuse_next = Some(422);
+            match enc.encode(&c).expect("answers") {
+                Encoded::Refused(why) => assert!(why.contains("invalid"), "{format}: {why}"),
+                other => panic!("{format}: expected a refusal, got {other:?}"),
+            }
+            reg.book().refuse_next = Some(401);
+            assert_eq!(
+                enc.encode(&c).expect_err("unauthorised").disposition,
+                Disposition::Fatal,
+                "{format}"
+            );
+            assert!(
+                matches!(enc.encode(&c).expect("registers"), Encoded::Record { .. }),
+                "{format}"
+            );
+        }
+    }
+
     /// The encoder registers under the strategy's subjects, and a truncate after a restart
     /// finds its key schema under the same subject.
     #[test]

@@ -15,7 +15,6 @@ use serde_json::json;
 
 use super::*;
 use crate::avro_output::tests::{zoo, zoo_shape};
-use crate::registered::DEPENDENCY;
 use crate::registered::fixtures::{FakeRegistry, Fixture, shape};
 
 /// What each zoo column's canonical JSON becomes in a JSON_SR document, as JSON text.
@@ -593,44 +592,6 @@ fn a_new_column_registers_a_compatible_value_schema_first() {
     };
     assert_eq!(read_framed(again).0, v1_id);
     assert_eq!(reg.book().registered.len(), 3);
-}
-
-#[test]
-fn an_incompatible_schema_refuses_the_table_and_an_outage_waits() {
-    let reg = FakeRegistry::default();
-    let mut enc = JsonSrEncoder::new(Box::new(reg.clone()));
-    let fx = Fixture::new();
-    let s = shape(vec![("id".into(), ColumnType::Int32)], &["id"]);
-    let c = fx.change(&s, ChangeOp::Upsert, "{\"id\":1}", Some("{\"id\":1}"));
-    reg.book().down = true;
-    let e = enc.encode(&c).expect_err("registry down");
-    assert_eq!(e.disposition, Disposition::Retriable);
-    assert_eq!(e.dependency, Some(DEPENDENCY));
-    reg.book().down = false;
-    reg.book().refuse_next = Some(409);
-    match enc.encode(&c).expect("answers") {
-        Encoded::Refused(why) => {
-            assert!(why.contains("decant.bed.type-zoo-key"), "{why}");
-            assert!(why.contains("incompatible"), "{why}");
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-    reg.book().refuse_next = Some(422);
-    match enc.encode(&c).expect("answers") {
-        Encoded::Refused(why) => assert!(why.contains("invalid"), "{why}"),
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-    // Other refusals of the registry (authentication …) stop the process.
-    reg.book().refuse_next = Some(401);
-    assert_eq!(
-        enc.encode(&c).expect_err("unauthorised").disposition,
-        Disposition::Fatal
-    );
-    assert!(matches!(
-        enc.encode(&c).expect("registers"),
-        Encoded::Record { .. }
-    ));
-    assert_eq!(enc.format(), "json_sr");
 }
 
 #[test]

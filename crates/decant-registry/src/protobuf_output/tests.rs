@@ -14,7 +14,6 @@ use prost_reflect::ReflectMessage as _;
 
 use super::*;
 use crate::avro_output::tests::{zoo, zoo_shape};
-use crate::registered::DEPENDENCY;
 use crate::registered::fixtures::{FakeRegistry, Fixture, shape};
 
 const KEY: &str = "decant.bed.type-zoo-key";
@@ -739,43 +738,6 @@ fn numbering_skips_the_implementation_range_and_reads_foreign_reservations() {
     assert!(matches!(
         ProtobufFormat.derive(&TableId::new("s", "t"), &s, &previous),
         Err(SinkOrRefusal::Refused(_))
-    ));
-}
-
-#[test]
-fn an_incompatible_schema_refuses_the_table_and_an_outage_waits() {
-    let reg = FakeRegistry::default();
-    let mut enc = ProtobufEncoder::new(Box::new(reg.clone()));
-    let fx = Fixture::new();
-    let s = shape(vec![("id".into(), ColumnType::Int32)], &["id"]);
-    let c = fx.change(&s, ChangeOp::Upsert, "{\"id\":1}", Some("{\"id\":1}"));
-    // Down while reading the latest schemas (before registering anything): a wait.
-    reg.book().down = true;
-    let e = enc.encode(&c).expect_err("registry down");
-    assert_eq!(e.disposition, Disposition::Retriable);
-    assert_eq!(e.dependency, Some(DEPENDENCY));
-    reg.book().down = false;
-    reg.book().refuse_next = Some(409);
-    match enc.encode(&c).expect("answers") {
-        Encoded::Refused(why) => {
-            assert!(why.contains(KEY), "{why}");
-            assert!(why.contains("incompatible"), "{why}");
-        }
-        other => panic!("expected a refusal, got {other:?}"),
-    }
-    reg.book().refuse_next = Some(422);
-    assert!(matches!(
-        enc.encode(&c).expect("answers"),
-        Encoded::Refused(why) if why.contains("invalid")
-    ));
-    reg.book().refuse_next = Some(401);
-    assert_eq!(
-        enc.encode(&c).expect_err("unauthorised").disposition,
-        Disposition::Fatal
-    );
-    assert!(matches!(
-        enc.encode(&c).expect("registers"),
-        Encoded::Record { .. }
     ));
 }
 
