@@ -227,3 +227,65 @@ pub fn produce_capture(bootstrap: &str, prefix: &str, inputs: &[Input]) {
         format!("{prefix}.{}", t.split_once('.').map_or(t, |(_, rest)| rest))
     });
 }
+
+/// A live PostgreSQL source (Debezium into the bed's broker), a fresh registry, and `decant
+/// run` writing `output.format = format` into the topics `<out>.*`, its schemas registered in
+/// that registry; started and ready (`/ready` 200).
+pub struct RegistryOutputRun {
+    pub source: crate::bed::LiveSource,
+    pub registry: Registry,
+    pub out: String,
+    pub work: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub port: u16,
+    pub decant: crate::bed::DecantProcess,
+}
+
+impl RegistryOutputRun {
+    /// `registry_settings`: extra `[schema_registry]` lines (timeouts, retries).
+    pub fn start(format: &str, registry_settings: &str) -> RegistryOutputRun {
+        let source = crate::bed::LiveSource::start();
+        let registry = Registry::start();
+        let out = random_name("out");
+        let work = std::env::temp_dir().join(random_name(&format!("decant-{format}-out")));
+        let extra = format!(
+            "[schema_registry]\nurl = \"{}\"\n{registry_settings}",
+            registry.url()
+        );
+        let (config, port) = crate::bed::write_decant_config(
+            &work,
+            &source.broker.bootstrap(),
+            &source.prefix,
+            &out,
+            &extra,
+        );
+        let log = work.join("decant.log");
+        let decant = start_writing(&config, &log, format, port);
+        RegistryOutputRun {
+            source,
+            registry,
+            out,
+            work,
+            config,
+            log,
+            port,
+            decant,
+        }
+    }
+}
+
+/// `decant run --config config` writing `format`, once `/ready` answers 200 on `port`.
+pub fn start_writing(
+    config: &Path,
+    log: &Path,
+    format: &str,
+    port: u16,
+) -> crate::bed::DecantProcess {
+    let decant =
+        crate::bed::DecantProcess::start(config, log, &[("DECANT_OUTPUT__FORMAT", format)]);
+    crate::bed::wait_for(std::time::Duration::from_secs(60), "decant /ready", || {
+        crate::bed::http_get(port, "/ready").filter(|(s, _)| *s == 200)
+    });
+    decant
+}

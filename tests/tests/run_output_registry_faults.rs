@@ -16,10 +16,8 @@ use std::time::{Duration, Instant};
 
 use decant_registry::{Compatibility, Version};
 use decant_tests::Input;
-use decant_tests::bed::{
-    DecantProcess, LiveSource, http_get, random_name, settle_markers, wait_for, write_decant_config,
-};
-use decant_tests::registry::Registry;
+use decant_tests::bed::{LiveSource, http_get, settle_markers, wait_for};
+use decant_tests::registry::{Registry, RegistryOutputRun, start_writing};
 use decant_tests::workload::metric;
 
 /// The Avro record framed in `bytes` (`0x00 + id + datum`), read with the registry's schema.
@@ -71,26 +69,25 @@ fn live_keys(records: &[Input]) -> BTreeMap<String, BTreeSet<Vec<u8>>> {
 #[test]
 fn an_incompatible_schema_stops_only_its_table_until_fixed_and_restarted() {
     let started = Instant::now();
-    let LiveSource {
-        bed,
-        broker,
-        schema,
-        prefix,
-        dbz,
-    } = LiveSource::start();
-    let registry = Registry::start();
+    let RegistryOutputRun {
+        source:
+            LiveSource {
+                bed,
+                broker,
+                schema,
+                dbz,
+                ..
+            },
+        registry,
+        out,
+        work,
+        config,
+        log,
+        port,
+        mut decant,
+    } = RegistryOutputRun::start("avro", "");
     let client = registry.client();
     let bootstrap = broker.bootstrap();
-    let out = random_name("out");
-    let work = std::env::temp_dir().join(random_name("decant-refusal"));
-    let extra = format!("[schema_registry]\nurl = \"{}\"\n", registry.url());
-    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, &out, &extra);
-    let log = work.join("decant.log");
-    let env = [("DECANT_OUTPUT__FORMAT", "avro")];
-    let mut decant = DecantProcess::start(&config, &log, &env);
-    wait_for(Duration::from_secs(60), "decant /ready", || {
-        http_get(port, "/ready").filter(|(s, _)| *s == 200)
-    });
     let s = &schema.name;
     bed.psql(
         &format!("insert into \"{s}\".marker values (1, 'one')"),
@@ -163,7 +160,7 @@ fn an_incompatible_schema_stops_only_its_table_until_fixed_and_restarted() {
         .expect("NONE on the subject");
     let status = decant.terminate(Duration::from_secs(60));
     assert!(status.success(), "decant exit status {status}");
-    let mut decant = DecantProcess::start(&config, &log, &env);
+    let mut decant = start_writing(&config, &log, "avro", port);
     bed.psql(
         &format!("insert into \"{s}\".marker values (3, 'three')"),
         &[],
@@ -210,10 +207,7 @@ fn an_incompatible_schema_stops_only_its_table_until_fixed_and_restarted() {
     dbz.stop();
     registry.stop();
     let _ = std::fs::remove_dir_all(&work);
-    eprintln!(
-        "run_schema_refusal: {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("refusal test: {:.1} s", started.elapsed().as_secs_f64());
 }
 
 /// The registry stops while decant writes Avro: a change that needs a new schema (a column
@@ -223,29 +217,24 @@ fn an_incompatible_schema_stops_only_its_table_until_fixed_and_restarted() {
 /// every change is written exactly once, with the new column.
 #[test]
 fn a_registry_outage_while_writing_waits_and_loses_nothing() {
-    let LiveSource {
-        bed,
-        broker,
-        schema,
-        prefix,
-        dbz,
-    } = LiveSource::start();
-    let registry = Registry::start();
+    let RegistryOutputRun {
+        source:
+            LiveSource {
+                bed,
+                broker,
+                schema,
+                dbz,
+                ..
+            },
+        registry,
+        out,
+        work,
+        port,
+        mut decant,
+        ..
+    } = RegistryOutputRun::start("avro", "request_timeout_ms = 2000\nmax_retries = 1\n");
     let client = registry.client();
     let bootstrap = broker.bootstrap();
-    let out = random_name("out");
-    let work = std::env::temp_dir().join(random_name("decant-sr-outage"));
-    let extra = format!(
-        "[schema_registry]\nurl = \"{}\"\nrequest_timeout_ms = 2000\nmax_retries = 1\n",
-        registry.url()
-    );
-    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, &out, &extra);
-    let log = work.join("decant.log");
-    let env = [("DECANT_OUTPUT__FORMAT", "avro")];
-    let mut decant = DecantProcess::start(&config, &log, &env);
-    wait_for(Duration::from_secs(60), "decant /ready", || {
-        http_get(port, "/ready").filter(|(s, _)| *s == 200)
-    });
     let s = &schema.name;
     bed.psql(
         &format!("insert into \"{s}\".marker values (1, 'one')"),

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use decant_registry::Version;
 use decant_tests::bed::{
-    DecantProcess, LiveSource, assert_no_duplicate_sources, bed_dir, http_get, random_name, run_ok,
-    settle_markers, upsert_changes, wait_for, write_decant_config,
+    LiveSource, assert_no_duplicate_sources, bed_dir, random_name, run_ok, settle_markers,
+    upsert_changes, write_decant_config,
 };
-use decant_tests::registry::Registry;
+use decant_tests::registry::RegistryOutputRun;
 use decant_tests::{Input, PgMode, assert_pg_state};
 use serde_json::Value as Json;
 
@@ -345,25 +345,22 @@ fn protobuf_output_read_by_confluent_java_equals_postgres_and_evolves() {
 
 fn output_read_by_confluent_python_equals_postgres(format: &Format) {
     let started = Instant::now();
-    let LiveSource {
-        bed,
-        broker,
-        schema,
-        prefix,
-        dbz,
-    } = LiveSource::start();
-    let registry = Registry::start();
+    let RegistryOutputRun {
+        source:
+            LiveSource {
+                bed,
+                broker,
+                schema,
+                dbz,
+                ..
+            },
+        registry,
+        out,
+        work,
+        mut decant,
+        ..
+    } = RegistryOutputRun::start(format.name, "");
     let bootstrap = broker.bootstrap();
-    let out = random_name("out");
-    let work = std::env::temp_dir().join(random_name(&format!("decant-{}-out", format.name)));
-    let extra = format!("[schema_registry]\nurl = \"{}\"\n", registry.url());
-    let (config, port) = write_decant_config(&work, &bootstrap, &prefix, &out, &extra);
-    let log = work.join("decant.log");
-    let env = [("DECANT_OUTPUT__FORMAT", format.name)];
-    let mut decant = DecantProcess::start(&config, &log, &env);
-    wait_for(Duration::from_secs(60), "decant /ready", || {
-        http_get(port, "/ready").filter(|(s, _)| *s == 200)
-    });
 
     bed.psql_files(&["workload_stream.sql"], &[("schema", &schema.name)]);
     bed.psql(
