@@ -24,7 +24,7 @@ use crate::commit::{CommitOutcome, Progress, TableDelta};
 use crate::config::IcebergSinkConfig;
 use crate::error::IcebergError;
 use crate::lake::{Lake, LakeConfig, LakeTable};
-use crate::typed::{Decoded, StagedRow, gather};
+use crate::typed::{Decoded, StagedRow, batch_of};
 use crate::types::TableLayout;
 
 impl From<IcebergError> for SinkError {
@@ -52,6 +52,7 @@ struct Pending {
     shape: Option<Arc<OutputShape>>,
     /// Key JSON → the final upsert in `staged` (`None`: deleted).
     rows: AHashMap<String, Option<usize>>,
+    /// Every upsert of the batch in decoding order; the final ones are `live`.
     staged: Vec<StagedRow>,
 }
 
@@ -73,11 +74,11 @@ pub struct IcebergSink {
     dests: HashMap<String, Dest>,
     /// Tables stopped by an incompatible schema change (why); their rows wait for a restart.
     stopped: HashMap<String, String>,
-    pending: HashMap<String, Pending>,
+    pending: AHashMap<String, Pending>,
     /// Pending batches whose tables are open, between `prepare` and `commit`.
     ready: Vec<(String, Pending)>,
     /// Destination of each source table (by label).
-    names: HashMap<String, Named>,
+    names: AHashMap<String, Named>,
     /// The decoded batches the open batch's upserts point into.
     decoded: Decoded,
     batch_bytes: u64,
@@ -107,9 +108,9 @@ impl IcebergSink {
             lake,
             dests: HashMap::new(),
             stopped: HashMap::new(),
-            pending: HashMap::new(),
+            pending: AHashMap::new(),
             ready: Vec::new(),
-            names: HashMap::new(),
+            names: AHashMap::new(),
             decoded: Decoded::new(),
             batch_bytes: 0,
         })
@@ -230,26 +231,28 @@ impl IcebergSink {
         // keys of pure deletes are parsed from their (small) JSON.
         const CHUNK: usize = 8192;
         let (mut upserts, mut deleted) = (Vec::new(), Vec::new());
-        let (mut up_rows, mut del_rows) = (Vec::new(), Vec::new());
-        for (key, value) in &p.rows {
-            match value {
-                Some(i) => up_rows.push(&p.staged[*i]),
-                None => del_rows.push(parse(key)?),
-            }
+        let mut del_rows = Vec::new();
+        for key in p.rows.iter().filter_map(|(k, v)| v.is_none().then_some(k)) {
+            del_rows.push(parse(key)?);
             if del_rows.len() >= CHUNK {
                 deleted.push(batch_from_rows(&schema, &del_rows).map_err(incompatible)?);
                 del_rows.clear();
-            }
-            if up_rows.len() >= CHUNK {
-                upserts.push(gather(&schema, &mut up_rows, &self.decoded).map_err(incompatible)?);
-                up_rows.clear();
             }
         }
         if !del_rows.is_empty() {
             deleted.push(batch_from_rows(&schema, &del_rows).map_err(incompatible)?);
         }
+        // The final upserts in decoding order (see `batch_of`), no sort and no hash-order hops.
+        let mut up_rows = Vec::with_capacity(CHUNK);
+        for r in p.staged.iter().filter(|r| r.live) {
+            up_rows.push(r);
+            if up_rows.len() >= CHUNK {
+                upserts.push(batch_of(&schema, &up_rows, &self.decoded).map_err(incompatible)?);
+                up_rows.clear();
+            }
+        }
         if !up_rows.is_empty() {
-            upserts.push(gather(&schema, &mut up_rows, &self.decoded).map_err(incompatible)?);
+            upserts.push(batch_of(&schema, &up_rows, &self.decoded).map_err(incompatible)?);
         }
         let ups = upserts.iter().map(|b| b.num_rows() as u64).sum::<u64>();
         let mut deletes = upserts.clone();
@@ -480,7 +483,8 @@ impl Sink for IcebergSink {
         self.batch_bytes += c.key.len() as u64;
         let slot = match (&c.typed, c.op) {
             (Some(r), ChangeOp::Upsert) => {
-                p.staged.push(StagedRow::new(r, c.shape));
+                p.staged
+                    .push(StagedRow::new(r, c.shape).map_err(SinkError::fatal)?);
                 Some(p.staged.len() - 1)
             }
             (None, ChangeOp::Upsert) => {
@@ -491,7 +495,12 @@ impl Sink for IcebergSink {
             _ => None,
         };
         match p.rows.get_mut(c.key) {
-            Some(s) => *s = slot,
+            Some(s) => {
+                if let Some(earlier) = *s {
+                    p.staged[earlier].live = false;
+                }
+                *s = slot;
+            }
             None => {
                 p.rows.insert(c.key.to_owned(), slot);
             }

@@ -2,15 +2,15 @@
 //! JSON text in between. A column whose decoded type is stored as-is (integers, floats,
 //! booleans, text, binary, dates, times, timestamps, decimals up to 38 digits) is gathered from
 //! the decoded batches with `interleave` (and cast where only the representation differs: 8/16-
-//! bit integers, the UTC zone's name, binary offsets). Any other column — stored as canonical
+//! bit integers, the UTC zone's name, binary offsets), and so is a JSON document column (stored
+//! as its text) unless a document is a JSON string or `null`. Any other column — stored as canonical
 //! text, a duration count, a list — and any column with TOAST fills or metadata values goes
 //! cell by cell through the canonical rendering and `arrow_rows`, exactly as rendered rows do.
-
-use std::collections::HashMap;
 
 use ahash::AHashMap;
 use std::sync::Arc;
 
+use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, SchemaRef};
 use decant_model::sink::{OutputShape, TypedRow};
@@ -19,26 +19,60 @@ use serde_json::Value;
 
 use crate::arrow_rows::column;
 
-/// An upsert kept until its batch commits.
+/// An upsert kept until its batch commits. 32 bytes: a batch holds one per change (hundreds of
+/// thousands between Iceberg commits), and the cells that do not come from the decoded batch
+/// (TOAST fills, missing cells, metadata values) are rare enough to live behind a box.
 pub(crate) struct StagedRow {
     batch_id: u64,
-    row: usize,
+    row: u32,
+    /// Still its key's final upsert in the batch (a later change of the key clears it).
+    pub(crate) live: bool,
     shape: Arc<OutputShape>,
+    extra: Option<Box<Extra>>,
+}
+
+/// A staged row's cells that are not in the decoded batch.
+struct Extra {
     fills: Vec<(usize, String)>,
     missing: Vec<usize>,
     meta: Vec<String>,
 }
 
 impl StagedRow {
-    pub(crate) fn new(r: &TypedRow<'_>, shape: &Arc<OutputShape>) -> Self {
-        StagedRow {
+    pub(crate) fn new(r: &TypedRow<'_>, shape: &Arc<OutputShape>) -> Result<Self, String> {
+        let row = u32::try_from(r.row)
+            .map_err(|_| format!("decoded batch {} has over 2^32 rows", r.batch_id))?;
+        let extra =
+            (!r.fills.is_empty() || !r.missing.is_empty() || !r.meta.is_empty()).then(|| {
+                Box::new(Extra {
+                    fills: r.fills.to_vec(),
+                    missing: r.missing.to_vec(),
+                    meta: r.meta.to_vec(),
+                })
+            });
+        Ok(StagedRow {
             batch_id: r.batch_id,
-            row: r.row,
+            row,
+            live: true,
             shape: shape.clone(),
-            fills: r.fills.to_vec(),
-            missing: r.missing.to_vec(),
-            meta: r.meta.to_vec(),
-        }
+            extra,
+        })
+    }
+
+    fn row(&self) -> usize {
+        self.row as usize
+    }
+
+    fn fills(&self) -> &[(usize, String)] {
+        self.extra.as_ref().map_or(&[], |e| &e.fills)
+    }
+
+    fn missing(&self) -> &[usize] {
+        self.extra.as_ref().map_or(&[], |e| &e.missing)
+    }
+
+    fn meta(&self) -> &[String] {
+        self.extra.as_ref().map_or(&[], |e| &e.meta)
     }
 }
 
@@ -65,6 +99,23 @@ fn stored_as_is(ty: &ColumnType) -> bool {
     }
 }
 
+/// Whether decoded cell `row` of `array` (a column of type `ty`) is stored exactly as decoded:
+/// its type is [`stored_as_is`], or it is a JSON document (decoded as its text) whose stored
+/// value is that text. The canonical path unwraps a document that is a JSON string or `null`
+/// (it cannot tell it from a text column's value), so those cells go that way.
+fn gathered_as_is(ty: &ColumnType, array: &dyn Array, row: usize) -> bool {
+    if stored_as_is(ty) {
+        return true;
+    }
+    matches!(ty, ColumnType::Json)
+        && array.as_string_opt::<i32>().is_some_and(|text| {
+            text.is_null(row) || {
+                let doc = text.value(row);
+                !doc.starts_with('"') && doc != "null"
+            }
+        })
+}
+
 /// Where one output cell comes from.
 enum Cell<'r> {
     Null,
@@ -73,9 +124,11 @@ enum Cell<'r> {
 }
 
 /// The decoded batches of the open batch, by id.
-pub(crate) type Decoded = HashMap<u64, RecordBatch>;
+pub(crate) type Decoded = AHashMap<u64, RecordBatch>;
 
-/// Builds `schema`'s batch from `rows`.
+/// Builds `schema`'s batch from `rows`. The sink passes its staged rows in the order they were
+/// written, i.e. decoding order: the gather reads each decoded batch in one run, which keeps its
+/// source lookups and memory reads local.
 pub(crate) fn batch_of(
     schema: &SchemaRef,
     rows: &[&StagedRow],
@@ -94,18 +147,6 @@ pub(crate) fn batch_of(
         columns.push(array);
     }
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
-}
-
-/// A chunk of final rows as one batch, gathered in decoding order: the sink's key map hands
-/// them over in hash order, and reading each decoded batch in one run keeps the gather's
-/// source lookups and memory reads local.
-pub(crate) fn gather(
-    schema: &SchemaRef,
-    rows: &mut [&StagedRow],
-    decoded: &Decoded,
-) -> Result<RecordBatch, String> {
-    rows.sort_unstable_by_key(|r| (r.batch_id, r.row));
-    batch_of(schema, rows, decoded)
 }
 
 /// Output column `name`'s position in each row's shape (rows mostly share one shape).
@@ -136,10 +177,10 @@ fn cell<'r>(
     let Some(i) = pos else {
         return Ok(Cell::Null);
     };
-    if r.missing.contains(&i) {
+    if r.missing().contains(&i) {
         return Ok(Cell::Null);
     }
-    if let Some((_, text)) = r.fills.iter().find(|(c, _)| *c == i) {
+    if let Some((_, text)) = r.fills().iter().find(|(c, _)| *c == i) {
         return Ok(Cell::Text(text));
     }
     match r.shape.sources.get(i).copied().flatten() {
@@ -148,11 +189,11 @@ fn cell<'r>(
                 .get(&r.batch_id)
                 .ok_or_else(|| format!("decoded batch {} is gone", r.batch_id))?;
             let schema = batch.schema_ref();
-            Ok(Cell::Decoded(batch.column(col), schema.field(col), r.row))
+            Ok(Cell::Decoded(batch.column(col), schema.field(col), r.row()))
         }
         None => {
             let meta_index = r.shape.sources[..i].iter().filter(|s| s.is_none()).count();
-            r.meta
+            r.meta()
                 .get(meta_index)
                 .map(|t| Cell::Text(t))
                 .ok_or_else(|| "metadata value missing".to_owned())
@@ -172,13 +213,12 @@ fn column_of(field: &Field, rows: &[&StagedRow], decoded: &Decoded) -> Result<Ar
     let mut positions = Positions { name, last: None };
     for r in rows {
         let pos = positions.of(&r.shape);
-        let direct = pos.is_some_and(|i| {
-            stored_as_is(&r.shape.columns[i].1)
-                && !r.missing.contains(&i)
-                && !r.fills.iter().any(|(c, _)| *c == i)
-        });
+        let direct = pos
+            .is_some_and(|i| !r.missing().contains(&i) && !r.fills().iter().any(|(c, _)| *c == i));
         match (direct, cell(r, pos, decoded)?) {
-            (true, Cell::Decoded(array, _, row)) => {
+            (true, Cell::Decoded(array, _, row))
+                if pos.is_some_and(|i| gathered_as_is(&r.shape.columns[i].1, array, row)) =>
+            {
                 let col = pos.and_then(|i| r.shape.sources[i]).unwrap_or(0);
                 let source = (r.batch_id, col);
                 let slot = match last {
@@ -273,82 +313,135 @@ mod tests {
         decoder.take_batches().expect("batches")
     }
 
+    /// Gathers every plain upsert of decoded `batch` (id `id`) into its Iceberg table's batch
+    /// and checks it equals the canonical rendering's; returns the rows checked.
+    fn gathered_equals_canonical(id: usize, batch: &decant_decode::ChangeBatch) -> usize {
+        let schema = &batch.schema;
+        let shape = Arc::new(OutputShape {
+            columns: schema
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.ty.clone()))
+                .collect(),
+            key: schema
+                .key
+                .iter()
+                .map(|&i| schema.columns[i].name.clone())
+                .collect(),
+            key_types: schema
+                .key
+                .iter()
+                .map(|&i| schema.columns[i].ty.clone())
+                .collect(),
+            sources: (0..schema.columns.len()).map(Some).collect(),
+        });
+        if shape.key.is_empty() {
+            return 0;
+        }
+        let layout = TableLayout::new(shape.columns.clone(), shape.key.clone());
+        let target: SchemaRef = Arc::new(
+            iceberg::arrow::schema_to_arrow_schema(
+                &layout.fresh_schema("t").expect("iceberg schema"),
+            )
+            .expect("arrow schema"),
+        );
+        let upserts: Vec<usize> = (0..batch.len())
+            .filter(|&r| batch.meta[r].kind == ChangeKind::Upsert && batch.unchanged(r).is_empty())
+            .collect();
+        if upserts.is_empty() {
+            return 0;
+        }
+        let staged: Vec<StagedRow> = upserts
+            .iter()
+            .map(|&row| StagedRow {
+                batch_id: id as u64,
+                row: row as u32,
+                live: true,
+                shape: shape.clone(),
+                extra: None,
+            })
+            .collect();
+        let refs: Vec<&StagedRow> = staged.iter().collect();
+        let decoded = Decoded::from([(id as u64, batch.rows.clone())]);
+        let gathered = batch_of(&target, &refs, &decoded).expect("gathered");
+        let rendered: Vec<_> = upserts
+            .iter()
+            .map(|&row| {
+                let mut json = String::from("{");
+                for (i, c) in schema.columns.iter().enumerate() {
+                    if i > 0 {
+                        json.push(',');
+                    }
+                    push_json_string(&c.name, &mut json);
+                    json.push(':');
+                    push_value(batch.rows.column(i), schema.arrow.field(i), row, &mut json);
+                }
+                json.push('}');
+                parse_row(&target, &json).expect("parses")
+            })
+            .collect();
+        let canonical = batch_from_rows(&target, &rendered).expect("canonical");
+        assert_eq!(gathered, canonical, "table {}", schema.table);
+        upserts.len()
+    }
+
     /// Gathering decoded columns gives exactly the batch the canonical rendering gives.
     #[test]
     fn gathered_columns_equal_the_canonical_path() {
         let mut checked = 0;
         for (id, batch) in decoded_fixture().into_iter().enumerate() {
-            let schema = &batch.schema;
-            let shape = Arc::new(OutputShape {
-                columns: schema
-                    .columns
-                    .iter()
-                    .map(|c| (c.name.clone(), c.ty.clone()))
-                    .collect(),
-                key: schema
-                    .key
-                    .iter()
-                    .map(|&i| schema.columns[i].name.clone())
-                    .collect(),
-                key_types: schema
-                    .key
-                    .iter()
-                    .map(|&i| schema.columns[i].ty.clone())
-                    .collect(),
-                sources: (0..schema.columns.len()).map(Some).collect(),
-            });
-            if shape.key.is_empty() {
-                continue;
-            }
-            let layout = TableLayout::new(shape.columns.clone(), shape.key.clone());
-            let target: SchemaRef = Arc::new(
-                iceberg::arrow::schema_to_arrow_schema(
-                    &layout.fresh_schema("t").expect("iceberg schema"),
-                )
-                .expect("arrow schema"),
-            );
-            let upserts: Vec<usize> = (0..batch.len())
-                .filter(|&r| {
-                    batch.meta[r].kind == ChangeKind::Upsert && batch.unchanged(r).is_empty()
-                })
-                .collect();
-            if upserts.is_empty() {
-                continue;
-            }
-            let staged: Vec<StagedRow> = upserts
-                .iter()
-                .map(|&row| StagedRow {
-                    batch_id: id as u64,
-                    row,
-                    shape: shape.clone(),
-                    fills: Vec::new(),
-                    missing: Vec::new(),
-                    meta: Vec::new(),
-                })
-                .collect();
-            let refs: Vec<&StagedRow> = staged.iter().collect();
-            let decoded = Decoded::from([(id as u64, batch.rows.clone())]);
-            let gathered = batch_of(&target, &refs, &decoded).expect("gathered");
-            let rendered: Vec<_> = upserts
-                .iter()
-                .map(|&row| {
-                    let mut json = String::from("{");
-                    for (i, c) in schema.columns.iter().enumerate() {
-                        if i > 0 {
-                            json.push(',');
-                        }
-                        push_json_string(&c.name, &mut json);
-                        json.push(':');
-                        push_value(batch.rows.column(i), schema.arrow.field(i), row, &mut json);
-                    }
-                    json.push('}');
-                    parse_row(&target, &json).expect("parses")
-                })
-                .collect();
-            let canonical = batch_from_rows(&target, &rendered).expect("canonical");
-            assert_eq!(gathered, canonical, "table {}", schema.table);
-            checked += upserts.len();
+            checked += gathered_equals_canonical(id, &batch);
         }
         assert!(checked > 10, "only {checked} rows checked");
+    }
+
+    /// JSON documents: objects, arrays, numbers beyond f64 and SQL nulls are gathered as
+    /// decoded; a document that is a JSON string or `null` takes the canonical path. Either way
+    /// the batch is the canonical rendering's.
+    #[test]
+    fn json_documents_gather_like_the_canonical_path() {
+        let cols = r#"[{"type":"int64","optional":false,"field":"id"},{"type":"string","optional":true,"name":"io.debezium.data.Json","version":1,"field":"doc"}]"#;
+        let schema = format!(
+            r#"{{"type":"struct","optional":false,"name":"s.public.t.Envelope","fields":[{{"type":"struct","optional":true,"name":"s.public.t.Value","field":"before","fields":{cols}}},{{"type":"struct","optional":true,"name":"s.public.t.Value","field":"after","fields":{cols}}},{{"type":"struct","optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source","fields":[{{"type":"string","optional":false,"field":"connector"}},{{"type":"string","optional":false,"field":"db"}},{{"type":"string","optional":false,"field":"schema"}},{{"type":"string","optional":false,"field":"table"}}]}},{{"type":"string","optional":false,"field":"op"}}]}}"#
+        );
+        let key_schema = r#"{"type":"struct","optional":false,"name":"s.public.t.Key","fields":[{"type":"int64","optional":false,"field":"id"}]}"#;
+        let docs = [
+            r#""{\"n\":12345678901234567890.5,\"tags\":[\"a\"]}""#,
+            r#""[1,2,3]""#,
+            r#""42""#,
+            "null",
+            r#""\"a JSON string\"""#,
+            r#""null""#,
+        ];
+        let check = |docs: &[&str]| {
+            let mut decoder = Decoder::new(DecoderConfig::default()).expect("decoder");
+            for (id, doc) in docs.iter().enumerate() {
+                let key = format!(r#"{{"schema":{key_schema},"payload":{{"id":{id}}}}}"#);
+                let value = format!(
+                    r#"{{"schema":{schema},"payload":{{"before":null,"after":{{"id":{id},"doc":{doc}}},"source":{{"connector":"postgresql","db":"d","schema":"public","table":"t"}},"op":"c"}}}}"#
+                );
+                let rec = KafkaRecord {
+                    topic: "s.public.t",
+                    partition: 0,
+                    offset: id as i64,
+                    timestamp_ms: None,
+                    headers: &[],
+                    key: Some(key.as_bytes()),
+                    value: Some(value.as_bytes()),
+                };
+                decoder.decode(&rec).expect("decodes");
+            }
+            let batches = decoder.take_batches().expect("batches");
+            let checked: usize = batches
+                .iter()
+                .enumerate()
+                .map(|(id, b)| gathered_equals_canonical(id, b))
+                .sum();
+            assert_eq!(checked, docs.len());
+        };
+        // Only documents stored as decoded: the interleave path.
+        check(&docs[..4]);
+        // With a string and a `null` document among them: the canonical path.
+        check(&docs);
     }
 }

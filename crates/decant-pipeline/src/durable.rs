@@ -23,6 +23,7 @@ use decant_model::{Disposition, Sink, TableId};
 use crate::error::{PipelineError, chain};
 use crate::flow::Flow;
 use crate::source::{Source, committed_map};
+use crate::state::Overlay;
 
 /// Pseudo topic under which a staged batch's commit id is kept in the state store.
 const COMMIT_TAG: &str = "decant.commit/";
@@ -89,6 +90,13 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         let mut tags = batch.offsets.clone();
         tags.push((format!("{COMMIT_TAG}{id}"), 0, 0));
         self.store.stage(&batch.overlay, &tags)?;
+        // The store holds the batch's state changes now and the overlay is not read again (a
+        // commit that fails aborts the batch; it is never retried): released before the sink's
+        // commit, the heaviest step in memory (an Iceberg commit gathers and writes every row).
+        if let Some(b) = self.batch.as_mut() {
+            self.overlay_hint = b.overlay.len();
+            b.overlay = Overlay::default();
+        }
         let committed = self.sink.commit(&commit, &self.source)?;
         if !self.own && !self.sink.offsets_in_commit() {
             self.source.commit_offsets(&batch_offsets, true)?;

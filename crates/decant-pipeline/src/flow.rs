@@ -129,6 +129,9 @@ pub(crate) struct Flow<'c, S: Sink, Src: Source> {
     /// `decant.txn` of the open batch: `<run_id>:<sequence>`.
     pub(crate) batch_label: String,
     batch_seq: u64,
+    /// Keys the last committed batch changed: the next batch's overlay starts that large
+    /// rather than growing (and rehashing) its way there.
+    pub(crate) overlay_hint: usize,
     last_idle: Instant,
 }
 
@@ -237,6 +240,7 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
             run_id: format!("{}-{}", std::process::id(), now_ms()),
             batch_label: String::new(),
             batch_seq: 0,
+            overlay_hint: 0,
             last_idle: Instant::now(),
         };
         w.resolve_pending()?;
@@ -324,7 +328,7 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
             started: Instant::now(),
             records: 0,
             offsets: Vec::new(),
-            overlay: Overlay::default(),
+            overlay: Overlay::with_capacity(self.overlay_hint),
         });
         Ok(())
     }

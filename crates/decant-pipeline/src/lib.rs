@@ -19,7 +19,8 @@
 //!   ([`route::Router`], [`route::Plan`]).
 //! - [`render`]: key and value JSON of one decoded row, TOAST fill, metadata columns.
 //! - [`state`]: the redb state store (last TOAST-able values per key, key index) and its
-//!   stage → commit → apply protocol that keeps it consistent with the sink.
+//!   stage → commit → apply protocol that keeps it consistent with the sink; `overlay`: the
+//!   open batch's changes to it, keys and entries in one arena.
 //! - [`metrics`]: every exported metric, declared in one place ([`Metrics`]).
 //! - [`observe`]: `/metrics`, `/health`, `/ready` and the [`Health`] flags behind them.
 //! - [`error`]: [`PipelineError`] and its disposition.
@@ -32,6 +33,7 @@ pub mod error;
 pub mod flow;
 pub mod metrics;
 pub mod observe;
+mod overlay;
 pub mod render;
 pub mod route;
 mod rows;

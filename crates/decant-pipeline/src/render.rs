@@ -121,6 +121,7 @@ pub fn push_row(
     out: &mut String,
 ) -> ValueRender {
     let mut res = ValueRender::default();
+    res.entry.reserve(plan.entry_capacity);
     let fields = &batch.schema.arrow;
     let unchanged = batch.unchanged(row);
     let mut first = true;
@@ -214,6 +215,7 @@ pub fn typed_row(
     scratch: &mut String,
 ) -> TypedRender {
     let mut res = TypedRender::default();
+    res.value.entry.reserve(plan.entry_capacity);
     let fields = &batch.schema.arrow;
     let unchanged = batch.unchanged(row);
     for (i, col) in plan.value.iter().enumerate() {

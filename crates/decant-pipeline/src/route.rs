@@ -55,6 +55,9 @@ pub struct Plan {
     /// Output column names and types (metadata columns included) and key names, for sinks
     /// that store typed columns.
     pub shape: Arc<OutputShape>,
+    /// A first capacity for a row's state entry (names, framing and a short value per
+    /// TOAST-able column), so building an entry rarely grows it.
+    pub entry_capacity: usize,
 }
 
 /// How a predicate column's values compare.
@@ -412,11 +415,17 @@ fn build_plan(
             .map(|&i| schema.columns[i].ty.clone())
             .collect(),
     });
+    let entry_capacity = value
+        .iter()
+        .filter(|c| c.toastable)
+        .map(|c| c.name.len() + 6 + 24)
+        .sum();
     Plan {
         key,
         value,
         filter,
         shape,
+        entry_capacity,
     }
 }
 

@@ -232,7 +232,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         // pass and need its TOAST values.
         self.batch_mut()?
             .overlay
-            .insert(store_key, Some(rendered.entry));
+            .insert(&store_key, Some(&rendered.entry));
         let passes = match &plan.filter {
             Ok(f) if !f.is_empty() => {
                 let mut scratch = std::mem::take(&mut self.filter_buf);
@@ -307,7 +307,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         if let Some(b) = &self.batch
             && let Some(v) = b.overlay.get(store_key)
         {
-            return Ok(v.as_deref().map(ToastEntry::decode));
+            return Ok(v.map(ToastEntry::decode));
         }
         Ok(self
             .store
@@ -442,10 +442,10 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         prefix.push(0);
         let mut keys: BTreeSet<Vec<u8>> = self.store.keys_of(&route.label)?.into_iter().collect();
         let batch = self.batch_mut()?;
-        for (k, v) in &batch.overlay {
+        for (k, v) in batch.overlay.iter() {
             if k.starts_with(&prefix) {
                 if v.is_some() {
-                    keys.insert(k.clone());
+                    keys.insert(k.to_vec());
                 } else {
                     keys.remove(k);
                 }
@@ -480,7 +480,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             });
             self.batch_label = batch_label;
             written?;
-            self.batch_mut()?.overlay.insert(k, None);
+            self.batch_mut()?.overlay.insert(&k, None);
         }
         tracing::warn!(table = %route.label, deletes = n, "truncate: deleted every known key");
         Ok(())

@@ -1,0 +1,174 @@
+//! The open batch's state changes ([`Overlay`]): store key → the key's new TOAST entry, or a
+//! delete, until the batch commits and they are staged into the store.
+//!
+//! A batch holds one change per key it touched: hundreds of thousands between Iceberg commits.
+//! As a map of owned keys and entries that was two allocations, their slack and a bucket per
+//! key, about a sixth of the process's peak memory. Here keys and entries are copied into one
+//! arena and the table holds only slot numbers. A key changed twice in one batch leaves its
+//! older entry behind in the arena until the batch ends; the arena is bounded by the batch.
+
+use ahash::RandomState;
+use hashbrown::HashTable;
+
+/// Where a key and its latest entry are in the arena.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    key_at: usize,
+    entry_at: usize,
+    key_len: u32,
+    /// `u32::MAX`: the key is deleted.
+    entry_len: u32,
+}
+
+const DELETED: u32 = u32::MAX;
+
+/// Changes of the open batch; see the module documentation. aHash: one lookup and one insert
+/// per change, and SipHash showed in profiles.
+#[derive(Default)]
+pub struct Overlay {
+    arena: Vec<u8>,
+    slots: Vec<Slot>,
+    index: HashTable<u32>,
+    hasher: RandomState,
+}
+
+impl Overlay {
+    /// An overlay with room for `keys` changed keys.
+    pub fn with_capacity(keys: usize) -> Self {
+        Overlay {
+            arena: Vec::new(),
+            slots: Vec::with_capacity(keys),
+            index: HashTable::with_capacity(keys),
+            hasher: RandomState::new(),
+        }
+    }
+
+    fn key_of(&self, s: &Slot) -> &[u8] {
+        &self.arena[s.key_at..s.key_at + s.key_len as usize]
+    }
+
+    fn entry_of(&self, s: &Slot) -> Option<&[u8]> {
+        (s.entry_len != DELETED).then(|| &self.arena[s.entry_at..s.entry_at + s.entry_len as usize])
+    }
+
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&i| self.key_of(&self.slots[i as usize]) == key)
+            .copied()
+    }
+
+    /// The batch's change of `key`: `Some(None)` is a delete, `None` no change.
+    pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
+        self.find(key)
+            .map(|i| self.entry_of(&self.slots[i as usize]))
+    }
+
+    /// Records `key`'s new entry (`None`: deleted), replacing the batch's earlier change.
+    /// Entries longer than 4 GiB do not exist (a TOAST entry is a row's text columns), and are
+    /// stored as a delete rather than panicking: the key's TOAST values are then missing, which
+    /// `on_toast_missing` reports.
+    pub fn insert(&mut self, key: &[u8], entry: Option<&[u8]>) {
+        let (entry_at, entry_len) = match entry {
+            Some(e) if e.len() < DELETED as usize => {
+                let at = self.arena.len();
+                self.arena.extend_from_slice(e);
+                (at, e.len() as u32)
+            }
+            _ => (0, DELETED),
+        };
+        if let Some(i) = self.find(key) {
+            let s = &mut self.slots[i as usize];
+            s.entry_at = entry_at;
+            s.entry_len = entry_len;
+            return;
+        }
+        let Ok(key_len) = u32::try_from(key.len()) else {
+            return;
+        };
+        let Ok(n) = u32::try_from(self.slots.len()) else {
+            return;
+        };
+        let key_at = self.arena.len();
+        self.arena.extend_from_slice(key);
+        self.slots.push(Slot {
+            key_at,
+            entry_at,
+            key_len,
+            entry_len,
+        });
+        let hash = self.hasher.hash_one(key);
+        let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
+        self.index.insert_unique(hash, n, |&i| {
+            let s = &slots[i as usize];
+            hasher.hash_one(&arena[s.key_at..s.key_at + s.key_len as usize])
+        });
+    }
+
+    /// Every changed key with its latest entry, in the order the keys first changed.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.slots
+            .iter()
+            .map(|s| (self.key_of(s), self.entry_of(s)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_change_of_each_key_wins() {
+        let mut o = Overlay::default();
+        assert!(o.is_empty());
+        o.insert(b"t\0{\"id\":1}", Some(b"one"));
+        o.insert(b"t\0{\"id\":2}", Some(b"two"));
+        o.insert(b"t\0{\"id\":1}", None);
+        o.insert(b"t\0{\"id\":2}", Some(b"two again"));
+        o.insert(b"t\0{\"id\":3}", Some(b""));
+        assert_eq!(o.len(), 3);
+        assert_eq!(o.get(b"t\0{\"id\":1}"), Some(None));
+        assert_eq!(o.get(b"t\0{\"id\":2}"), Some(Some(&b"two again"[..])));
+        assert_eq!(o.get(b"t\0{\"id\":3}"), Some(Some(&b""[..])));
+        assert_eq!(o.get(b"t\0{\"id\":4}"), None);
+        let all: Vec<_> = o.iter().collect();
+        assert_eq!(
+            all,
+            vec![
+                (&b"t\0{\"id\":1}"[..], None),
+                (&b"t\0{\"id\":2}"[..], Some(&b"two again"[..])),
+                (&b"t\0{\"id\":3}"[..], Some(&b""[..])),
+            ]
+        );
+    }
+
+    /// Many keys: the table grows and rehashes from the arena.
+    #[test]
+    fn keys_survive_growth() {
+        let mut o = Overlay::default();
+        for i in 0..50_000u32 {
+            o.insert(format!("k{i}").as_bytes(), Some(&i.to_le_bytes()));
+        }
+        for i in (0..50_000u32).step_by(7) {
+            o.insert(format!("k{i}").as_bytes(), None);
+        }
+        assert_eq!(o.len(), 50_000);
+        for i in 0..50_000u32 {
+            let want = (i % 7 != 0).then(|| i.to_le_bytes().to_vec());
+            assert_eq!(
+                o.get(format!("k{i}").as_bytes())
+                    .map(|e| e.map(<[u8]>::to_vec)),
+                Some(want),
+                "key {i}"
+            );
+        }
+    }
+}
