@@ -82,6 +82,9 @@ pub struct IcebergSink {
     /// The decoded batches the open batch's upserts point into.
     decoded: Decoded,
     batch_bytes: u64,
+    /// Each destination's (keys, upserts) in its last committed batch: the next batch's maps
+    /// start that large instead of growing (copying and re-faulting) their way there.
+    sizes: AHashMap<String, (usize, usize)>,
 }
 
 impl IcebergSink {
@@ -113,6 +116,7 @@ impl IcebergSink {
             names: AHashMap::new(),
             decoded: Decoded::new(),
             batch_bytes: 0,
+            sizes: AHashMap::new(),
         })
     }
 
@@ -460,14 +464,15 @@ impl Sink for IcebergSink {
         // Names are cloned only when a destination first enters the batch, not per change.
         let named = &self.names[c.dest.label];
         if !self.pending.contains_key(&named.label) {
+            let (keys, upserts) = self.sizes.get(&named.label).copied().unwrap_or_default();
             self.pending.insert(
                 named.label.clone(),
                 Pending {
                     ns: named.ns.clone(),
                     name: named.name.clone(),
                     shape: None,
-                    rows: AHashMap::new(),
-                    staged: Vec::new(),
+                    rows: AHashMap::with_capacity(keys),
+                    staged: Vec::with_capacity(upserts),
                 },
             );
         }
@@ -535,6 +540,8 @@ impl Sink for IcebergSink {
         // peak of the commit.
         let mut deltas = Vec::new();
         for (label, p) in std::mem::take(&mut self.ready) {
+            self.sizes
+                .insert(label.clone(), (p.rows.len(), p.staged.len()));
             match self.delta_of(&label, &p, commit.id, commit.all_offsets) {
                 Ok(Some((delta, ups, dels))) => deltas.push((label, delta, (ups, dels))),
                 Ok(None) => {}

@@ -94,7 +94,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         // commit that fails aborts the batch; it is never retried): released before the sink's
         // commit, the heaviest step in memory (an Iceberg commit gathers and writes every row).
         if let Some(b) = self.batch.as_mut() {
-            self.overlay_hint = b.overlay.len();
+            self.overlay_hint = b.overlay.size();
             b.overlay = Overlay::default();
         }
         let committed = self.sink.commit(&commit, &self.source)?;

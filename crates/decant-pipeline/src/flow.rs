@@ -129,9 +129,9 @@ pub(crate) struct Flow<'c, S: Sink, Src: Source> {
     /// `decant.txn` of the open batch: `<run_id>:<sequence>`.
     pub(crate) batch_label: String,
     batch_seq: u64,
-    /// Keys the last committed batch changed: the next batch's overlay starts that large
+    /// (keys, arena bytes) of the last committed batch's overlay: the next batch's starts that large
     /// rather than growing (and rehashing) its way there.
-    pub(crate) overlay_hint: usize,
+    pub(crate) overlay_hint: (usize, usize),
     last_idle: Instant,
 }
 
@@ -240,7 +240,7 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
             run_id: format!("{}-{}", std::process::id(), now_ms()),
             batch_label: String::new(),
             batch_seq: 0,
-            overlay_hint: 0,
+            overlay_hint: (0, 0),
             last_idle: Instant::now(),
         };
         w.resolve_pending()?;

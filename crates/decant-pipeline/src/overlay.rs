@@ -33,10 +33,11 @@ pub struct Overlay {
 }
 
 impl Overlay {
-    /// An overlay with room for `keys` changed keys.
-    pub fn with_capacity(keys: usize) -> Self {
+    /// An overlay with room for `keys` changed keys and `bytes` of keys and entries (an
+    /// earlier batch's [`Overlay::size`]).
+    pub fn with_capacity((keys, bytes): (usize, usize)) -> Self {
         Overlay {
-            arena: Vec::new(),
+            arena: Vec::with_capacity(bytes),
             slots: Vec::with_capacity(keys),
             index: HashTable::with_capacity(keys),
             hasher: RandomState::new(),
@@ -110,6 +111,11 @@ impl Overlay {
         self.slots
             .iter()
             .map(|s| (self.key_of(s), self.entry_of(s)))
+    }
+
+    /// (changed keys, arena bytes).
+    pub fn size(&self) -> (usize, usize) {
+        (self.slots.len(), self.arena.len())
     }
 
     pub fn len(&self) -> usize {
