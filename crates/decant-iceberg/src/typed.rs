@@ -213,10 +213,10 @@ fn column_of(field: &Field, rows: &[&StagedRow], decoded: &Decoded) -> Result<Ar
     let mut positions = Positions { name, last: None };
     for r in rows {
         let pos = positions.of(&r.shape);
-        let direct = pos
-            .is_some_and(|i| !r.missing().contains(&i) && !r.fills().iter().any(|(c, _)| *c == i));
-        match (direct, cell(r, pos, decoded)?) {
-            (true, Cell::Decoded(array, _, row))
+        // `cell` answers `Decoded` only for a cell that is neither missing nor filled from the
+        // state, so only its type and value decide.
+        match cell(r, pos, decoded)? {
+            Cell::Decoded(array, _, row)
                 if pos.is_some_and(|i| gathered_as_is(&r.shape.columns[i].1, array, row)) =>
             {
                 let col = pos.and_then(|i| r.shape.sources[i]).unwrap_or(0);
