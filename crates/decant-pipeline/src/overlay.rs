@@ -22,6 +22,17 @@ struct Slot {
     entry_len: Option<usize>,
 }
 
+impl Slot {
+    fn key<'a>(&self, arena: &'a [u8]) -> &'a [u8] {
+        &arena[self.key_at..self.key_at + self.key_len]
+    }
+
+    fn entry<'a>(&self, arena: &'a [u8]) -> Option<&'a [u8]> {
+        self.entry_len
+            .map(|len| &arena[self.entry_at..self.entry_at + len])
+    }
+}
+
 /// Changes of the open batch; see the module documentation. aHash: one lookup and one insert
 /// per change, and SipHash showed in profiles.
 #[derive(Default)]
@@ -44,25 +55,16 @@ impl Overlay {
         }
     }
 
-    fn key_of(&self, s: &Slot) -> &[u8] {
-        &self.arena[s.key_at..s.key_at + s.key_len]
-    }
-
-    fn entry_of(&self, s: &Slot) -> Option<&[u8]> {
-        s.entry_len
-            .map(|len| &self.arena[s.entry_at..s.entry_at + len])
-    }
-
     fn find(&self, key: &[u8]) -> Option<usize> {
         let hash = self.hasher.hash_one(key);
         self.index
-            .find(hash, |&i| self.key_of(&self.slots[i]) == key)
+            .find(hash, |&i| self.slots[i].key(&self.arena) == key)
             .copied()
     }
 
     /// The batch's change of `key`: `Some(None)` is a delete, `None` no change.
     pub fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
-        self.find(key).map(|i| self.entry_of(&self.slots[i]))
+        self.find(key).map(|i| self.slots[i].entry(&self.arena))
     }
 
     /// Records `key`'s new entry (`None`: deleted), replacing the batch's earlier change.
@@ -89,8 +91,7 @@ impl Overlay {
         let hash = self.hasher.hash_one(key);
         let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
         self.index.insert_unique(hash, slots.len() - 1, |&i| {
-            let s = &slots[i];
-            hasher.hash_one(&arena[s.key_at..s.key_at + s.key_len])
+            hasher.hash_one(slots[i].key(arena))
         });
     }
 
@@ -98,7 +99,7 @@ impl Overlay {
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
         self.slots
             .iter()
-            .map(|s| (self.key_of(s), self.entry_of(s)))
+            .map(|s| (s.key(&self.arena), s.entry(&self.arena)))
     }
 
     /// (changed keys, arena bytes).
