@@ -102,6 +102,7 @@ fn debezium_to_iceberg_equals_postgres() {
         doc.contains("12345678901234567890.5") && doc.contains("18446744073709551616"),
         "c_jsonb lost digits on its way to Iceberg: {doc}"
     );
+    let doc_before = doc.to_owned();
     let snapshots = assert_snapshot_log(&tables);
     let deletes: u64 = tables
         .iter()
@@ -156,6 +157,46 @@ fn debezium_to_iceberg_equals_postgres() {
         );
     }
     assert_eq!(before.len(), after.len());
+
+    // A JSON document is stored as the text PostgreSQL holds: a document that is a JSON string
+    // keeps its quotes and a `null` document is the text `null`, not SQL NULL (which a NULL
+    // column stays). The canonical JSON row cannot tell these apart; the Iceberg sink can.
+    bed.psql(
+        &format!(
+            "update \"{s}\".typezoo set c_jsonb = '\"a JSON string\"' where id = 1; \
+             update \"{s}\".typezoo set c_jsonb = 'null' where id = 3; \
+             update \"{s}\".typezoo set c_jsonb = null where id = 4",
+            s = schema.name
+        ),
+        &[],
+    );
+    let docs = wait_for(
+        Duration::from_secs(90),
+        "the JSON documents' update",
+        || {
+            let typezoo = lake_tables(&bed, &catalog)
+                .into_iter()
+                .find(|t| t.name == format!("{}.typezoo", schema.name))?;
+            let rows = chdb_rows(&bed, &typezoo);
+            let doc = |id: i64| {
+                rows.iter()
+                    .find(|r| r["id"] == id)
+                    .map(|r| r["c_jsonb"].clone())
+            };
+            let docs = (doc(1)?, doc(3)?, doc(4)?);
+            // The three updates are one transaction, in order: id 4's is the last.
+            (docs.0 != serde_json::json!(doc_before) && docs.2.is_null()).then_some(docs)
+        },
+    );
+    assert_eq!(
+        docs,
+        (
+            serde_json::json!("\"a JSON string\""),
+            serde_json::json!("null"),
+            serde_json::Value::Null
+        ),
+        "typezoo c_jsonb of ids 1, 3, 4 as chdb reads them"
+    );
     let status = decant.terminate(Duration::from_secs(60));
     assert!(status.success());
     dbz.stop();

@@ -2,10 +2,12 @@
 //! JSON text in between. A column whose decoded type is stored as-is (integers, floats,
 //! booleans, text, binary, dates, times, timestamps, decimals up to 38 digits) is gathered from
 //! the decoded batches with `interleave` (and cast where only the representation differs: 8/16-
-//! bit integers, the UTC zone's name, binary offsets), and so is a JSON document column (stored
-//! as its text) unless a document is a JSON string or `null`. Any other column — stored as canonical
-//! text, a duration count, a list — and any column with TOAST fills or metadata values goes
-//! cell by cell through the canonical rendering and `arrow_rows`, exactly as rendered rows do.
+//! bit integers, the UTC zone's name, binary offsets), and so is a JSON document column: its
+//! stored value is the document's text exactly as Debezium sent it, a document that is a JSON
+//! string keeps its quotes and a `null` document is the text `null`, not SQL NULL. Any other
+//! column — stored as canonical text, a duration count, a list — and any column with TOAST fills
+//! or metadata values goes cell by cell through the canonical rendering and `arrow_rows`,
+//! exactly as rendered rows do (a document column's cells still stored as their text).
 
 use ahash::AHashMap;
 use std::sync::Arc;
@@ -100,20 +102,18 @@ fn stored_as_is(ty: &ColumnType) -> bool {
 }
 
 /// Whether decoded cell `row` of `array` (a column of type `ty`) is stored exactly as decoded:
-/// its type is [`stored_as_is`], or it is a JSON document (decoded as its text) whose stored
-/// value is that text. The canonical path unwraps a document that is a JSON string or `null`
-/// (it cannot tell it from a text column's value), so those cells go that way.
-fn gathered_as_is(ty: &ColumnType, array: &dyn Array, row: usize) -> bool {
-    if stored_as_is(ty) {
-        return true;
-    }
+/// its type is [`stored_as_is`], or it is a JSON document, decoded as its text, which is its
+/// stored value (SQL NULL stays null; a document that is a JSON string or `null` keeps its text).
+fn gathered_as_is(ty: &ColumnType, array: &dyn Array) -> bool {
+    stored_as_is(ty) || (is_document(ty) && array.as_string_opt::<i32>().is_some())
+}
+
+/// Whether a column of type `ty` holds JSON documents, stored as their text verbatim. The
+/// canonical rendering embeds a document as JSON, where a document that is a JSON string looks
+/// like a text column's value and a `null` document like SQL NULL; a document column's cells
+/// must not be read back the way a text column's are.
+fn is_document(ty: &ColumnType) -> bool {
     matches!(ty, ColumnType::Json)
-        && array.as_string_opt::<i32>().is_some_and(|text| {
-            text.is_null(row) || {
-                let doc = text.value(row);
-                !doc.starts_with('"') && doc != "null"
-            }
-        })
 }
 
 /// Where one output cell comes from.
@@ -217,7 +217,7 @@ fn column_of(field: &Field, rows: &[&StagedRow], decoded: &Decoded) -> Result<Ar
         // state, so only its type and value decide.
         match cell(r, pos, decoded)? {
             Cell::Decoded(array, _, row)
-                if pos.is_some_and(|i| gathered_as_is(&r.shape.columns[i].1, array, row)) =>
+                if pos.is_some_and(|i| gathered_as_is(&r.shape.columns[i].1, array.as_ref())) =>
             {
                 let col = pos.and_then(|i| r.shape.sources[i]).unwrap_or(0);
                 let source = (r.batch_id, col);
@@ -250,8 +250,14 @@ fn column_of(field: &Field, rows: &[&StagedRow], decoded: &Decoded) -> Result<Ar
     let mut scratch = String::new();
     let mut values: Vec<Option<Value>> = Vec::with_capacity(rows.len());
     for r in rows {
-        let text = match cell(r, positions.of(&r.shape), decoded)? {
+        let pos = positions.of(&r.shape);
+        let document = pos.is_some_and(|i| is_document(&r.shape.columns[i].1));
+        let text = match cell(r, pos, decoded)? {
             Cell::Null => {
+                values.push(None);
+                continue;
+            }
+            Cell::Decoded(array, _, row) if array.is_null(row) => {
                 values.push(None);
                 continue;
             }
@@ -262,8 +268,12 @@ fn column_of(field: &Field, rows: &[&StagedRow], decoded: &Decoded) -> Result<Ar
                 scratch.as_str()
             }
         };
-        // As `arrow_rows::parse_row`: a text column's non-string JSON is kept as exact text.
-        let value = if text == "null" {
+        // A document (decoded, or its TOAST fill from the state) is rendered as its own text.
+        // Otherwise as `arrow_rows::parse_row`: a text column's non-string JSON is kept as exact
+        // text.
+        let value = if document {
+            Some(Value::String(text.to_owned()))
+        } else if text == "null" {
             None
         } else if is_text && !text.starts_with('"') {
             Some(Value::String(text.to_owned()))
@@ -380,9 +390,77 @@ mod tests {
                 parse_row(&target, &json).expect("parses")
             })
             .collect();
-        let canonical = batch_from_rows(&target, &rendered).expect("canonical");
+        let mut canonical = batch_from_rows(&target, &rendered).expect("canonical");
+        // A JSON document's stored value is its decoded text, which the rendered row cannot
+        // tell from a text column's value (a string document) or from SQL NULL (`null`).
+        for (i, c) in schema.columns.iter().enumerate() {
+            if is_document(&c.ty) {
+                let rows: Vec<u32> = upserts.iter().map(|&r| r as u32).collect();
+                let taken = arrow_select::take::take(
+                    batch.rows.column(i),
+                    &arrow_array::UInt32Array::from(rows),
+                    None,
+                )
+                .expect("take");
+                let at = target.index_of(&c.name).expect("column");
+                let mut columns = canonical.columns().to_vec();
+                columns[at] = taken;
+                canonical = RecordBatch::try_new(target.clone(), columns).expect("batch");
+            }
+        }
         assert_eq!(gathered, canonical, "table {}", schema.table);
         upserts.len()
+    }
+
+    /// The `doc` column of `batch` (decoded rows of table `t`) as the Iceberg sink stores it,
+    /// with the decoded row `filled` taking its document from the state instead.
+    fn stored_docs(
+        batch: &decant_decode::ChangeBatch,
+        filled: Option<(usize, &str)>,
+    ) -> Vec<Option<String>> {
+        let schema = &batch.schema;
+        let shape = Arc::new(OutputShape {
+            columns: schema
+                .columns
+                .iter()
+                .map(|c| (c.name.clone(), c.ty.clone()))
+                .collect(),
+            key: vec!["id".to_owned()],
+            key_types: vec![ColumnType::Int64],
+            sources: (0..schema.columns.len()).map(Some).collect(),
+        });
+        let layout = TableLayout::new(shape.columns.clone(), shape.key.clone());
+        let target: SchemaRef = Arc::new(
+            iceberg::arrow::schema_to_arrow_schema(
+                &layout.fresh_schema("t").expect("iceberg schema"),
+            )
+            .expect("arrow schema"),
+        );
+        let doc = shape.position("doc").expect("doc column");
+        let staged: Vec<StagedRow> = (0..batch.len())
+            .map(|row| StagedRow {
+                batch_id: 0,
+                row: row as u32,
+                live: true,
+                shape: shape.clone(),
+                extra: filled.filter(|(r, _)| *r == row).map(|(_, text)| {
+                    Box::new(Extra {
+                        fills: vec![(doc, text.to_owned())],
+                        missing: vec![],
+                        meta: vec![],
+                    })
+                }),
+            })
+            .collect();
+        let refs: Vec<&StagedRow> = staged.iter().collect();
+        let decoded = Decoded::from([(0, batch.rows.clone())]);
+        let stored = batch_of(&target, &refs, &decoded).expect("gathered");
+        let docs = stored
+            .column(target.index_of("doc").expect("doc"))
+            .as_string::<i32>();
+        (0..docs.len())
+            .map(|i| docs.is_valid(i).then(|| docs.value(i).to_owned()))
+            .collect()
     }
 
     /// Gathering decoded columns gives exactly the batch the canonical rendering gives.
@@ -395,53 +473,54 @@ mod tests {
         assert!(checked > 10, "only {checked} rows checked");
     }
 
-    /// JSON documents: objects, arrays, numbers beyond f64 and SQL nulls are gathered as
-    /// decoded; a document that is a JSON string or `null` takes the canonical path. Either way
-    /// the batch is the canonical rendering's.
+    /// A JSON document is stored as the text Debezium sent, number digits, a string
+    /// document's quotes and a `null` document included; SQL NULL stays null. Both ways: the
+    /// gather from decoded columns, and cell by cell (a row's document filled from the state).
     #[test]
-    fn json_documents_gather_like_the_canonical_path() {
+    fn json_documents_are_stored_as_sent() {
         let cols = r#"[{"type":"int64","optional":false,"field":"id"},{"type":"string","optional":true,"name":"io.debezium.data.Json","version":1,"field":"doc"}]"#;
         let schema = format!(
             r#"{{"type":"struct","optional":false,"name":"s.public.t.Envelope","fields":[{{"type":"struct","optional":true,"name":"s.public.t.Value","field":"before","fields":{cols}}},{{"type":"struct","optional":true,"name":"s.public.t.Value","field":"after","fields":{cols}}},{{"type":"struct","optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source","fields":[{{"type":"string","optional":false,"field":"connector"}},{{"type":"string","optional":false,"field":"db"}},{{"type":"string","optional":false,"field":"schema"}},{{"type":"string","optional":false,"field":"table"}}]}},{{"type":"string","optional":false,"field":"op"}}]}}"#
         );
         let key_schema = r#"{"type":"struct","optional":false,"name":"s.public.t.Key","fields":[{"type":"int64","optional":false,"field":"id"}]}"#;
+        // (as Debezium sends it, as stored)
         let docs = [
-            r#""{\"n\":12345678901234567890.5,\"tags\":[\"a\"]}""#,
-            r#""[1,2,3]""#,
-            r#""42""#,
-            "null",
-            r#""\"a JSON string\"""#,
-            r#""null""#,
+            (
+                r#""{\"n\":12345678901234567890.5,\"tags\":[\"a\"]}""#,
+                Some(r#"{"n":12345678901234567890.5,"tags":["a"]}"#),
+            ),
+            (r#""[1,2,3]""#, Some("[1,2,3]")),
+            (r#""42""#, Some("42")),
+            ("null", None),
+            (r#""\"a JSON string\"""#, Some(r#""a JSON string""#)),
+            (r#""null""#, Some("null")),
         ];
-        let check = |docs: &[&str]| {
-            let mut decoder = Decoder::new(DecoderConfig::default()).expect("decoder");
-            for (id, doc) in docs.iter().enumerate() {
-                let key = format!(r#"{{"schema":{key_schema},"payload":{{"id":{id}}}}}"#);
-                let value = format!(
-                    r#"{{"schema":{schema},"payload":{{"before":null,"after":{{"id":{id},"doc":{doc}}},"source":{{"connector":"postgresql","db":"d","schema":"public","table":"t"}},"op":"c"}}}}"#
-                );
-                let rec = KafkaRecord {
-                    topic: "s.public.t",
-                    partition: 0,
-                    offset: id as i64,
-                    timestamp_ms: None,
-                    headers: &[],
-                    key: Some(key.as_bytes()),
-                    value: Some(value.as_bytes()),
-                };
-                decoder.decode(&rec).expect("decodes");
-            }
-            let batches = decoder.take_batches().expect("batches");
-            let checked: usize = batches
-                .iter()
-                .enumerate()
-                .map(|(id, b)| gathered_equals_canonical(id, b))
-                .sum();
-            assert_eq!(checked, docs.len());
-        };
-        // Only documents stored as decoded: the interleave path.
-        check(&docs[..4]);
-        // With a string and a `null` document among them: the canonical path.
-        check(&docs);
+        let mut decoder = Decoder::new(DecoderConfig::default()).expect("decoder");
+        for (id, (doc, _)) in docs.iter().enumerate() {
+            let key = format!(r#"{{"schema":{key_schema},"payload":{{"id":{id}}}}}"#);
+            let value = format!(
+                r#"{{"schema":{schema},"payload":{{"before":null,"after":{{"id":{id},"doc":{doc}}},"source":{{"connector":"postgresql","db":"d","schema":"public","table":"t"}},"op":"c"}}}}"#
+            );
+            let rec = KafkaRecord {
+                topic: "s.public.t",
+                partition: 0,
+                offset: id as i64,
+                timestamp_ms: None,
+                headers: &[],
+                key: Some(key.as_bytes()),
+                value: Some(value.as_bytes()),
+            };
+            decoder.decode(&rec).expect("decodes");
+        }
+        let batches = decoder.take_batches().expect("batches");
+        assert_eq!(batches.len(), 1);
+        let expected: Vec<Option<String>> =
+            docs.iter().map(|(_, s)| s.map(str::to_owned)).collect();
+        // Gathered from the decoded column.
+        assert_eq!(stored_docs(&batches[0], None), expected);
+        // Cell by cell: the first row's document comes from the state, a JSON string.
+        let mut filled = expected.clone();
+        filled[0] = Some(r#""filled""#.to_owned());
+        assert_eq!(stored_docs(&batches[0], Some((0, r#""filled""#))), filled);
     }
 }
