@@ -169,10 +169,40 @@ impl Positions<'_> {
     }
 }
 
+/// The decoded batch of a staged row. Rows come in runs of one batch (decoding order), so the
+/// last lookup answers most cells without hashing.
+struct Batches<'d> {
+    decoded: &'d Decoded,
+    last: Option<(u64, &'d RecordBatch)>,
+}
+
+impl<'d> Batches<'d> {
+    fn new(decoded: &'d Decoded) -> Self {
+        Batches {
+            decoded,
+            last: None,
+        }
+    }
+
+    fn of(&mut self, id: u64) -> Result<&'d RecordBatch, String> {
+        if let Some((last, batch)) = self.last
+            && last == id
+        {
+            return Ok(batch);
+        }
+        let batch = self
+            .decoded
+            .get(&id)
+            .ok_or_else(|| format!("decoded batch {id} is gone"))?;
+        self.last = Some((id, batch));
+        Ok(batch)
+    }
+}
+
 fn cell<'r>(
     r: &'r StagedRow,
     pos: Option<usize>,
-    decoded: &'r Decoded,
+    batches: &mut Batches<'r>,
 ) -> Result<Cell<'r>, String> {
     let Some(i) = pos else {
         return Ok(Cell::Null);
@@ -185,9 +215,7 @@ fn cell<'r>(
     }
     match r.shape.sources.get(i).copied().flatten() {
         Some(col) => {
-            let batch = decoded
-                .get(&r.batch_id)
-                .ok_or_else(|| format!("decoded batch {} is gone", r.batch_id))?;
+            let batch = batches.of(r.batch_id)?;
             let schema = batch.schema_ref();
             Ok(Cell::Decoded(batch.column(col), schema.field(col), r.row()))
         }
@@ -211,11 +239,12 @@ fn column_of(field: &Field, rows: &[&StagedRow], decoded: &Decoded) -> Result<Ar
     let mut indices: Vec<(usize, usize)> = Vec::with_capacity(rows.len());
     let mut fast = true;
     let mut positions = Positions { name, last: None };
+    let mut batches = Batches::new(decoded);
     for r in rows {
         let pos = positions.of(&r.shape);
         // `cell` answers `Decoded` only for a cell that is neither missing nor filled from the
         // state, so only its type and value decide.
-        match cell(r, pos, decoded)? {
+        match cell(r, pos, &mut batches)? {
             Cell::Decoded(array, _, row)
                 if pos.is_some_and(|i| gathered_as_is(&r.shape.columns[i].1, array.as_ref())) =>
             {
@@ -252,7 +281,7 @@ fn column_of(field: &Field, rows: &[&StagedRow], decoded: &Decoded) -> Result<Ar
     for r in rows {
         let pos = positions.of(&r.shape);
         let document = pos.is_some_and(|i| is_document(&r.shape.columns[i].1));
-        let text = match cell(r, pos, decoded)? {
+        let text = match cell(r, pos, &mut batches)? {
             Cell::Null => {
                 values.push(None);
                 continue;

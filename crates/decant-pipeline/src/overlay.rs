@@ -15,6 +15,8 @@ use hashbrown::HashTable;
 /// Where a key and its latest entry are in the arena.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
+    /// The key's hash, kept so that the table's growth rehashes without reading the arena.
+    hash: u64,
     key_at: usize,
     key_len: usize,
     entry_at: usize,
@@ -56,9 +58,15 @@ impl Overlay {
     }
 
     fn find(&self, key: &[u8]) -> Option<usize> {
-        let hash = self.hasher.hash_one(key);
+        self.find_hashed(self.hasher.hash_one(key), key)
+    }
+
+    fn find_hashed(&self, hash: u64, key: &[u8]) -> Option<usize> {
+        let (slots, arena) = (&self.slots, &self.arena);
         self.index
-            .find(hash, |&i| self.slots[i].key(&self.arena) == key)
+            .find(hash, |&i| {
+                slots[i].hash == hash && slots[i].key(arena) == key
+            })
             .copied()
     }
 
@@ -69,12 +77,13 @@ impl Overlay {
 
     /// Records `key`'s new entry (`None`: deleted), replacing the batch's earlier change.
     pub fn insert(&mut self, key: &[u8], entry: Option<&[u8]>) {
+        let hash = self.hasher.hash_one(key);
         let entry_at = self.arena.len();
         let entry_len = entry.map(|e| {
             self.arena.extend_from_slice(e);
             e.len()
         });
-        if let Some(i) = self.find(key) {
+        if let Some(i) = self.find_hashed(hash, key) {
             let s = &mut self.slots[i];
             s.entry_at = entry_at;
             s.entry_len = entry_len;
@@ -83,16 +92,15 @@ impl Overlay {
         let key_at = self.arena.len();
         self.arena.extend_from_slice(key);
         self.slots.push(Slot {
+            hash,
             key_at,
             key_len: key.len(),
             entry_at,
             entry_len,
         });
-        let hash = self.hasher.hash_one(key);
-        let (slots, arena, hasher) = (&self.slots, &self.arena, &self.hasher);
-        self.index.insert_unique(hash, slots.len() - 1, |&i| {
-            hasher.hash_one(slots[i].key(arena))
-        });
+        let slots = &self.slots;
+        self.index
+            .insert_unique(hash, slots.len() - 1, |&i| slots[i].hash);
     }
 
     /// Every changed key with its latest entry, in the order the keys first changed.
