@@ -170,6 +170,7 @@ fn encode_all(
             key,
             value: Some(value),
             typed: None,
+            null_documents: &[],
             origin: Origin {
                 topic: "pgserver1.public.orders",
                 partition: 0,

@@ -31,8 +31,9 @@ how a schema lists its fields, the deserializers, the fallback, and the per-type
 
 Fields read through a fallback are listed in the line's "fallback_fields". One JSON line per
 record on stdout: topic, partition, offset, key and payload (canonical JSON text; payload null
-for a tombstone), key_schema_id, value_schema_id, fallback_fields. Exit status 1 when a record
-cannot be read or a type does not match.
+for a tombstone), key_schema_id, value_schema_id, fallback_fields, null_documents (the JSON
+document fields holding the text "null", which the payload shows as null). Exit status 1 when
+a record cannot be read or a type does not match.
 """
 
 import argparse
@@ -129,6 +130,10 @@ class Avro:
     @staticmethod
     def fields(schema):
         return [(f["name"], f) for f in schema["fields"]]
+
+    @staticmethod
+    def is_document(field):
+        return field.get("decant.type") in JSON_TAGS
 
     @staticmethod
     def non_null(avro_type):
@@ -240,6 +245,11 @@ class JsonSr:
     def fields(schema):
         props = schema["properties"]
         return sorted(props.items(), key=lambda p: p[1]["connect.index"])
+
+    @classmethod
+    def is_document(cls, prop):
+        s = cls.non_null(prop)
+        return s.get("title") == "io.debezium.data.Json" or s.get("decant.type") in JSON_TAGS
 
     @staticmethod
     def non_null(prop):
@@ -392,6 +402,10 @@ def main():
                 value, line["fallback_fields"] = fmt.read_value(
                     topic, msg.value(), schema_of(value_id), reader)
                 line["payload"] = dumps({n: fmt.canonical(n, f, value.get(n)) for n, f in fmt.fields(reader)})
+                # The payload embeds documents as JSON, where a JSON `null` document and SQL NULL
+                # are both `null`: name the fields that held the document text "null".
+                line["null_documents"] = [n for n, f in fmt.fields(reader)
+                                          if fmt.is_document(f) and value.get(n) == "null"]
         except Exception as e:  # noqa: BLE001 - report the record, keep reading
             failures += 1
             print(f"FAIL {topic}/{msg.partition()}@{msg.offset()}: {e!r}", file=sys.stderr)

@@ -377,6 +377,7 @@ fn output_read_by_confluent_python_equals_postgres(format: &Format) {
             "alter table \"{s}\".composite add column added_col integer; \
              update \"{s}\".composite set added_col = 7 where k_int = 3; \
              insert into \"{s}\".composite values (10, 'new', 'ten', 10.5, 70); \
+             update \"{s}\".typezoo set c_jsonb = 'null' where id = 3; \
              insert into \"{s}\".marker values (2, 'end2')"
         ),
         &[],
@@ -453,6 +454,23 @@ fn output_read_by_confluent_python_equals_postgres(format: &Format) {
     assert!(
         doc.contains("12345678901234567890.5") && doc.contains("18446744073709551616"),
         "c_jsonb lost digits on its way to {}: {doc}",
+        format.name
+    );
+
+    // A JSON `null` document is the string `null`, not SQL NULL (the row's JSON cannot tell
+    // them apart; decant tells the encoder which it is). The readers' payloads embed documents
+    // as JSON, so the reader names the fields that held the text `null`.
+    let row3 = lines
+        .iter()
+        .rev()
+        .find(|l| {
+            l["topic"].as_str().is_some_and(|t| t.ends_with(".typezoo")) && l["key"] == "{\"id\":3}"
+        })
+        .expect("typezoo row 3");
+    assert_eq!(
+        row3["null_documents"],
+        serde_json::json!(["c_jsonb"]),
+        "typezoo row 3's c_jsonb through {}: {row3}",
         format.name
     );
 

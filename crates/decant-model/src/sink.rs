@@ -209,9 +209,24 @@ pub struct Change<'a> {
     pub value: Option<&'a str>,
     /// The row as decoded columns, for upserts to a sink that wants typed rows.
     pub typed: Option<TypedRow<'a>>,
+    /// Output columns (indices into `shape.columns`) whose value is a JSON document that is
+    /// itself JSON `null`. The row's JSON embeds documents as JSON, so it shows such a value as
+    /// `null`, like SQL NULL; a format that stores documents as text writes the text `null`
+    /// for these. Empty for typed rows, which carry the document's text.
+    pub null_documents: &'a [usize],
     pub origin: Origin<'a>,
     /// The loop's id of the open batch (`<process>:<sequence>`), for provenance.
     pub batch: &'a str,
+}
+
+impl Change<'_> {
+    /// Whether output column `name` holds a JSON `null` document (see
+    /// [`Change::null_documents`]), not SQL NULL.
+    pub fn is_null_document(&self, name: &str) -> bool {
+        self.null_documents
+            .iter()
+            .any(|&i| self.shape.columns.get(i).is_some_and(|(n, _)| n == name))
+    }
 }
 
 /// A source record that goes to the dead-letter topic instead of the output.

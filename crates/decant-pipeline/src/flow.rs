@@ -119,6 +119,8 @@ pub(crate) struct Flow<'c, S: Sink, Src: Source> {
     pub(crate) value_buf: String,
     /// Scratch for rendering `where` predicate columns.
     pub(crate) filter_buf: String,
+    /// Reused for each JSON row's `Change::null_documents`.
+    pub(crate) null_documents_buf: Vec<usize>,
     pub(crate) summary: Summary,
     /// Id of the decoded batch whose rows are being emitted ([`decant_model::sink::TypedRow`]).
     pub(crate) decoded_id: u64,
@@ -234,6 +236,7 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
             key_buf: String::new(),
             value_buf: String::new(),
             filter_buf: String::new(),
+            null_documents_buf: Vec::new(),
             summary: Summary::default(),
             decoded_id: 0,
             decoded_count: 0,

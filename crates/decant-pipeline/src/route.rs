@@ -58,6 +58,9 @@ pub struct Plan {
     /// A first capacity for a row's state entry (names, framing and a short value per
     /// TOAST-able column), so building an entry rarely grows it.
     pub entry_capacity: usize,
+    /// JSON document columns: (output column, schema index), for telling a JSON `null`
+    /// document from SQL NULL (`Change::null_documents`).
+    pub documents: Vec<(usize, usize)>,
 }
 
 /// How a predicate column's values compare.
@@ -420,12 +423,19 @@ fn build_plan(
         .filter(|c| c.toastable)
         .map(|c| c.name.len() + 6 + 24)
         .sum();
+    let documents = value
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| schema.columns[c.index].ty == ColumnType::Json)
+        .map(|(out, c)| (out, c.index))
+        .collect();
     Plan {
         key,
         value,
         filter,
         shape,
         entry_capacity,
+        documents,
     }
 }
 

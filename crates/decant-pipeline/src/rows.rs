@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
 use decant_decode::{ChangeBatch, ControlRecord};
 use decant_model::sink::{Change, ChangeOp, Origin, OutputShape, TypedRow};
 use decant_model::{ChangeKind, Sink};
@@ -23,7 +25,8 @@ use crate::triage::Bad;
 #[derive(Clone, Copy)]
 enum Payload<'a> {
     None,
-    Json(&'a str),
+    /// The row's JSON and its JSON `null` documents (output columns).
+    Json(&'a str, &'a [usize]),
     Typed(TypedRow<'a>),
 }
 
@@ -166,7 +169,9 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 &self.meta_columns,
                 &mut value,
             );
-            self.finish_upsert(
+            let mut null_documents = std::mem::take(&mut self.null_documents_buf);
+            null_documents_of(batch, row, plan, &mut null_documents);
+            let res = self.finish_upsert(
                 batch,
                 row,
                 t,
@@ -174,8 +179,10 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 store_key,
                 prev,
                 rendered,
-                Payload::Json(&value),
-            )
+                Payload::Json(&value, &null_documents),
+            );
+            self.null_documents_buf = null_documents;
+            res
         };
         self.value_buf = value;
         res
@@ -327,10 +334,10 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         row: usize,
     ) -> Result<(), PipelineError> {
         let meta = &batch.meta[row];
-        let (value, typed) = match payload {
-            Payload::None => (None, None),
-            Payload::Json(v) => (Some(v), None),
-            Payload::Typed(r) => (None, Some(r)),
+        let (value, typed, null_documents) = match payload {
+            Payload::None => (None, None, &[][..]),
+            Payload::Json(v, docs) => (Some(v), None, docs),
+            Payload::Typed(r) => (None, Some(r), &[][..]),
         };
         // Moved out for the call (`write_waiting` needs the loop mutably), put back after.
         let batch_label = std::mem::take(&mut self.batch_label);
@@ -341,6 +348,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             key,
             value,
             typed,
+            null_documents,
             origin: Origin {
                 topic: &meta.topic,
                 partition: meta.partition,
@@ -469,6 +477,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 key: &key,
                 value: None,
                 typed: None,
+                null_documents: &[],
                 origin: Origin {
                     topic: m.topic(),
                     partition: m.partition(),
@@ -484,5 +493,27 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         }
         tracing::warn!(table = %route.label, deletes = n, "truncate: deleted every known key");
         Ok(())
+    }
+}
+
+/// The output columns of decoded row `row` that hold a JSON document which is JSON `null`
+/// (decoded as the text `null`; SQL NULL is a null cell), into `out`. A TOAST-unchanged cell
+/// is filled from the state, and a JSON `null` is never stored out of line.
+fn null_documents_of(batch: &ChangeBatch, row: usize, plan: &Plan, out: &mut Vec<usize>) {
+    out.clear();
+    if plan.documents.is_empty() {
+        return;
+    }
+    let unchanged = batch.unchanged(row);
+    for &(output, index) in &plan.documents {
+        let column = batch.rows.column(index);
+        let is_null_document = column.is_valid(row)
+            && !unchanged.contains(&(index as u16))
+            && column
+                .as_string_opt::<i32>()
+                .is_some_and(|text| text.value(row) == "null");
+        if is_null_document {
+            out.push(output);
+        }
     }
 }

@@ -187,6 +187,8 @@ struct Out {
     key: String,
     value: Option<String>,
     offset: i64,
+    /// The change's JSON `null` documents, by output column name.
+    null_documents: Vec<String>,
 }
 
 /// Collects the open batch; a commit makes it durable.
@@ -275,6 +277,11 @@ impl Sink for MemorySink {
             key: c.key.to_owned(),
             value: c.value.map(str::to_owned),
             offset: c.origin.offset,
+            null_documents: c
+                .null_documents
+                .iter()
+                .map(|&i| c.shape.columns[i].0.clone())
+                .collect(),
         });
         Ok(())
     }
@@ -482,6 +489,47 @@ fn changes_become_durable_only_with_a_commit_and_their_offsets() {
     );
     // The state knows key 1 and no longer key 2.
     assert_eq!(w.store.keys_of("public.t").expect("keys").len(), 1);
+}
+
+/// A JSON document column: a JSON `null` document shows as `null` in the row's JSON, like SQL
+/// NULL, and the change names it so that formats storing documents as text can write `null`.
+#[test]
+fn a_json_null_document_is_told_from_sql_null() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    let mut src = MemorySource::default();
+    for (id, doc) in [(1, Some("null")), (2, None), (3, Some(r#"{"a":null}"#))] {
+        let (k, v) = change("c", id, doc);
+        let v = v.map(|v| {
+            v.replace(
+                r#"{"type":"string","optional":true,"field":"note"}"#,
+                r#"{"type":"string","optional":true,"name":"io.debezium.data.Json","version":1,"field":"note"}"#,
+            )
+        });
+        src.push(0, k, v);
+    }
+    let mut w = open(
+        &cfg,
+        MemorySink::new(Resume::Group),
+        src,
+        Arc::new(Metrics::new()),
+    );
+    drain(&mut w);
+    w.commit().expect("commit");
+    let out: Vec<(Option<String>, Vec<String>)> = w
+        .sink
+        .durable
+        .iter()
+        .map(|o| (o.value.clone(), o.null_documents.clone()))
+        .collect();
+    assert_eq!(
+        out,
+        vec![
+            (Some(r#"{"id":1,"note":null}"#.into()), vec!["note".into()]),
+            (Some(r#"{"id":2,"note":null}"#.into()), vec![]),
+            (Some(r#"{"id":3,"note":{"a":null}}"#.into()), vec![]),
+        ]
+    );
 }
 
 #[test]

@@ -395,7 +395,13 @@ impl WireFormat for JsonSchemaFormat {
         })
     }
 
-    fn encode_payload(&self, codec: &Codec, json: &str, out: &mut Vec<u8>) -> Result<(), String> {
+    fn encode_payload(
+        &self,
+        codec: &Codec,
+        json: &str,
+        null_document: &dyn Fn(&str) -> bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
         let members = Members::parse(json)?;
         let mut next = 0;
         out.push(b'{');
@@ -409,7 +415,9 @@ impl WireFormat for JsonSchemaFormat {
             let raw = members
                 .get(&f.name, &mut next)
                 .map_or("null", RawValue::get);
-            if raw == "null" {
+            // A JSON `null` document is not SQL NULL: its text, `null`, is the string written.
+            let sql_null = raw == "null" && !(f.enc == Enc::JsonText && null_document(&f.name));
+            if sql_null {
                 if !f.nullable {
                     return Err(format!("column {}: null in a non-null (key) field", f.name));
                 }

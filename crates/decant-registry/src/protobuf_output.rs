@@ -587,17 +587,27 @@ impl WireFormat for ProtobufFormat {
             .map_err(|e| SinkError::fatal(format!("the schema registered under {subject}: {e}")))
     }
 
-    fn encode_payload(&self, codec: &Codec, json: &str, out: &mut Vec<u8>) -> Result<(), String> {
+    fn encode_payload(
+        &self,
+        codec: &Codec,
+        json: &str,
+        null_document: &dyn Fn(&str) -> bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), String> {
         // Message indexes `[0]`: the file's first (only) message, as the single byte 0.
         out.push(0);
-        message_of(codec, json)?
+        message_of(codec, json, null_document)?
             .encode(out)
             .map_err(|e| format!("Protobuf encoding: {e}"))
     }
 }
 
 /// The message of the JSON object `json`.
-fn message_of(codec: &Codec, json: &str) -> Result<DynamicMessage, String> {
+fn message_of(
+    codec: &Codec,
+    json: &str,
+    null_document: &dyn Fn(&str) -> bool,
+) -> Result<DynamicMessage, String> {
     let members = Members::parse(json)?;
     let mut next = 0;
     let mut message = DynamicMessage::new(codec.descriptor.clone());
@@ -606,7 +616,9 @@ fn message_of(codec: &Codec, json: &str) -> Result<DynamicMessage, String> {
         let raw = members
             .get_or_schema_name(&f.json_name, &f.json_name, &mut next)
             .map_or("null", RawValue::get);
-        if raw == "null" {
+        // A JSON `null` document is not SQL NULL: its text, `null`, is the string written.
+        let sql_null = raw == "null" && !(f.enc == Enc::JsonText && null_document(&f.json_name));
+        if sql_null {
             if !f.nullable {
                 return Err(format!(
                     "column {}: null in a non-null (key) field",

@@ -131,11 +131,14 @@ pub trait WireFormat: Send {
     fn registered_key(&self, subject: &str, schema: &Schema) -> Result<Self::Codec, SinkError>;
 
     /// The payload of the canonical JSON object `json` (after the 5-byte frame) into `out`;
-    /// `Err` says which column is not what the schema says.
+    /// `Err` says which column is not what the schema says. `null_document` tells which
+    /// columns showing `null` hold a JSON `null` document ([`Change::is_null_document`]): a
+    /// document field writes the text `null` for those.
     fn encode_payload(
         &self,
         codec: &Self::Codec,
         json: &str,
+        null_document: &dyn Fn(&str) -> bool,
         out: &mut Vec<u8>,
     ) -> Result<(), String>;
 }
@@ -373,12 +376,13 @@ fn frame<F: WireFormat>(
     format: &F,
     registered: &Registered<F::Codec>,
     json: &str,
+    null_document: &dyn Fn(&str) -> bool,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
     out.clear();
     out.push(0);
     out.extend_from_slice(&registered.id.to_be_bytes());
-    format.encode_payload(&registered.codec, json, out)
+    format.encode_payload(&registered.codec, json, null_document, out)
 }
 
 impl<F: WireFormat> RecordEncoder for RegisteredEncoder<F> {
@@ -409,12 +413,25 @@ impl<F: WireFormat> RecordEncoder for RegisteredEncoder<F> {
                 EncodeError(why),
             )
         };
-        frame(&self.format, &key, change.key, &mut self.key_buf)
-            .map_err(|why| failed("key", why))?;
+        frame(
+            &self.format,
+            &key,
+            change.key,
+            &|_| false,
+            &mut self.key_buf,
+        )
+        .map_err(|why| failed("key", why))?;
         let value = match (change.value, value) {
             (Some(json), Some(registered)) => {
-                frame(&self.format, &registered, json, &mut self.value_buf)
-                    .map_err(|why| failed("value", why))?;
+                let null_document = |name: &str| change.is_null_document(name);
+                frame(
+                    &self.format,
+                    &registered,
+                    json,
+                    &null_document,
+                    &mut self.value_buf,
+                )
+                .map_err(|why| failed("value", why))?;
                 Some(self.value_buf.as_slice())
             }
             _ => None,

@@ -59,8 +59,9 @@ import org.apache.kafka.connect.data.Struct;
  * params read from the registered field's {@code (confluent.field_meta)} option).
  *
  * One JSON line per record on stdout: topic, partition, offset, key and payload (canonical JSON
- * text; payload null for a tombstone), key_schema_id, value_schema_id, and connect_types
- * (field → Connect type, or logical name, "?" when optional). Exit status 1 when a record cannot
+ * text; payload null for a tombstone), key_schema_id, value_schema_id, null_documents (the
+ * JSON document fields holding the text "null", which the payload shows as null), and
+ * connect_types (field → Connect type, or logical name, "?" when optional). Exit status 1 when a record cannot
  * be read or its two readings disagree.
  */
 public class ProtobufOutputReader {
@@ -153,6 +154,18 @@ public class ProtobufOutputReader {
             String value = row(valueConverter.toConnectData(r.topic(), r.value()), message, types);
             value = withLatestFields(r.topic(), r.value(), value, message.getDescriptorForType());
             out.append(",\"payload\":").append(quote(value)).append(",\"value_schema_id\":").append(id(r.value()));
+            // The payload embeds documents as JSON, where a JSON `null` document and SQL NULL
+            // are both `null`: name the fields that held the document text "null".
+            out.append(",\"null_documents\":[");
+            String docSep = "";
+            for (FieldDescriptor fd : message.getDescriptorForType().getFields()) {
+                String tag = meta(fd, "decant.type");
+                if ("json".equals(tag) && message.hasField(fd) && "null".equals(message.getField(fd))) {
+                    out.append(docSep).append(quote(fd.getName()));
+                    docSep = ",";
+                }
+            }
+            out.append(']');
         }
         out.append(",\"connect_types\":{");
         String sep = "";

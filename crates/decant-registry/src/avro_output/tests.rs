@@ -462,6 +462,46 @@ fn nulls_and_absent_columns_are_null_and_keys_never_are() {
     assert!(chain(&e).contains("null in a non-null"), "{e}");
 }
 
+/// A JSON `null` document is the string `null`; SQL NULL in the same kind of column is null.
+#[test]
+fn a_json_null_document_is_its_text_not_null() {
+    let reg = FakeRegistry::default();
+    let mut enc = AvroEncoder::new(Box::new(reg.clone()));
+    let fx = Fixture::new();
+    let s = shape(
+        vec![
+            ("id".into(), ColumnType::Int32),
+            ("doc".into(), ColumnType::Json),
+            ("other".into(), ColumnType::Json),
+        ],
+        &["id"],
+    );
+    let mut c = fx.change(
+        &s,
+        ChangeOp::Upsert,
+        "{\"id\":1}",
+        Some("{\"id\":1,\"doc\":null,\"other\":null}"),
+    );
+    c.null_documents = &[1];
+    let Encoded::Record { value: Some(v), .. } = enc.encode(&c).expect("encodes") else {
+        panic!("a record");
+    };
+    let v = v.to_vec();
+    let (_, text) = schema_of(&reg, "decant.bed.type-zoo-value");
+    let (_, read) = read_framed(&v, &text);
+    assert_eq!(
+        read,
+        Value::Record(vec![
+            ("id".into(), Value::Int(1)),
+            (
+                "doc".into(),
+                Value::Union(1, Box::new(Value::String("null".into())))
+            ),
+            ("other".into(), Value::Union(0, Box::new(Value::Null))),
+        ])
+    );
+}
+
 fn chain(e: &SinkError) -> String {
     decant_model::error_chain(e)
 }

@@ -442,6 +442,33 @@ fn nulls_and_absent_columns_are_null_and_keys_never_are() {
     assert!(decant_model::error_chain(&e).contains("column id"), "{e}");
 }
 
+/// A JSON `null` document is the string `null`; SQL NULL in the same kind of column is null.
+#[test]
+fn a_json_null_document_is_its_text_not_null() {
+    let reg = FakeRegistry::default();
+    let mut enc = JsonSrEncoder::new(Box::new(reg.clone()));
+    let fx = Fixture::new();
+    let s = shape(
+        vec![
+            ("id".into(), ColumnType::Int32),
+            ("doc".into(), ColumnType::Json),
+            ("other".into(), ColumnType::Json),
+        ],
+        &["id"],
+    );
+    let mut c = fx.change(
+        &s,
+        ChangeOp::Upsert,
+        "{\"id\":1}",
+        Some("{\"id\":1,\"doc\":null,\"other\":null}"),
+    );
+    c.null_documents = &[1];
+    let Encoded::Record { value: Some(v), .. } = enc.encode(&c).expect("encodes") else {
+        panic!("a record");
+    };
+    assert_eq!(&v[5..], br#"{"id":1,"doc":"null","other":null}"#);
+}
+
 #[test]
 fn a_delete_is_a_tombstone_with_a_json_sr_key() {
     let reg = FakeRegistry::default();

@@ -512,6 +512,37 @@ fn nulls_are_not_zero_values_and_keys_are_never_null() {
     assert!(decant_model::error_chain(&e).contains("column d"), "{e}");
 }
 
+/// A JSON `null` document is the string `null`; SQL NULL in the same kind of column is absent.
+#[test]
+fn a_json_null_document_is_its_text_not_null() {
+    let reg = FakeRegistry::default();
+    let mut enc = ProtobufEncoder::new(Box::new(reg.clone()));
+    let fx = Fixture::new();
+    let s = shape(
+        vec![
+            ("id".into(), ColumnType::Int32),
+            ("doc".into(), ColumnType::Json),
+            ("other".into(), ColumnType::Json),
+        ],
+        &["id"],
+    );
+    let mut c = fx.change(
+        &s,
+        ChangeOp::Upsert,
+        "{\"id\":1}",
+        Some("{\"id\":1,\"doc\":null,\"other\":null}"),
+    );
+    c.null_documents = &[1];
+    let value = encode_value(&mut enc, &c);
+    let (_, schema) = latest(&reg, VALUE);
+    let (_, read) = read_framed(&value, &schema.text, "Value");
+    assert_eq!(
+        read.get_field_by_name("doc").as_deref(),
+        Some(&prost_reflect::Value::String("null".into()))
+    );
+    assert!(!read.has_field_by_name("other"), "SQL NULL is absent");
+}
+
 #[test]
 fn a_delete_is_a_tombstone_with_a_protobuf_key() {
     let reg = FakeRegistry::default();

@@ -129,6 +129,7 @@ impl Fixture {
             key,
             value,
             typed: None,
+            null_documents: &[],
             origin: Origin {
                 topic: "src",
                 partition: 0,
