@@ -26,8 +26,14 @@ use serde_json::{Map, Value};
 /// Parses one rendered row for [`batch_from_rows`]. A value of a text column that is not a
 /// JSON string (a JSON document, geometry, struct) is kept as the exact text it was rendered as:
 /// parsing it into a `Value` would round every number beyond f64 inside it
-/// (`{"n":12345678901234567890.5}` must not become `{"n":1.2345678901234567e19}`).
-pub fn parse_row(schema: &SchemaRef, json: &str) -> Result<Map<String, Value>, String> {
+/// (`{"n":12345678901234567890.5}` must not become `{"n":1.2345678901234567e19}`). The
+/// `documents` columns hold JSON documents, stored as their text whatever it is: a document
+/// that is a JSON string keeps its quotes.
+pub fn parse_row(
+    schema: &SchemaRef,
+    json: &str,
+    documents: &[&str],
+) -> Result<Map<String, Value>, String> {
     let raw: std::collections::HashMap<String, &serde_json::value::RawValue> =
         serde_json::from_str(json).map_err(|e| e.to_string())?;
     let mut row = Map::with_capacity(raw.len());
@@ -36,7 +42,10 @@ pub fn parse_row(schema: &SchemaRef, json: &str) -> Result<Map<String, Value>, S
         let is_text_column = schema
             .field_with_name(&name)
             .is_ok_and(|f| f.data_type() == &DataType::Utf8);
-        let value = if is_text_column && !text.starts_with('"') && text != "null" {
+        // Kept as text: any document, and any other non-string, non-null JSON.
+        let verbatim =
+            documents.contains(&name.as_str()) || (!text.starts_with('"') && text != "null");
+        let value = if is_text_column && verbatim {
             Value::String(text.to_owned())
         } else {
             serde_json::from_str(text).map_err(|e| e.to_string())?
@@ -432,9 +441,10 @@ mod tests {
         let row = parse_row(
             &schema,
             r#"{"id":9007199254740993,"doc":{"n":12345678901234567890.5,"i":18446744073709551616,"a":[1.0000000000000000001]},"name":"plain"}"#,
+            &[],
         )
         .expect("parses");
-        let nulls = parse_row(&schema, r#"{"id":1,"doc":null,"name":null}"#).expect("parses");
+        let nulls = parse_row(&schema, r#"{"id":1,"doc":null,"name":null}"#, &[]).expect("parses");
         let batch = batch_from_rows(&schema, &[row, nulls]).expect("batch");
         let doc = batch.column(1).as_string::<i32>();
         assert_eq!(
@@ -452,7 +462,23 @@ mod tests {
                 .value(0),
             9_007_199_254_740_993
         );
-        assert!(parse_row(&schema, "{not json").is_err());
+        assert!(parse_row(&schema, "{not json", &[]).is_err());
+    }
+
+    /// A document column (a jsonb key) keeps a document that is a JSON string with its quotes,
+    /// as the sink stores it; a text column's string is its contents.
+    #[test]
+    fn a_string_document_keeps_its_quotes() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("doc", DataType::Utf8, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let json = r#"{"doc":"a JSON string","name":"plain"}"#;
+        let row = parse_row(&schema, json, &["doc"]).expect("parses");
+        assert_eq!(row["doc"], Value::String(r#""a JSON string""#.into()));
+        assert_eq!(row["name"], Value::String("plain".into()));
+        let row = parse_row(&schema, json, &[]).expect("parses");
+        assert_eq!(row["doc"], Value::String("a JSON string".into()));
     }
 
     fn rows(json: &[&str]) -> Vec<Map<String, Value>> {

@@ -16,7 +16,9 @@ use decant_model::sink::{
     BatchStats, Change, ChangeOp, Commit, Committed, Destination, Offsets, OutputShape, Resume,
     SourceGroup, TopicPartition,
 };
-use decant_model::{Disposition, RetryClass, Sink, SinkError, TableId, error_chain as chain};
+use decant_model::{
+    ColumnType, Disposition, RetryClass, Sink, SinkError, TableId, error_chain as chain,
+};
 use serde_json::{Map, Value};
 
 use crate::arrow_rows::{batch_from_rows, parse_row};
@@ -220,8 +222,18 @@ impl IcebergSink {
             return Ok(None);
         };
         let schema = dest.table.arrow_schema()?;
+        // Key columns holding JSON documents (a jsonb primary key): stored as their text, which
+        // a key's JSON cannot tell from a text column's value.
+        let documents: Vec<&str> = p.shape.as_ref().map_or_else(Vec::new, |s| {
+            s.key
+                .iter()
+                .zip(&s.key_types)
+                .filter(|(_, ty)| **ty == ColumnType::Json)
+                .map(|(name, _)| name.as_str())
+                .collect()
+        });
         let parse = |json: &str| -> Result<Map<String, Value>, IcebergError> {
-            parse_row(&schema, json).map_err(|why| IcebergError::Inconsistent {
+            parse_row(&schema, json, &documents).map_err(|why| IcebergError::Inconsistent {
                 table: label.to_owned(),
                 why: format!("re-reading a rendered key: {why}"),
             })

@@ -416,7 +416,7 @@ mod tests {
                     push_value(batch.rows.column(i), schema.arrow.field(i), row, &mut json);
                 }
                 json.push('}');
-                parse_row(&target, &json).expect("parses")
+                parse_row(&target, &json, &[]).expect("parses")
             })
             .collect();
         let mut canonical = batch_from_rows(&target, &rendered).expect("canonical");
