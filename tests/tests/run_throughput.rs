@@ -13,7 +13,9 @@
 //! Environment: `DECANT_BINS` (comma-separated binaries; default `DECANT_BIN`, else the one
 //! beside the test executable), `DECANT_BENCH_RECORDS` (changes, default 200k; a delete adds a
 //! tombstone), `DECANT_BENCH_SINKS` (default `topics,iceberg`), `DECANT_BENCH_DECODE_REPS`
-//! (decode-only runs per binary, best taken; default 3), `DECANT_BENCH_PERF` (a directory:
+//! (decode-only runs per binary, best taken; default 3), `DECANT_BENCH_SINK_REPS` (runs of
+//! each sink per binary, the binaries interleaved, the median per change reported and every
+//! run's figure printed; default 1), `DECANT_BENCH_PERF` (a directory:
 //! `perf record` attaches to every measured decant and writes `<binary>-<run>.data` there;
 //! `DECANT_BENCH_PERF_ARGS`, default `-F 499 --call-graph dwarf,16384`; the numbers of such a
 //! run include perf's perturbation). `end_to_end_throughput` and `lake_throughput` are the single
@@ -792,12 +794,17 @@ fn throughput_table() {
     let bytes_per_record = loaded.bytes as f64 / total as f64;
     let dump = std::env::temp_dir().join(format!("{}.jsonl", random_name("decant-bench-dump")));
     write_kcat_dump(&dump, &loaded.topic(), &loaded.records);
-    let mut rows = Vec::new();
+    let reps: usize = std::env::var("DECANT_BENCH_SINK_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let mut notes = Vec::new();
+    let mut decode_rows = Vec::new();
     for (label, bin) in &bins {
         let d = decode_run(bin, &dump, loaded.records.len(), &format!("{label}-decode"));
         let decode_us = 1e6 * d.loop_cpu / total as f64;
-        rows.push(Row {
+        decode_rows.push(Row {
             binary: label.clone(),
             run: "decode --discard",
             records: total,
@@ -816,23 +823,58 @@ fn throughput_table() {
             1e6 * d.process_cpu / total as f64,
             d.process_wall,
         ));
-        for sink in &sinks {
-            let (run, r) = match sink.as_str() {
-                "topics" => (
-                    "topics (exactly once)",
-                    topics_run(bin, &bootstrap, &loaded, &format!("{label}-topics")),
-                ),
-                _ => (
-                    "Iceberg (10 s commits)",
-                    lake_run(
+    }
+    // Sink runs, binaries interleaved within each repetition so that a slow spell of the
+    // machine falls on every binary alike; each row is the run of median CPU per change.
+    let mut runs: Vec<Vec<Vec<SinkRun>>> = bins
+        .iter()
+        .map(|_| sinks.iter().map(|_| Vec::new()).collect())
+        .collect();
+    for rep in 0..reps {
+        for (b, (label, bin)) in bins.iter().enumerate() {
+            for (k, sink) in sinks.iter().enumerate() {
+                let perf_name = if reps > 1 {
+                    format!("{label}-{sink}-{rep}")
+                } else {
+                    format!("{label}-{sink}")
+                };
+                let r = match sink.as_str() {
+                    "topics" => topics_run(bin, &bootstrap, &loaded, &perf_name),
+                    _ => lake_run(
                         bin,
                         bed.as_ref().expect("bed loaded"),
                         &bootstrap,
                         &loaded,
-                        &format!("{label}-iceberg"),
+                        &perf_name,
                     ),
-                ),
+                };
+                runs[b][k].push(r);
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for (b, ((label, _), decode)) in bins.iter().zip(decode_rows).enumerate() {
+        let decode_us = decode.decode_us;
+        rows.push(decode);
+        for (k, sink) in sinks.iter().enumerate() {
+            let mut these = std::mem::take(&mut runs[b][k]);
+            let per_change = |r: &SinkRun| r.cpu / r.counted as f64;
+            these.sort_by(|x, y| per_change(x).total_cmp(&per_change(y)));
+            let run = if sink == "topics" {
+                "topics (exactly once)"
+            } else {
+                "Iceberg (10 s commits)"
             };
+            if reps > 1 {
+                notes.push(format!(
+                    "{label}, {run}: CPU µs/change of the {reps} runs {:?}; the row is the median",
+                    these
+                        .iter()
+                        .map(|r| (1e8 * per_change(r)).round() / 100.0)
+                        .collect::<Vec<_>>()
+                ));
+            }
+            let r = these.swap_remove(these.len() / 2);
             rows.push(Row {
                 binary: label.clone(),
                 run,
