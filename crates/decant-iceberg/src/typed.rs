@@ -352,11 +352,9 @@ mod tests {
         decoder.take_batches().expect("batches")
     }
 
-    /// Gathers every plain upsert of decoded `batch` (id `id`) into its Iceberg table's batch
-    /// and checks it equals the canonical rendering's; returns the rows checked.
-    fn gathered_equals_canonical(id: usize, batch: &decant_decode::ChangeBatch) -> usize {
-        let schema = &batch.schema;
-        let shape = Arc::new(OutputShape {
+    /// Every column of decoded table `schema` as output, keyed as the source is.
+    fn shape_of(schema: &decant_model::TableSchema) -> Arc<OutputShape> {
+        Arc::new(OutputShape {
             columns: schema
                 .columns
                 .iter()
@@ -373,17 +371,29 @@ mod tests {
                 .map(|&i| schema.columns[i].ty.clone())
                 .collect(),
             sources: (0..schema.columns.len()).map(Some).collect(),
-        });
-        if shape.key.is_empty() {
-            return 0;
-        }
+        })
+    }
+
+    /// The Arrow schema of the Iceberg table the sink creates for `shape`.
+    fn target_of(shape: &OutputShape) -> SchemaRef {
         let layout = TableLayout::new(shape.columns.clone(), shape.key.clone());
-        let target: SchemaRef = Arc::new(
+        Arc::new(
             iceberg::arrow::schema_to_arrow_schema(
                 &layout.fresh_schema("t").expect("iceberg schema"),
             )
             .expect("arrow schema"),
-        );
+        )
+    }
+
+    /// Gathers every plain upsert of decoded `batch` (id `id`) into its Iceberg table's batch
+    /// and checks it equals the canonical rendering's; returns the rows checked.
+    fn gathered_equals_canonical(id: usize, batch: &decant_decode::ChangeBatch) -> usize {
+        let schema = &batch.schema;
+        let shape = shape_of(schema);
+        if shape.key.is_empty() {
+            return 0;
+        }
+        let target = target_of(&shape);
         let upserts: Vec<usize> = (0..batch.len())
             .filter(|&r| batch.meta[r].kind == ChangeKind::Upsert && batch.unchanged(r).is_empty())
             .collect();
@@ -447,24 +457,8 @@ mod tests {
         batch: &decant_decode::ChangeBatch,
         filled: Option<(usize, &str)>,
     ) -> Vec<Option<String>> {
-        let schema = &batch.schema;
-        let shape = Arc::new(OutputShape {
-            columns: schema
-                .columns
-                .iter()
-                .map(|c| (c.name.clone(), c.ty.clone()))
-                .collect(),
-            key: vec!["id".to_owned()],
-            key_types: vec![ColumnType::Int64],
-            sources: (0..schema.columns.len()).map(Some).collect(),
-        });
-        let layout = TableLayout::new(shape.columns.clone(), shape.key.clone());
-        let target: SchemaRef = Arc::new(
-            iceberg::arrow::schema_to_arrow_schema(
-                &layout.fresh_schema("t").expect("iceberg schema"),
-            )
-            .expect("arrow schema"),
-        );
+        let shape = shape_of(&batch.schema);
+        let target = target_of(&shape);
         let doc = shape.position("doc").expect("doc column");
         let staged: Vec<StagedRow> = (0..batch.len())
             .map(|row| StagedRow {
