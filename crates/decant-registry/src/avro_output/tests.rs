@@ -10,7 +10,7 @@ use decant_model::sink::{ChangeOp, OutputShape};
 use decant_model::{Column, ColumnType, Disposition, TableId, TimeUnit};
 
 use super::*;
-use crate::registered::fixtures::{FakeRegistry, Fixture, shape};
+use crate::registered::fixtures::{FakeRegistry, Fixture, documents_shape, shape};
 
 /// Every column type, its canonical JSON (as `decant_decode::render` writes it) and the Avro
 /// value it must read back as.
@@ -468,21 +468,8 @@ fn a_json_null_document_is_its_text_not_null() {
     let reg = FakeRegistry::default();
     let mut enc = AvroEncoder::new(Box::new(reg.clone()));
     let fx = Fixture::new();
-    let s = shape(
-        vec![
-            ("id".into(), ColumnType::Int32),
-            ("doc".into(), ColumnType::Json),
-            ("other".into(), ColumnType::Json),
-        ],
-        &["id"],
-    );
-    let mut c = fx.change(
-        &s,
-        ChangeOp::Upsert,
-        "{\"id\":1}",
-        Some("{\"id\":1,\"doc\":null,\"other\":null}"),
-    );
-    c.null_documents = &[1];
+    let s = documents_shape();
+    let c = fx.null_document_change(&s);
     let Encoded::Record { value: Some(v), .. } = enc.encode(&c).expect("encodes") else {
         panic!("a record");
     };

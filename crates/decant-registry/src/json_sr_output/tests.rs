@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::*;
 use crate::avro_output::tests::{zoo, zoo_shape};
-use crate::registered::fixtures::{FakeRegistry, Fixture, shape};
+use crate::registered::fixtures::{FakeRegistry, Fixture, documents_shape, shape};
 
 /// What each zoo column's canonical JSON becomes in a JSON_SR document, as JSON text.
 fn expected_value(name: &str) -> &'static str {
@@ -448,21 +448,8 @@ fn a_json_null_document_is_its_text_not_null() {
     let reg = FakeRegistry::default();
     let mut enc = JsonSrEncoder::new(Box::new(reg.clone()));
     let fx = Fixture::new();
-    let s = shape(
-        vec![
-            ("id".into(), ColumnType::Int32),
-            ("doc".into(), ColumnType::Json),
-            ("other".into(), ColumnType::Json),
-        ],
-        &["id"],
-    );
-    let mut c = fx.change(
-        &s,
-        ChangeOp::Upsert,
-        "{\"id\":1}",
-        Some("{\"id\":1,\"doc\":null,\"other\":null}"),
-    );
-    c.null_documents = &[1];
+    let s = documents_shape();
+    let c = fx.null_document_change(&s);
     let Encoded::Record { value: Some(v), .. } = enc.encode(&c).expect("encodes") else {
         panic!("a record");
     };

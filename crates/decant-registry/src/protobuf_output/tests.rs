@@ -14,7 +14,7 @@ use prost_reflect::ReflectMessage as _;
 
 use super::*;
 use crate::avro_output::tests::{zoo, zoo_shape};
-use crate::registered::fixtures::{FakeRegistry, Fixture, shape};
+use crate::registered::fixtures::{FakeRegistry, Fixture, documents_shape, shape};
 
 const KEY: &str = "decant.bed.type-zoo-key";
 const VALUE: &str = "decant.bed.type-zoo-value";
@@ -518,21 +518,8 @@ fn a_json_null_document_is_its_text_not_null() {
     let reg = FakeRegistry::default();
     let mut enc = ProtobufEncoder::new(Box::new(reg.clone()));
     let fx = Fixture::new();
-    let s = shape(
-        vec![
-            ("id".into(), ColumnType::Int32),
-            ("doc".into(), ColumnType::Json),
-            ("other".into(), ColumnType::Json),
-        ],
-        &["id"],
-    );
-    let mut c = fx.change(
-        &s,
-        ChangeOp::Upsert,
-        "{\"id\":1}",
-        Some("{\"id\":1,\"doc\":null,\"other\":null}"),
-    );
-    c.null_documents = &[1];
+    let s = documents_shape();
+    let c = fx.null_document_change(&s);
     let value = encode_value(&mut enc, &c);
     let (_, schema) = latest(&reg, VALUE);
     let (_, read) = read_framed(&value, &schema.text, "Value");

@@ -140,4 +140,29 @@ impl Fixture {
             batch: "1-2:3",
         }
     }
+
+    /// An upsert of `documents_shape()` whose two document columns both show `null` in the
+    /// row's JSON: `doc` holds a JSON `null` document, `other` SQL NULL.
+    pub(crate) fn null_document_change<'a>(&'a self, shape: &'a Arc<OutputShape>) -> Change<'a> {
+        let mut c = self.change(
+            shape,
+            ChangeOp::Upsert,
+            "{\"id\":1}",
+            Some("{\"id\":1,\"doc\":null,\"other\":null}"),
+        );
+        c.null_documents = &[1];
+        c
+    }
+}
+
+/// `id` (key) and two JSON document columns, `doc` and `other`.
+pub(crate) fn documents_shape() -> Arc<OutputShape> {
+    shape(
+        vec![
+            ("id".into(), ColumnType::Int32),
+            ("doc".into(), ColumnType::Json),
+            ("other".into(), ColumnType::Json),
+        ],
+        &["id"],
+    )
 }
