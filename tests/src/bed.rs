@@ -834,6 +834,35 @@ pub fn produce_inputs(
     p.flush(Duration::from_secs(30)).expect("flush");
 }
 
+/// Produces `inputs` again, each to its own topic and partition with its key, value and headers
+/// (what a Debezium connector restarted before its offset flush does), and waits for delivery.
+pub fn produce_again(bootstrap: &str, inputs: &[Input]) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for i in inputs {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &i.headers {
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
+        }
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&i.topic)
+            .partition(i.partition)
+            .headers(headers);
+        r.key = i.key.as_deref();
+        r.payload = i.value.as_deref();
+        p.send(r).map_err(|(e, _)| e).expect("queue record");
+        // One at a time: the copies keep the originals' order.
+        p.flush(Duration::from_secs(30)).expect("flush");
+    }
+}
+
 /// Produces records to `topic` and waits for delivery.
 pub fn produce(bootstrap: &str, topic: &str, records: &[KeyValue<'_>]) {
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};

@@ -74,6 +74,27 @@ pub fn committed(port: u16) -> u64 {
     metric(port, "decant_transactions_total{outcome=\"committed\"}").map_or(0, |v| v as u64)
 }
 
+/// How many changes decant's log (all incarnations) says it skipped as sent again by the
+/// connector from before their key's delete: at-least-once re-sends after the Connect worker's
+/// or the broker's restart that happened to meet that case.
+pub fn resent_before_delete(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .map(|l| l.matches("older than the key's delete: skipped").count())
+        .unwrap_or(0)
+}
+
+/// How many data records of `records` repeat an earlier one of their topic byte for byte (key
+/// and value): a Debezium change event carries its source position, so a repeat is the
+/// connector sending it again (at least once), not a new change.
+pub fn resent_records(records: &[crate::Input]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    records
+        .iter()
+        .filter(|r| r.value.is_some())
+        .filter(|r| !seen.insert((&r.topic, &r.key, &r.value)))
+        .count()
+}
+
 /// xorshift64*: reproducible "random" kill moments from a seed the test prints.
 pub struct Rng(pub u64);
 impl Rng {

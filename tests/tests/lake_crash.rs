@@ -18,7 +18,9 @@ use decant_tests::bed::{
 };
 use decant_tests::connect::ConnectSource;
 use decant_tests::lake::{Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled};
-use decant_tests::workload::{Rng, SMALL_FLUSHES, committed, crash_kills, round_sql};
+use decant_tests::workload::{
+    Rng, SMALL_FLUSHES, committed, crash_kills, resent_before_delete, resent_records, round_sql,
+};
 
 /// The test's name in its progress lines.
 const NAME: &str = "lake_crash";
@@ -169,6 +171,11 @@ fn kill_9_at_random_moments_commits_every_change_once() {
         tables.len(),
         source_records.len(),
         started.elapsed().as_secs_f64()
+    );
+    eprintln!(
+        "{NAME}: the connector sent {} record(s) again; {} re-sent change(s) older than their key's delete skipped (log)",
+        resent_records(&source_records),
+        resent_before_delete(&log)
     );
     let _ = std::fs::remove_dir_all(&work);
 }

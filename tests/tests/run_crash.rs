@@ -19,7 +19,9 @@ use decant_tests::bed::{
     upsert_changes, write_decant_config,
 };
 use decant_tests::connect::ConnectSource;
-use decant_tests::workload::{Rng, SMALL_FLUSHES, committed, crash_kills, round_sql};
+use decant_tests::workload::{
+    Rng, SMALL_FLUSHES, committed, crash_kills, resent_before_delete, resent_records, round_sql,
+};
 use decant_tests::{Input, PgMode, assert_pg_state};
 
 /// (topic, partition, offset) of the source record behind an output record.
@@ -214,6 +216,11 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     );
     let status = decant.terminate(Duration::from_secs(60));
     assert!(status.success(), "exit status {status}");
+    eprintln!(
+        "{NAME}: the connector sent {} record(s) again; {} re-sent change(s) older than their key's delete skipped (log)",
+        resent_records(&source_records),
+        resent_before_delete(&log)
+    );
     let _ = std::fs::remove_dir_all(&work);
     eprintln!("{NAME}: {:.1} s", started.elapsed().as_secs_f64());
 }

@@ -4,12 +4,18 @@
 //! the value from the old key (Debezium's `__debezium.oldkey` / `__debezium.newkey` headers name
 //! the pair), under the default `on_toast_missing = "fail"`, into both sinks at once: the last
 //! row of the new key carries the whole value, no TOAST miss is counted, nothing is quarantined.
+//!
+//! Then the key is deleted, and the update and delete Debezium sent for it are sent again, as
+//! a connector restarted before its offset flush sends them (at-least-once delivery): the
+//! re-sent TOAST-unchanged update comes after decant applied the key's delete. It is skipped
+//! as older than that delete (`resent_before_delete`), not a TOAST miss; the table keeps
+//! flowing and the key stays deleted in both sinks.
 
 use std::time::{Duration, Instant};
 
 use decant_tests::bed::{
-    DecantProcess, LiveSource, consume, http_get, random_name, topics_with_prefix, wait_for,
-    write_decant_config,
+    DecantProcess, LiveSource, consume, http_get, produce_again, random_name, topics_with_prefix,
+    wait_for, write_decant_config,
 };
 use decant_tests::lake::{Catalog, chdb_rows, lake_settled};
 use decant_tests::workload::metric;
@@ -151,7 +157,172 @@ fn key_change_keeps_the_toasted_value_in_both_sinks() {
         "the old keys are deleted"
     );
 
+    // At-least-once: key 901 is deleted, then its TOAST-unchanged update and its delete (and
+    // tombstone) reach the source topic again, as a restarted connector re-sends them.
+    let source_topic = format!("{prefix}.{s}.toasty");
+    let of_901 = |records: Vec<decant_tests::Input>| -> Vec<decant_tests::Input> {
+        records
+            .into_iter()
+            .filter(|r| {
+                r.key.as_deref().is_some_and(|k| {
+                    serde_json::from_slice::<Json>(k)
+                        .is_ok_and(|k| k["payload"]["id"] == 901 || k["id"] == 901)
+                })
+            })
+            .collect()
+    };
+    let before = of_901(consume(
+        &broker.bootstrap(),
+        std::slice::from_ref(&source_topic),
+        1,
+        Duration::from_secs(2),
+    ));
+    let op = |r: &decant_tests::Input| -> String {
+        r.value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice::<Json>(v).ok())
+            .and_then(|v| {
+                let p = if v.get("payload").is_some() {
+                    &v["payload"]
+                } else {
+                    &v
+                };
+                p["op"].as_str().map(str::to_owned)
+            })
+            .unwrap_or_else(|| "tombstone".into())
+    };
+    let update = before
+        .iter()
+        .rfind(|r| op(r) == "u")
+        .cloned()
+        .expect("Debezium's update of key 901");
+    assert!(
+        String::from_utf8_lossy(update.value.as_deref().unwrap_or_default())
+            .contains("__debezium_unavailable_value"),
+        "the update of 901 leaves its TOASTed value out"
+    );
+    bed.psql(
+        &format!(
+            "DELETE FROM \"{s}\".toasty WHERE id = 901;\n\
+             INSERT INTO \"{s}\".marker VALUES (2, 'deleted');"
+        ),
+        &[],
+    );
+    let marker_topic = format!("{out_prefix}.{s}.marker");
+    let markers_out = |n: usize| {
+        consume(
+            &broker.bootstrap(),
+            std::slice::from_ref(&marker_topic),
+            n,
+            Duration::from_secs(1),
+        )
+        .len()
+            >= n
+    };
+    let lake_markers = |n: usize| {
+        let tables = decant_tests::lake::lake_tables(&bed, &catalog);
+        tables
+            .iter()
+            .find(|t| t.name.ends_with(".marker"))
+            .is_some_and(|t| chdb_rows(&bed, t).len() >= n)
+    };
+    wait_for(
+        Duration::from_secs(120),
+        "the delete of 901 in both sinks",
+        || {
+            assert!(topics.is_running(), "{}", topics.log_tail(40));
+            assert!(lake.is_running(), "{}", lake.log_tail(40));
+            (markers_out(2) && lake_markers(2)).then_some(())
+        },
+    );
+    let deleted: Vec<decant_tests::Input> = of_901(consume(
+        &broker.bootstrap(),
+        std::slice::from_ref(&source_topic),
+        before.len() + 1,
+        Duration::from_secs(2),
+    ))
+    .into_iter()
+    .skip(before.len())
+    .collect();
+    assert_eq!(
+        deleted.iter().map(op).collect::<Vec<_>>(),
+        ["d", "tombstone"],
+        "Debezium's delete of 901"
+    );
+    let mut resent = vec![update];
+    resent.extend(deleted);
+    produce_again(&broker.bootstrap(), &resent);
+    // A change of the same table after the re-send must flow (a quarantine would hold it).
+    bed.psql(
+        &format!(
+            "UPDATE \"{s}\".toasty SET small = 77 WHERE id = 911;\n\
+             INSERT INTO \"{s}\".marker VALUES (3, 'after the re-send');"
+        ),
+        &[],
+    );
+    wait_for(
+        Duration::from_secs(120),
+        "the re-sent changes in both sinks",
+        || {
+            assert!(topics.is_running(), "{}", topics.log_tail(40));
+            assert!(lake.is_running(), "{}", lake.log_tail(40));
+            (markers_out(3) && lake_markers(3)).then_some(())
+        },
+    );
+    let records = consume(
+        &broker.bootstrap(),
+        std::slice::from_ref(&toasty_topic),
+        1,
+        Duration::from_secs(2),
+    );
+    let last_901 = records
+        .iter()
+        .rev()
+        .find(|r| r.key.as_deref() == Some(b"{\"id\":901}".as_slice()))
+        .expect("key 901 in the upsert topic");
+    assert_eq!(last_901.value, None, "topic: 901 ends deleted (tombstone)");
+    let last_911: Json = records
+        .iter()
+        .rev()
+        .find(|r| r.key.as_deref() == Some(b"{\"id\":911}".as_slice()))
+        .and_then(|r| serde_json::from_slice(r.value.as_deref()?).ok())
+        .expect("key 911 in the upsert topic");
+    assert_eq!(
+        (&last_911["small"], &last_911["big"]),
+        (&Json::from(77), &want(911)["big"]),
+        "topic: the table kept flowing after the re-send"
+    );
+    let tables = lake_settled(&bed, &catalog, &mut lake);
+    let table = tables
+        .iter()
+        .find(|t| t.name == format!("{s}.toasty"))
+        .expect("the toasty table");
+    let rows = chdb_rows(&bed, table);
+    assert!(
+        !rows.iter().any(|r| r["id"] == 901),
+        "Iceberg: 901 stays deleted"
+    );
+    let row_911 = rows
+        .iter()
+        .find(|r| r["id"] == 911)
+        .expect("Iceberg has row 911");
+    assert_eq!(
+        (&row_911["small"], &row_911["big"]),
+        (&Json::from(77), &want(911)["big"]),
+        "Iceberg: the table kept flowing after the re-send"
+    );
+
     for (port, what) in [(topics_port, "topics"), (lake_port, "iceberg")] {
+        assert_eq!(
+            metric(
+                port,
+                &format!(
+                    "decant_skipped_records_total{{reason=\"resent_before_delete\",table=\"{s}.toasty\"}}"
+                )
+            ),
+            Some(1.0),
+            "{what}: the re-sent update is skipped as older than the key's delete"
+        );
         assert_eq!(
             metric(port, "decant_quarantined_partitions"),
             Some(0.0),

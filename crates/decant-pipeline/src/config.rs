@@ -466,6 +466,11 @@ pub struct StateConfig {
     /// [`crate::state::DEFAULT_CACHE_MIB`]).
     #[serde(default = "default_state_cache_mib")]
     pub cache_mib: u64,
+    /// How long (source time, after the newest delete) a deleted key stays marked, so that a
+    /// change the connector sends again from before the delete is known for one (see
+    /// [`crate::state::Deleted`]).
+    #[serde(default = "default_deleted_retention_secs")]
+    pub deleted_retention_secs: u64,
 }
 
 impl Default for StateConfig {
@@ -473,8 +478,13 @@ impl Default for StateConfig {
         StateConfig {
             dir: default_state_dir(),
             cache_mib: default_state_cache_mib(),
+            deleted_retention_secs: default_deleted_retention_secs(),
         }
     }
+}
+
+fn default_deleted_retention_secs() -> u64 {
+    crate::state::DEFAULT_DELETED_RETENTION_SECS
 }
 
 fn default_state_cache_mib() -> u64 {

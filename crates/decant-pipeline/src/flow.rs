@@ -212,7 +212,8 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
         rt: &Runtime,
     ) -> Result<Self, PipelineError> {
         let metrics = rt.metrics.clone();
-        let store = StateStore::open_with_cache(&cfg.state.dir, cfg.state.cache_mib << 20)?;
+        let store = StateStore::open_with_cache(&cfg.state.dir, cfg.state.cache_mib << 20)?
+            .with_deleted_retention(cfg.state.deleted_retention_secs);
         metrics.state_keys.set(store.len()? as i64);
         let mut w = Flow {
             cfg,

@@ -18,7 +18,9 @@ use crate::observe::now_ms;
 use crate::render::{other_store_key, push_key, push_row, row_passes, typed_row};
 use crate::route::{Plan, Route};
 use crate::source::{Record, Source};
-use crate::state::{ToastEntry, previous_entry, row_key, stage_delete};
+use crate::state::{
+    Deleted, ToastEntry, deleted_of, is_entry, previous_entry, row_key, stage_delete,
+};
 use crate::triage::Bad;
 
 /// What an upsert hands to the sink: JSON text or decoded columns (deletes: nothing).
@@ -98,7 +100,8 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 let Some(b) = self.batch.as_mut() else {
                     return Err(PipelineError::Config("a row outside an open batch".into()));
                 };
-                stage_delete(&self.store, &mut b.overlay, store_key, new_key)?;
+                let mark = Deleted::at(&batch.meta[row].position);
+                stage_delete(&self.store, &mut b.overlay, store_key, new_key, mark)?;
                 if route.emit_delete {
                     self.write(t, ChangeOp::Delete, key, Payload::None, batch, row)
                 } else {
@@ -209,6 +212,26 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 .inc_by(u64::from(rendered.fills));
         }
         if !rendered.missing.is_empty() {
+            if let Some(delete) = self.resent_before_delete(batch, row, t, &store_key)? {
+                // Nothing of it is written or staged: the key's delete, already applied, is
+                // newer, and the connector sends that delete again after this change.
+                let meta = &batch.meta[row];
+                tracing::info!(
+                    topic = %meta.topic,
+                    partition = meta.partition,
+                    offset = meta.offset,
+                    table = %route.label,
+                    key,
+                    lsn = meta.position.lsn,
+                    delete_lsn = delete.lsn,
+                    "a change sent again by the connector, older than the key's delete: skipped (its TOAST-unchanged values were deleted with the key)"
+                );
+                self.metrics
+                    .skipped_records
+                    .with_label_values(&[&route.label, "resent_before_delete"])
+                    .inc();
+                return Ok(());
+            }
             let (policy, name) = match route.on_toast_missing {
                 ToastPolicy::EmitWithoutColumn => (None, "emit_without_column"),
                 ToastPolicy::DeadLetter => (Some(BadRecordPolicy::DeadLetter), "dead_letter"),
@@ -314,13 +337,40 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         if let Some(b) = &self.batch
             && let Some(v) = b.overlay.get(store_key)
         {
-            return Ok(v.map(ToastEntry::decode));
+            return Ok(v.filter(|v| is_entry(v)).map(ToastEntry::decode));
         }
         Ok(self
             .store
             .get(store_key)?
+            .filter(|v| is_entry(v))
             .as_deref()
             .map(ToastEntry::decode))
+    }
+
+    /// The delete that shows upsert `row` to be sent again (Debezium delivers at least once):
+    /// its key, or for the new half of a primary-key change its old key, was deleted at a
+    /// later LSN than the row's. A key's changes come in LSN order, and a delete is followed by
+    /// an insert with every value before any update of the key, so only a change sent again
+    /// from before the delete can need values the delete took.
+    fn resent_before_delete(
+        &self,
+        batch: &ChangeBatch,
+        row: usize,
+        t: &Target<'_>,
+        store_key: &[u8],
+    ) -> Result<Option<Deleted>, PipelineError> {
+        let Some(lsn) = batch.meta[row].position.lsn else {
+            return Ok(None);
+        };
+        let overlay = self.batch.as_ref().map(|b| &b.overlay);
+        let later = |d: Option<Deleted>| d.filter(|d| d.lsn > lsn);
+        if let Some(d) = later(deleted_of(&self.store, overlay, store_key)?) {
+            return Ok(Some(d));
+        }
+        match other_store_key(batch, row, t.plan, &t.route.label) {
+            Some(old) => Ok(later(deleted_of(&self.store, overlay, &old)?)),
+            None => Ok(None),
+        }
     }
 
     /// Hands one change of decoded row `row` to the sink.
@@ -452,7 +502,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         let batch = self.batch_mut()?;
         for (k, v) in batch.overlay.iter() {
             if k.starts_with(&prefix) {
-                if v.is_some() {
+                if v.is_some_and(is_entry) {
                     keys.insert(k.to_vec());
                 } else {
                     keys.remove(k);

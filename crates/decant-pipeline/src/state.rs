@@ -1,5 +1,14 @@
 //! The local state store (redb): per output key, the last value of every TOAST-able column
-//! (and so an index of every live key, for truncates).
+//! (and so an index of every live key, for truncates), and for a while after a key's delete,
+//! where in the source that delete was (a [`Deleted`] mark).
+//!
+//! The marks are for Debezium's at-least-once delivery: a connector restarted (a Connect
+//! rebalance, a broker outage) sends again what it sent after its last offset flush. A
+//! re-sent update whose TOASTed column is unchanged may then come after decant applied the
+//! key's later delete, when the key's values are gone; its mark tells decant that the update
+//! is older than the delete (the re-sent delete follows it), not a value decant never saw.
+//! Marks are dropped once they are [`StateStore::deleted_retention_ms`] older, in source time,
+//! than the newest mark (an index by time, `DELETED`, finds them).
 //!
 //! It never disagrees with Kafka: a transaction's changes are first *staged* (durably, together
 //! with the source offsets the transaction commits), then the Kafka transaction commits, then
@@ -25,6 +34,8 @@ const PENDING_CHUNKS: TableDefinition<u32, &[u8]> = TableDefinition::new("pendin
 /// `[0]` for a delete). Read and cleared so that a store staged by an older binary still
 /// resolves after an upgrade; never written.
 const LEGACY_PENDING_ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending_rows");
+/// The [`Deleted`] marks in [`ROWS`] by the delete's source time: (ts_ms, store key).
+const DELETED: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("deleted");
 /// Source offsets the staged transaction commits: (topic, partition) → next offset.
 const PENDING_OFFSETS: TableDefinition<(&str, i32), i64> = TableDefinition::new("pending_offsets");
 
@@ -47,8 +58,63 @@ pub fn row_key(table: &str, key_json: &str) -> Vec<u8> {
 
 pub use crate::overlay::Overlay;
 
-/// The last entry of `key`: the open transaction's change (`overlay`), else the store.
-pub fn entry_of(
+/// How long, by default, a deleted key's [`Deleted`] mark is kept (source time): a re-sent
+/// change reaches back to the connector's last offset flush (a minute by default in Kafka
+/// Connect), and an hour leaves room for long flush intervals.
+pub const DEFAULT_DELETED_RETENTION_SECS: u64 = 3600;
+
+/// Where in the source a key was deleted, kept in place of its entry (see the module
+/// documentation). Only for sources whose changes of one key come in increasing `lsn`
+/// (PostgreSQL: a row's changes are serialised by its lock, and a delete's LSN is past every
+/// earlier change of the row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deleted {
+    /// The delete's `source.lsn`.
+    pub lsn: i64,
+    /// The delete's `source.ts_ms`: when the mark may go.
+    pub ts_ms: i64,
+}
+
+/// What starts a [`Deleted`] mark: a name length no column has (names are at most 63 bytes
+/// in PostgreSQL, 64 in MySQL), so that an entry never reads as a mark, and a binary that
+/// predates marks reads one as an entry with no values.
+const DELETED_TAG: &[u8; 3] = b"\xff\xffD";
+
+impl Deleted {
+    /// The delete of a change at `position`, if its source orders a key's changes by LSN.
+    pub fn at(position: &decant_model::SourcePosition) -> Option<Deleted> {
+        Some(Deleted {
+            lsn: position.lsn?,
+            ts_ms: position.ts_ms?,
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(DELETED_TAG.len() + 16);
+        out.extend_from_slice(DELETED_TAG);
+        out.extend_from_slice(&self.lsn.to_le_bytes());
+        out.extend_from_slice(&self.ts_ms.to_le_bytes());
+        out
+    }
+
+    /// The mark `stored` is, if it is one.
+    pub fn decode(stored: &[u8]) -> Option<Deleted> {
+        let rest = stored.strip_prefix(DELETED_TAG.as_slice())?;
+        let (lsn, ts) = (rest.get(..8)?, rest.get(8..16)?);
+        Some(Deleted {
+            lsn: i64::from_le_bytes(lsn.try_into().ok()?),
+            ts_ms: i64::from_le_bytes(ts.try_into().ok()?),
+        })
+    }
+}
+
+/// Whether a stored value is a live key's entry (not a [`Deleted`] mark).
+pub fn is_entry(stored: &[u8]) -> bool {
+    !stored.starts_with(DELETED_TAG)
+}
+
+/// What the open transaction (`overlay`), else the store, holds for `key`: an entry or a mark.
+fn stored_of(
     store: &StateStore,
     overlay: Option<&Overlay>,
     key: &[u8],
@@ -57,6 +123,25 @@ pub fn entry_of(
         Some(change) => Ok(change.map(<[u8]>::to_vec)),
         None => store.get(key),
     }
+}
+
+/// The last entry of `key` (none when the key is deleted): the open transaction's change
+/// (`overlay`), else the store.
+pub fn entry_of(
+    store: &StateStore,
+    overlay: Option<&Overlay>,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, PipelineError> {
+    Ok(stored_of(store, overlay, key)?.filter(|v| is_entry(v)))
+}
+
+/// The [`Deleted`] mark of `key`, if the key's last change was a marked delete.
+pub fn deleted_of(
+    store: &StateStore,
+    overlay: Option<&Overlay>,
+    key: &[u8],
+) -> Result<Option<Deleted>, PipelineError> {
+    Ok(stored_of(store, overlay, key)?.and_then(|v| Deleted::decode(&v)))
 }
 
 /// The entry an upsert of `key` fills its TOAST-unchanged columns from: the key's own, else,
@@ -77,15 +162,16 @@ pub fn previous_entry(
     Ok(entry.as_deref().map(ToastEntry::decode))
 }
 
-/// Stages the delete of `key`. When the delete is the old half of a primary-key change
-/// (`new_key`), the key's entry moves to the new key in the same staged transaction, unless the
-/// new key already has one (its create was read first, from another partition, and its own
-/// entry is newer).
+/// Stages the delete of `key`, marked where the source says it was (`deleted`), else removed.
+/// When the delete is the old half of a primary-key change (`new_key`), the key's entry moves
+/// to the new key in the same staged transaction, unless the new key already has one (its
+/// create was read first, from another partition, and its own entry is newer).
 pub fn stage_delete(
     store: &StateStore,
     overlay: &mut Overlay,
     key: Vec<u8>,
     new_key: Option<Vec<u8>>,
+    deleted: Option<Deleted>,
 ) -> Result<(), PipelineError> {
     if let Some(new_key) = new_key
         && entry_of(store, Some(overlay), &new_key)?.is_none()
@@ -93,7 +179,10 @@ pub fn stage_delete(
     {
         overlay.insert(&new_key, Some(&entry));
     }
-    overlay.insert(&key, None);
+    match deleted {
+        Some(mark) => overlay.insert(&key, Some(&mark.encode())),
+        None => overlay.insert(&key, None),
+    }
     Ok(())
 }
 
@@ -106,6 +195,8 @@ pub const DEFAULT_CACHE_MIB: u64 = 16;
 
 pub struct StateStore {
     db: Database,
+    /// How much older (source time) than the newest [`Deleted`] mark a mark may get.
+    deleted_retention_ms: i64,
 }
 
 impl StateStore {
@@ -129,8 +220,23 @@ impl StateStore {
         tx.open_table(PENDING_CHUNKS).map_err(store_err)?;
         tx.open_table(LEGACY_PENDING_ROWS).map_err(store_err)?;
         tx.open_table(PENDING_OFFSETS).map_err(store_err)?;
+        tx.open_table(DELETED).map_err(store_err)?;
         tx.commit().map_err(store_err)?;
-        Ok(StateStore { db })
+        Ok(StateStore {
+            db,
+            deleted_retention_ms: (DEFAULT_DELETED_RETENTION_SECS * 1000) as i64,
+        })
+    }
+
+    /// Keeps [`Deleted`] marks for `secs` of source time after the newest one.
+    pub fn with_deleted_retention(mut self, secs: u64) -> Self {
+        self.deleted_retention_ms = i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// See [`StateStore::with_deleted_retention`].
+    pub fn deleted_retention_ms(&self) -> i64 {
+        self.deleted_retention_ms
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, PipelineError> {
@@ -139,7 +245,7 @@ impl StateStore {
         Ok(t.get(key).map_err(store_err)?.map(|v| v.value().to_vec()))
     }
 
-    /// Every stored key of `table`.
+    /// Every live key of `table` (not the deleted ones still marked).
     pub fn keys_of(&self, table: &str) -> Result<Vec<Vec<u8>>, PipelineError> {
         let mut lo = table.as_bytes().to_vec();
         lo.push(0);
@@ -149,15 +255,28 @@ impl StateStore {
         let t = tx.open_table(ROWS).map_err(store_err)?;
         let mut out = Vec::new();
         for item in t.range(lo.as_slice()..hi.as_slice()).map_err(store_err)? {
-            let (k, _) = item.map_err(store_err)?;
-            out.push(k.value().to_vec());
+            let (k, v) = item.map_err(store_err)?;
+            if is_entry(v.value()) {
+                out.push(k.value().to_vec());
+            }
         }
         Ok(out)
     }
 
+    /// How many live keys the store holds.
     pub fn len(&self) -> Result<u64, PipelineError> {
         let tx = self.db.begin_read().map_err(store_err)?;
-        let t = tx.open_table(ROWS).map_err(store_err)?;
+        let rows = tx.open_table(ROWS).map_err(store_err)?.len();
+        let marks = tx.open_table(DELETED).map_err(store_err)?.len();
+        Ok(rows
+            .map_err(store_err)?
+            .saturating_sub(marks.map_err(store_err)?))
+    }
+
+    /// How many deleted keys are still marked.
+    pub fn deleted_len(&self) -> Result<u64, PipelineError> {
+        let tx = self.db.begin_read().map_err(store_err)?;
+        let t = tx.open_table(DELETED).map_err(store_err)?;
         t.len().map_err(store_err)
     }
 
@@ -274,13 +393,23 @@ impl StateStore {
         tx.set_durability(durability).map_err(store_err)?;
         {
             let mut rows = tx.open_table(ROWS).map_err(store_err)?;
+            let mut marks = tx.open_table(DELETED).map_err(store_err)?;
             let mut put = |key: &[u8], entry: Option<&[u8]>| -> Result<(), PipelineError> {
-                if apply(key) {
-                    match entry {
-                        Some(entry) => rows.insert(key, entry).map(drop),
-                        None => rows.remove(key).map(drop),
-                    }
-                    .map_err(store_err)?;
+                if !apply(key) {
+                    return Ok(());
+                }
+                // The index by time follows the marks that come and go.
+                let old = match entry {
+                    Some(entry) => rows.insert(key, entry),
+                    None => rows.remove(key),
+                }
+                .map_err(store_err)?
+                .and_then(|old| Deleted::decode(old.value()));
+                if let Some(old) = old {
+                    marks.remove((old.ts_ms, key)).map_err(store_err)?;
+                }
+                if let Some(new) = entry.and_then(Deleted::decode) {
+                    marks.insert((new.ts_ms, key), ()).map_err(store_err)?;
                 }
                 Ok(())
             };
@@ -302,10 +431,49 @@ impl StateStore {
             legacy.retain(|_, _| false).map_err(store_err)?;
             let mut offs = tx.open_table(PENDING_OFFSETS).map_err(store_err)?;
             offs.retain(|_, _| false).map_err(store_err)?;
+            self.expire_marks(&mut rows, &mut marks)?;
         }
         tx.commit().map_err(store_err)
     }
+
+    /// Drops the [`Deleted`] marks more than the retention older than the newest mark, at
+    /// most [`EXPIRE_PER_COMMIT`] at a time (the rest go with the next commits).
+    fn expire_marks(
+        &self,
+        rows: &mut redb::Table<&[u8], &[u8]>,
+        marks: &mut redb::Table<(i64, &[u8]), ()>,
+    ) -> Result<(), PipelineError> {
+        let Some(newest) = marks.last().map_err(store_err)?.map(|(k, _)| k.value().0) else {
+            return Ok(());
+        };
+        let cutoff = newest.saturating_sub(self.deleted_retention_ms);
+        let mut expired: Vec<(i64, Vec<u8>)> = Vec::new();
+        for item in marks
+            .range(..(cutoff, [].as_slice()))
+            .map_err(store_err)?
+            .take(EXPIRE_PER_COMMIT)
+        {
+            let (k, _) = item.map_err(store_err)?;
+            let (ts, key) = k.value();
+            expired.push((ts, key.to_vec()));
+        }
+        for (ts, key) in expired {
+            marks.remove((ts, key.as_slice())).map_err(store_err)?;
+            let still_marked = rows
+                .get(key.as_slice())
+                .map_err(store_err)?
+                .is_some_and(|v| Deleted::decode(v.value()).is_some_and(|d| d.ts_ms == ts));
+            if still_marked {
+                rows.remove(key.as_slice()).map_err(store_err)?;
+            }
+        }
+        Ok(())
+    }
 }
+
+/// The most [`Deleted`] marks one commit expires: a commit's share of the work stays small
+/// after a burst of deletes.
+const EXPIRE_PER_COMMIT: usize = 10_000;
 
 /// Appends one staged change to a chunk: `u32 key length, key, u8 kind` then, for a put
 /// (kind 1), `u32 entry length, entry` (little endian). Kind 0 is a delete.
@@ -463,7 +631,7 @@ mod tests {
 
         // Delete first: the entry moves, staged in the same overlay as the delete.
         let mut o = Overlay::default();
-        stage_delete(&s, &mut o, old.clone(), Some(new.clone())).expect("delete");
+        stage_delete(&s, &mut o, old.clone(), Some(new.clone()), None).expect("delete");
         assert_eq!(o.get(&old), Some(None));
         assert_eq!(o.get(&new), Some(Some(entry.encode().as_slice())));
         assert_eq!(
@@ -493,17 +661,107 @@ mod tests {
             Some(entry.clone())
         );
         o.insert(&new2, Some(&newer.encode()));
-        stage_delete(&s, &mut o, old2.clone(), Some(new2.clone())).expect("delete");
+        stage_delete(&s, &mut o, old2.clone(), Some(new2.clone()), None).expect("delete");
         assert_eq!(o.get(&new2), Some(Some(newer.encode().as_slice())));
         assert_eq!(o.get(&old2), Some(None));
 
         // A plain delete (no new key) moves nothing; an unknown old key fills nothing.
         let mut o = Overlay::default();
-        stage_delete(&s, &mut o, new.clone(), None).expect("delete");
+        stage_delete(&s, &mut o, new.clone(), None, None).expect("delete");
         assert_eq!(o.len(), 1);
         assert_eq!(
             previous_entry(&s, Some(&o), &row_key("s.t", "{\"id\":5}"), Some(&old)).expect("p"),
             None
+        );
+    }
+
+    /// A marked delete: not a live key (truncates, `len`), its mark readable until a newer
+    /// mark is the retention ahead of it in source time, and gone at once when the key comes
+    /// back.
+    #[test]
+    fn deleted_keys_stay_marked_for_the_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = StateStore::open(dir.path())
+            .expect("open")
+            .with_deleted_retention(60);
+        let key = |id: u32| row_key("s.t", &format!("{{\"id\":{id}}}"));
+        let entry = ToastEntry {
+            values: vec![("big".into(), "\"x\"".into())],
+        }
+        .encode();
+        let commit = |o: &Overlay| {
+            s.stage(o, &[]).expect("stage");
+            s.apply_pending().expect("apply");
+        };
+        let mut o = Overlay::default();
+        for id in 1..=3 {
+            o.insert(&key(id), Some(&entry));
+        }
+        commit(&o);
+
+        // Key 1 deleted at LSN 100 (source time 1 000 ms), key 2 without a position (removed).
+        let mut o = Overlay::default();
+        let mark = Deleted {
+            lsn: 100,
+            ts_ms: 1_000,
+        };
+        stage_delete(&s, &mut o, key(1), None, Some(mark)).expect("delete");
+        stage_delete(&s, &mut o, key(2), None, None).expect("delete");
+        assert_eq!(deleted_of(&s, Some(&o), &key(1)).expect("mark"), Some(mark));
+        assert_eq!(entry_of(&s, Some(&o), &key(1)).expect("entry"), None);
+        commit(&o);
+        assert_eq!(deleted_of(&s, None, &key(1)).expect("mark"), Some(mark));
+        assert_eq!(deleted_of(&s, None, &key(2)).expect("mark"), None);
+        assert_eq!(previous_entry(&s, None, &key(1), None).expect("prev"), None);
+        assert_eq!(s.keys_of("s.t").expect("keys"), vec![key(3)]);
+        assert_eq!((s.len().expect("len"), s.deleted_len().expect("n")), (1, 1));
+        // A binary from before the marks reads one as an entry with no values.
+        assert_eq!(ToastEntry::decode(&mark.encode()), ToastEntry::default());
+
+        // Key 3 deleted 60 s of source time later: key 1's mark is not older than that yet.
+        let mut o = Overlay::default();
+        let later = Deleted {
+            lsn: 300,
+            ts_ms: 61_000,
+        };
+        stage_delete(&s, &mut o, key(3), None, Some(later)).expect("delete");
+        commit(&o);
+        assert_eq!(s.deleted_len().expect("n"), 2);
+        assert_eq!(deleted_of(&s, None, &key(1)).expect("mark"), Some(mark));
+
+        // Key 3 comes back: its mark goes with its new entry. A delete 1 ms further on
+        // expires key 1's mark.
+        let mut o = Overlay::default();
+        o.insert(&key(3), Some(&entry));
+        stage_delete(
+            &s,
+            &mut o,
+            key(4),
+            None,
+            Some(Deleted {
+                lsn: 400,
+                ts_ms: 61_001,
+            }),
+        )
+        .expect("delete");
+        commit(&o);
+        assert_eq!(deleted_of(&s, None, &key(1)).expect("mark"), None);
+        assert_eq!(
+            s.get(&key(1)).expect("get"),
+            None,
+            "the expired mark is gone"
+        );
+        assert_eq!(deleted_of(&s, None, &key(3)).expect("mark"), None);
+        assert_eq!(s.keys_of("s.t").expect("keys"), vec![key(3)]);
+        assert_eq!((s.len().expect("len"), s.deleted_len().expect("n")), (1, 1));
+        drop(s);
+        let s = StateStore::open(dir.path()).expect("reopen");
+        assert_eq!(
+            deleted_of(&s, None, &key(4)).expect("mark"),
+            Some(Deleted {
+                lsn: 400,
+                ts_ms: 61_001
+            })
         );
     }
 

@@ -384,8 +384,14 @@ fn drain(w: &mut TestFlow<'_>) {
     panic!("the source never drained");
 }
 
-/// A Debezium JSON-with-schema change of `public.t (id int4 primary key, note text)`.
+/// A Debezium JSON-with-schema change of `public.t (id int4 primary key, note text)`, at LSN
+/// `id`.
 fn change(op: &str, id: i32, note: Option<&str>) -> (Option<String>, Option<String>) {
+    change_at(op, id, note, i64::from(id))
+}
+
+/// [`change`] at LSN `lsn`.
+fn change_at(op: &str, id: i32, note: Option<&str>, lsn: i64) -> (Option<String>, Option<String>) {
     let row = |n: Option<&str>| match n {
         Some(n) => format!(r#"{{"id":{id},"note":{}}}"#, serde_json::json!(n)),
         None => format!(r#"{{"id":{id},"note":null}}"#),
@@ -397,7 +403,7 @@ fn change(op: &str, id: i32, note: Option<&str>) -> (Option<String>, Option<Stri
     let cols = r#"[{"type":"int32","optional":false,"field":"id"},{"type":"string","optional":true,"field":"note"}]"#;
     let source = r#"{"type":"struct","fields":[{"type":"string","optional":false,"field":"version"},{"type":"string","optional":false,"field":"connector"},{"type":"string","optional":false,"field":"name"},{"type":"int64","optional":false,"field":"ts_ms"},{"type":"string","optional":false,"field":"db"},{"type":"string","optional":false,"field":"schema"},{"type":"string","optional":false,"field":"table"},{"type":"int64","optional":true,"field":"lsn"}],"optional":false,"name":"io.debezium.connector.postgresql.Source","field":"source"}"#;
     let value = format!(
-        r#"{{"schema":{{"type":"struct","fields":[{{"type":"struct","fields":{cols},"optional":true,"name":"s.public.t.Value","field":"before"}},{{"type":"struct","fields":{cols},"optional":true,"name":"s.public.t.Value","field":"after"}},{source},{{"type":"string","optional":false,"field":"op"}},{{"type":"int64","optional":true,"field":"ts_ms"}}],"optional":false,"name":"s.public.t.Envelope"}},"payload":{{"before":{before},"after":{after},"source":{{"version":"3.6.1.Final","connector":"postgresql","name":"s","ts_ms":1,"db":"db","schema":"public","table":"t","lsn":{id}}},"op":"{op}","ts_ms":1}}}}"#
+        r#"{{"schema":{{"type":"struct","fields":[{{"type":"struct","fields":{cols},"optional":true,"name":"s.public.t.Value","field":"before"}},{{"type":"struct","fields":{cols},"optional":true,"name":"s.public.t.Value","field":"after"}},{source},{{"type":"string","optional":false,"field":"op"}},{{"type":"int64","optional":true,"field":"ts_ms"}}],"optional":false,"name":"s.public.t.Envelope"}},"payload":{{"before":{before},"after":{after},"source":{{"version":"3.6.1.Final","connector":"postgresql","name":"s","ts_ms":1,"db":"db","schema":"public","table":"t","lsn":{lsn}}},"op":"{op}","ts_ms":1}}}}"#
     );
     let key = format!(
         r#"{{"schema":{{"type":"struct","fields":[{{"type":"int32","optional":false,"field":"id"}}],"optional":false,"name":"s.public.t.Key"}},"payload":{{"id":{id}}}}}"#
@@ -900,4 +906,94 @@ fn a_fatal_sink_error_stops_and_emit_without_column_leaves_the_column_out() {
     let step = w.commit();
     assert!(w.settle(step).is_err(), "a fatal error stops the loop");
     assert!(w.sink.durable.is_empty());
+}
+
+/// Debezium delivers at least once: a connector restarted after its last offset flush sends
+/// again what followed it. A re-sent TOAST-unchanged update that comes after decant applied the
+/// key's later delete (committed, so only the store remembers it) has lost its values to the
+/// delete: it is skipped, counted, and the table keeps flowing. The re-sent delete follows, the
+/// key comes back with every value. A delete older than the update proves nothing: that
+/// update's miss still follows `on_toast_missing` (default `fail`).
+#[test]
+fn a_change_sent_again_from_before_its_keys_delete_is_skipped_not_a_toast_miss() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    let unchanged = Some("__debezium_unavailable_value");
+    let at = |src: &mut MemorySource, partition, op, id, note, lsn| {
+        let (k, v) = change_at(op, id, note, lsn);
+        src.push(partition, k, v);
+    };
+    let mut src = MemorySource::default();
+    at(&mut src, 0, "c", 1, Some("long text"), 10);
+    at(&mut src, 0, "u", 1, unchanged, 20);
+    at(&mut src, 0, "d", 1, Some("long text"), 30);
+    // Sent again after a connector restart.
+    at(&mut src, 0, "u", 1, unchanged, 20);
+    at(&mut src, 0, "d", 1, Some("long text"), 30);
+    at(&mut src, 0, "c", 1, Some("back"), 40);
+    at(&mut src, 0, "u", 1, unchanged, 50);
+    // Another key: deleted at LSN 6, then an update at LSN 70 with nothing to fill from.
+    at(&mut src, 1, "c", 3, Some("x"), 5);
+    at(&mut src, 1, "d", 3, Some("x"), 6);
+    at(&mut src, 1, "u", 3, unchanged, 70);
+    let metrics = Arc::new(Metrics::new());
+    let mut w = open(&cfg, MemorySink::new(Resume::Group), src, metrics.clone());
+    for _ in 0..3 {
+        w.turn().expect("turn");
+    }
+    w.commit().expect("commit");
+    drain(&mut w);
+    w.commit().expect("commit");
+
+    let of = |id: i32| -> Vec<(ChangeOp, Option<String>)> {
+        let key = format!(r#"{{"id":{id}}}"#);
+        w.sink
+            .durable
+            .iter()
+            .filter(|o| o.key == key)
+            .map(|o| (o.op, o.value.clone()))
+            .collect()
+    };
+    let long = Some(r#"{"id":1,"note":"long text"}"#.to_owned());
+    let back = Some(r#"{"id":1,"note":"back"}"#.to_owned());
+    assert_eq!(
+        of(1),
+        vec![
+            (ChangeOp::Upsert, long.clone()),
+            (ChangeOp::Upsert, long),
+            (ChangeOp::Delete, None),
+            (ChangeOp::Delete, None),
+            (ChangeOp::Upsert, back.clone()),
+            (ChangeOp::Upsert, back),
+        ]
+    );
+    assert_eq!(
+        of(3),
+        vec![
+            (ChangeOp::Upsert, Some(r#"{"id":3,"note":"x"}"#.to_owned())),
+            (ChangeOp::Delete, None),
+        ]
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"decant_skipped_records_total{reason="resent_before_delete",table="public.t"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"decant_toast_misses_total{policy="fail",table="public.t"}"#
+        ),
+        1.0
+    );
+    let committed = w.source.committed.borrow().clone();
+    assert_eq!(committed.get(&(TOPIC.to_owned(), 0)), Some(&7));
+    assert_eq!(
+        committed.get(&(TOPIC.to_owned(), 1)),
+        Some(&2),
+        "held at the miss"
+    );
+    assert_eq!(w.store.keys_of("public.t").expect("keys").len(), 1);
 }
