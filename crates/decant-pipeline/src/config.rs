@@ -466,9 +466,9 @@ pub struct StateConfig {
     /// [`crate::state::DEFAULT_CACHE_MIB`]).
     #[serde(default = "default_state_cache_mib")]
     pub cache_mib: u64,
-    /// How long (source time, after the newest delete) a deleted key stays marked, so that a
-    /// change the connector sends again from before the delete is known for one (see
-    /// [`crate::state::Deleted`]).
+    /// How long (source time, after the newest delete of its table) a deleted key stays
+    /// marked, so that a change the connector sends again from before the delete is known for
+    /// one (see [`crate::state::Deleted`]).
     #[serde(default = "default_deleted_retention_secs")]
     pub deleted_retention_secs: u64,
 }

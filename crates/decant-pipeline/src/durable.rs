@@ -23,7 +23,7 @@ use decant_model::{Disposition, Sink, TableId};
 use crate::error::{PipelineError, chain};
 use crate::flow::Flow;
 use crate::source::{Source, committed_map};
-use crate::state::Overlay;
+use crate::state::{Overlay, label_of};
 
 /// Pseudo topic under which a staged batch's commit id is kept in the state store.
 const COMMIT_TAG: &str = "decant.commit/";
@@ -34,11 +34,6 @@ fn commit_id_of(topic: &str) -> Option<&str> {
     topic
         .strip_prefix(COMMIT_TAG)
         .or_else(|| topic.strip_prefix(LEGACY_COMMIT_TAG))
-}
-
-/// The source table label of a state key (`label \0 key`).
-fn label_of(key: &[u8]) -> &[u8] {
-    &key[..key.iter().position(|&b| b == 0).unwrap_or(key.len())]
 }
 
 impl<S: Sink, Src: Source> Flow<'_, S, Src> {

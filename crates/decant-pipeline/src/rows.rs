@@ -212,7 +212,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 .inc_by(u64::from(rendered.fills));
         }
         if !rendered.missing.is_empty() {
-            if let Some(delete) = self.resent_before_delete(batch, row, t, &store_key)? {
+            if let Some(delete) = self.resent_before_delete(batch, row, &store_key)? {
                 // Nothing of it is written or staged: the key's delete, already applied, is
                 // newer, and the connector sends that delete again after this change.
                 let meta = &batch.meta[row];
@@ -348,29 +348,23 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
     }
 
     /// The delete that shows upsert `row` to be sent again (Debezium delivers at least once):
-    /// its key, or for the new half of a primary-key change its old key, was deleted at a
-    /// later LSN than the row's. A key's changes come in LSN order, and a delete is followed by
-    /// an insert with every value before any update of the key, so only a change sent again
-    /// from before the delete can need values the delete took.
+    /// its key was deleted at a later LSN than the row's. A key's changes come in LSN order,
+    /// and a delete is followed by an insert with every value before any update of the key, so
+    /// only a change sent again from before the delete can need values the delete took. (The
+    /// new half of a primary-key change has its values on its own key once it was read: the
+    /// old key's delete moves them there, or its own create filled them; so its own key's
+    /// mark is the one to ask. An old key's mark would say nothing about a value never seen.)
     fn resent_before_delete(
         &self,
         batch: &ChangeBatch,
         row: usize,
-        t: &Target<'_>,
         store_key: &[u8],
     ) -> Result<Option<Deleted>, PipelineError> {
         let Some(lsn) = batch.meta[row].position.lsn else {
             return Ok(None);
         };
         let overlay = self.batch.as_ref().map(|b| &b.overlay);
-        let later = |d: Option<Deleted>| d.filter(|d| d.lsn > lsn);
-        if let Some(d) = later(deleted_of(&self.store, overlay, store_key)?) {
-            return Ok(Some(d));
-        }
-        match other_store_key(batch, row, t.plan, &t.route.label) {
-            Some(old) => Ok(later(deleted_of(&self.store, overlay, &old)?)),
-            None => Ok(None),
-        }
+        Ok(deleted_of(&self.store, overlay, store_key)?.filter(|d| d.lsn > lsn))
     }
 
     /// Hands one change of decoded row `row` to the sink.

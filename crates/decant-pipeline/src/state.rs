@@ -8,7 +8,9 @@
 //! key's later delete, when the key's values are gone; its mark tells decant that the update
 //! is older than the delete (the re-sent delete follows it), not a value decant never saw.
 //! Marks are dropped once they are [`StateStore::deleted_retention_ms`] older, in source time,
-//! than the newest mark (an index by time, `DELETED`, finds them).
+//! than the newest mark of their source table (an index by table and time, `DELETED`, finds
+//! them): each table keeps its own clock, so a connector that lags (or was down) keeps its
+//! marks for when it re-sends, whatever the other connectors' tables do meanwhile.
 //!
 //! It never disagrees with Kafka: a transaction's changes are first *staged* (durably, together
 //! with the source offsets the transaction commits), then the Kafka transaction commits, then
@@ -34,8 +36,9 @@ const PENDING_CHUNKS: TableDefinition<u32, &[u8]> = TableDefinition::new("pendin
 /// `[0]` for a delete). Read and cleared so that a store staged by an older binary still
 /// resolves after an upgrade; never written.
 const LEGACY_PENDING_ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("pending_rows");
-/// The [`Deleted`] marks in [`ROWS`] by the delete's source time: (ts_ms, store key).
-const DELETED: TableDefinition<(i64, &[u8]), ()> = TableDefinition::new("deleted");
+/// The [`Deleted`] marks in [`ROWS`] by source table and the delete's source time: (table
+/// label, ts_ms, store key).
+const DELETED: TableDefinition<(&[u8], i64, &[u8]), ()> = TableDefinition::new("deleted");
 /// Source offsets the staged transaction commits: (topic, partition) → next offset.
 const PENDING_OFFSETS: TableDefinition<(&str, i32), i64> = TableDefinition::new("pending_offsets");
 
@@ -45,6 +48,11 @@ const CHUNK_BYTES: usize = 1 << 20;
 
 fn store_err(e: impl Into<redb::Error>) -> PipelineError {
     PipelineError::State(e.into())
+}
+
+/// The source table label of a store key (`label \0 key`).
+pub(crate) fn label_of(key: &[u8]) -> &[u8] {
+    &key[..key.iter().position(|&b| b == 0).unwrap_or(key.len())]
 }
 
 /// The store key of an output key.
@@ -165,7 +173,8 @@ pub fn previous_entry(
 /// Stages the delete of `key`, marked where the source says it was (`deleted`), else removed.
 /// When the delete is the old half of a primary-key change (`new_key`), the key's entry moves
 /// to the new key in the same staged transaction, unless the new key already has one (its
-/// create was read first, from another partition, and its own entry is newer).
+/// create was read first, from another partition, and its own entry is newer) or was deleted
+/// after this change.
 pub fn stage_delete(
     store: &StateStore,
     overlay: &mut Overlay,
@@ -173,8 +182,18 @@ pub fn stage_delete(
     new_key: Option<Vec<u8>>,
     deleted: Option<Deleted>,
 ) -> Result<(), PipelineError> {
+    // The new key keeps what it has when that is newer: its own entry, or a mark of its
+    // delete after this change (its halves came from another partition first).
+    let new_key_is_newer = |stored: Option<Vec<u8>>| match stored {
+        None => false,
+        Some(v) => match (Deleted::decode(&v), deleted) {
+            (Some(mark), Some(this)) => mark.lsn > this.lsn,
+            (Some(_), None) => true,
+            (None, _) => true,
+        },
+    };
     if let Some(new_key) = new_key
-        && entry_of(store, Some(overlay), &new_key)?.is_none()
+        && !new_key_is_newer(stored_of(store, Some(overlay), &new_key)?)
         && let Some(entry) = entry_of(store, Some(overlay), &key)?
     {
         overlay.insert(&new_key, Some(&entry));
@@ -394,22 +413,28 @@ impl StateStore {
         {
             let mut rows = tx.open_table(ROWS).map_err(store_err)?;
             let mut marks = tx.open_table(DELETED).map_err(store_err)?;
+            // Tables that got marks in this apply, and how many: only their clocks move.
+            let mut marked: std::collections::HashMap<Vec<u8>, usize> = Default::default();
             let mut put = |key: &[u8], entry: Option<&[u8]>| -> Result<(), PipelineError> {
                 if !apply(key) {
                     return Ok(());
                 }
-                // The index by time follows the marks that come and go.
+                // The index follows the marks that come and go.
                 let old = match entry {
                     Some(entry) => rows.insert(key, entry),
                     None => rows.remove(key),
                 }
                 .map_err(store_err)?
                 .and_then(|old| Deleted::decode(old.value()));
+                let label = label_of(key);
                 if let Some(old) = old {
-                    marks.remove((old.ts_ms, key)).map_err(store_err)?;
+                    marks.remove((label, old.ts_ms, key)).map_err(store_err)?;
                 }
                 if let Some(new) = entry.and_then(Deleted::decode) {
-                    marks.insert((new.ts_ms, key), ()).map_err(store_err)?;
+                    marks
+                        .insert((label, new.ts_ms, key), ())
+                        .map_err(store_err)?;
+                    *marked.entry(label.to_vec()).or_default() += 1;
                 }
                 Ok(())
             };
@@ -431,34 +456,53 @@ impl StateStore {
             legacy.retain(|_, _| false).map_err(store_err)?;
             let mut offs = tx.open_table(PENDING_OFFSETS).map_err(store_err)?;
             offs.retain(|_, _| false).map_err(store_err)?;
-            self.expire_marks(&mut rows, &mut marks)?;
+            for (label, added) in marked {
+                self.expire_marks(&mut rows, &mut marks, &label, added)?;
+            }
         }
         tx.commit().map_err(store_err)
     }
 
-    /// Drops the [`Deleted`] marks more than the retention older than the newest mark, at
-    /// most [`EXPIRE_PER_COMMIT`] at a time (the rest go with the next commits).
+    /// Drops the [`Deleted`] marks of table `label` that are more than the retention older
+    /// than its newest mark: at most [`EXPIRE_PER_COMMIT`] more than the `added` marks this
+    /// apply gave it, so that expiry keeps up with any rate of deletes while a backlog (a
+    /// retention shortened by a restart) goes in bounded steps.
     fn expire_marks(
         &self,
         rows: &mut redb::Table<&[u8], &[u8]>,
-        marks: &mut redb::Table<(i64, &[u8]), ()>,
+        marks: &mut redb::Table<(&[u8], i64, &[u8]), ()>,
+        label: &[u8],
+        added: usize,
     ) -> Result<(), PipelineError> {
-        let Some(newest) = marks.last().map_err(store_err)?.map(|(k, _)| k.value().0) else {
+        // `label \0` is the byte string right after `label`: the range holds its marks only.
+        let mut next_label = label.to_vec();
+        next_label.push(0);
+        let first = (label, i64::MIN, [].as_slice());
+        let newest = marks
+            .range(first..(next_label.as_slice(), i64::MIN, [].as_slice()))
+            .map_err(store_err)?
+            .next_back()
+            .transpose()
+            .map_err(store_err)?
+            .map(|(k, _)| k.value().1);
+        let Some(newest) = newest else {
             return Ok(());
         };
         let cutoff = newest.saturating_sub(self.deleted_retention_ms);
         let mut expired: Vec<(i64, Vec<u8>)> = Vec::new();
         for item in marks
-            .range(..(cutoff, [].as_slice()))
+            .range(first..(label, cutoff, [].as_slice()))
             .map_err(store_err)?
-            .take(EXPIRE_PER_COMMIT)
+            .take(added.saturating_add(EXPIRE_PER_COMMIT))
         {
             let (k, _) = item.map_err(store_err)?;
-            let (ts, key) = k.value();
+            let (_, ts, key) = k.value();
             expired.push((ts, key.to_vec()));
         }
         for (ts, key) in expired {
-            marks.remove((ts, key.as_slice())).map_err(store_err)?;
+            marks
+                .remove((label, ts, key.as_slice()))
+                .map_err(store_err)?;
             let still_marked = rows
                 .get(key.as_slice())
                 .map_err(store_err)?
@@ -471,8 +515,7 @@ impl StateStore {
     }
 }
 
-/// The most [`Deleted`] marks one commit expires: a commit's share of the work stays small
-/// after a burst of deletes.
+/// How many marks of a table one apply expires beyond those it added.
 const EXPIRE_PER_COMMIT: usize = 10_000;
 
 /// Appends one staged change to a chunk: `u32 key length, key, u8 kind` then, for a put
@@ -700,12 +743,15 @@ mod tests {
         commit(&o);
 
         // Key 1 deleted at LSN 100 (source time 1 000 ms), key 2 without a position (removed).
+        // Another table's key deleted at the same time keeps its own clock.
         let mut o = Overlay::default();
         let mark = Deleted {
             lsn: 100,
             ts_ms: 1_000,
         };
         stage_delete(&s, &mut o, key(1), None, Some(mark)).expect("delete");
+        let other = row_key("s.u", "{\"id\":1}");
+        stage_delete(&s, &mut o, other.clone(), None, Some(mark)).expect("delete");
         stage_delete(&s, &mut o, key(2), None, None).expect("delete");
         assert_eq!(deleted_of(&s, Some(&o), &key(1)).expect("mark"), Some(mark));
         assert_eq!(entry_of(&s, Some(&o), &key(1)).expect("entry"), None);
@@ -714,7 +760,7 @@ mod tests {
         assert_eq!(deleted_of(&s, None, &key(2)).expect("mark"), None);
         assert_eq!(previous_entry(&s, None, &key(1), None).expect("prev"), None);
         assert_eq!(s.keys_of("s.t").expect("keys"), vec![key(3)]);
-        assert_eq!((s.len().expect("len"), s.deleted_len().expect("n")), (1, 1));
+        assert_eq!((s.len().expect("len"), s.deleted_len().expect("n")), (1, 2));
         // A binary from before the marks reads one as an entry with no values.
         assert_eq!(ToastEntry::decode(&mark.encode()), ToastEntry::default());
 
@@ -726,7 +772,7 @@ mod tests {
         };
         stage_delete(&s, &mut o, key(3), None, Some(later)).expect("delete");
         commit(&o);
-        assert_eq!(s.deleted_len().expect("n"), 2);
+        assert_eq!(s.deleted_len().expect("n"), 3);
         assert_eq!(deleted_of(&s, None, &key(1)).expect("mark"), Some(mark));
 
         // Key 3 comes back: its mark goes with its new entry. A delete 1 ms further on
@@ -752,8 +798,34 @@ mod tests {
             "the expired mark is gone"
         );
         assert_eq!(deleted_of(&s, None, &key(3)).expect("mark"), None);
+        assert_eq!(
+            deleted_of(&s, None, &other).expect("mark"),
+            Some(mark),
+            "s.u's clock has not moved"
+        );
         assert_eq!(s.keys_of("s.t").expect("keys"), vec![key(3)]);
-        assert_eq!((s.len().expect("len"), s.deleted_len().expect("n")), (1, 1));
+        assert_eq!((s.len().expect("len"), s.deleted_len().expect("n")), (1, 2));
+
+        // The old half of a primary-key change (LSN 450) does not move its values onto a new
+        // key deleted after it (LSN 500; that partition was read first); onto one deleted
+        // before it, it does.
+        let mut o = Overlay::default();
+        o.insert(&key(5), Some(&entry));
+        o.insert(&key(7), Some(&entry));
+        commit(&o);
+        let mut o = Overlay::default();
+        let at = |lsn| Some(Deleted { lsn, ts_ms: 61_001 });
+        stage_delete(&s, &mut o, key(6), None, at(500)).expect("delete");
+        stage_delete(&s, &mut o, key(5), Some(key(6)), at(450)).expect("delete");
+        assert_eq!(deleted_of(&s, Some(&o), &key(6)).expect("mark"), at(500));
+        stage_delete(&s, &mut o, key(8), None, at(400)).expect("delete");
+        stage_delete(&s, &mut o, key(7), Some(key(8)), at(450)).expect("delete");
+        assert_eq!(
+            entry_of(&s, Some(&o), &key(8)).expect("entry"),
+            Some(entry.clone())
+        );
+        commit(&o);
+        assert_eq!(s.keys_of("s.t").expect("keys"), vec![key(3), key(8)]);
         drop(s);
         let s = StateStore::open(dir.path()).expect("reopen");
         assert_eq!(
