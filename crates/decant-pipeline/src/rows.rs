@@ -481,11 +481,20 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 self.quarantine_at(at, m.offset(), &route.label, &why);
                 Ok(())
             }
-            TruncatePolicy::TombstoneAll => self.truncate_all(&route, m),
+            TruncatePolicy::TombstoneAll => self.truncate_all(&route, m, Deleted::at(&c.position)),
         }
     }
 
-    fn truncate_all(&mut self, route: &Arc<Route>, m: &Src::Msg) -> Result<(), PipelineError> {
+    /// Deletes every known key of the table, each marked where the truncate was (`mark`): a
+    /// TRUNCATE waits for every transaction that changed the table, so its LSN is past all of
+    /// their changes, and a change re-sent from before it is told by the mark like one re-sent
+    /// from before a delete.
+    fn truncate_all(
+        &mut self,
+        route: &Arc<Route>,
+        m: &Src::Msg,
+        mark: Option<Deleted>,
+    ) -> Result<(), PipelineError> {
         let dest = destination(route);
         if self.stopped(route, (m.topic(), m.partition(), m.offset())) {
             return Ok(());
@@ -533,7 +542,8 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             });
             self.batch_label = batch_label;
             written?;
-            self.batch_mut()?.overlay.insert(&k, None);
+            let marked = mark.map(|d| d.encode());
+            self.batch_mut()?.overlay.insert(&k, marked.as_deref());
         }
         tracing::warn!(table = %route.label, deletes = n, "truncate: deleted every known key");
         Ok(())

@@ -997,3 +997,49 @@ fn a_change_sent_again_from_before_its_keys_delete_is_skipped_not_a_toast_miss()
     );
     assert_eq!(w.store.keys_of("public.t").expect("keys").len(), 1);
 }
+
+/// A truncate marks the keys it deletes like a delete does: a TOAST-unchanged update the
+/// connector sends again from before the truncate is skipped, not a TOAST miss.
+#[test]
+fn a_change_sent_again_from_before_a_truncate_is_skipped_not_a_toast_miss() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    let unchanged = Some("__debezium_unavailable_value");
+    let mut src = MemorySource::default();
+    for (op, note, lsn) in [("c", Some("long text"), 10), ("u", unchanged, 20)] {
+        let (k, v) = change_at(op, 1, note, lsn);
+        src.push(0, k, v);
+    }
+    src.push(
+        0,
+        None,
+        Some(
+            r#"{"source":{"db":"db","schema":"public","table":"t","lsn":30,"ts_ms":5},"op":"t","ts_ms":5}"#
+                .into(),
+        ),
+    );
+    let (k, v) = change_at("u", 1, unchanged, 20);
+    src.push(0, k, v);
+    let metrics = Arc::new(Metrics::new());
+    let mut w = open(&cfg, MemorySink::new(Resume::Group), src, metrics.clone());
+    drain(&mut w);
+    w.commit().expect("commit");
+    let ops: Vec<ChangeOp> = w.sink.durable.iter().map(|o| o.op).collect();
+    assert_eq!(
+        ops,
+        vec![ChangeOp::Upsert, ChangeOp::Upsert, ChangeOp::Truncate]
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"decant_skipped_records_total{reason="resent_before_delete",table="public.t"}"#
+        ),
+        1.0
+    );
+    assert_eq!(metric(&metrics, "decant_quarantined_partitions"), 0.0);
+    assert_eq!(
+        w.source.committed.borrow().get(&(TOPIC.to_owned(), 0)),
+        Some(&4)
+    );
+    assert!(w.store.keys_of("public.t").expect("keys").is_empty());
+}
