@@ -800,6 +800,19 @@ pub fn http_request(
 /// A record to produce: key and value (`None` value = tombstone).
 pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
+/// The headers of a consumed record, to produce it again.
+fn headers_of(i: &Input) -> rdkafka::message::OwnedHeaders {
+    use rdkafka::message::{Header, OwnedHeaders};
+    i.headers
+        .iter()
+        .fold(OwnedHeaders::new(), |headers, (k, v)| {
+            headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            })
+        })
+}
+
 /// Produces `inputs` (their key, value and headers; the topic mapped by `topic`) in order with
 /// `compression.type = codec`, and waits for delivery.
 pub fn produce_inputs(
@@ -808,7 +821,6 @@ pub fn produce_inputs(
     codec: &str,
     topic: impl Fn(&str) -> String,
 ) {
-    use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -819,14 +831,7 @@ pub fn produce_inputs(
         .expect("producer");
     for i in inputs {
         let name = topic(&i.topic);
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &i.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
-        }
-        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&name).headers(headers);
+        let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&name).headers(headers_of(i));
         r.key = i.key.as_deref();
         r.payload = i.value.as_deref();
         p.send(r).map_err(|(e, _)| e).expect("queue record");
@@ -837,7 +842,6 @@ pub fn produce_inputs(
 /// Produces `inputs` again, each to its own topic and partition with its key, value and headers
 /// (what a Debezium connector restarted before its offset flush does), and waits for delivery.
 pub fn produce_again(bootstrap: &str, inputs: &[Input]) {
-    use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
     let p: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -845,16 +849,9 @@ pub fn produce_again(bootstrap: &str, inputs: &[Input]) {
         .create()
         .expect("producer");
     for i in inputs {
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &i.headers {
-            headers = headers.insert(Header {
-                key: k,
-                value: v.as_deref(),
-            });
-        }
         let mut r: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&i.topic)
             .partition(i.partition)
-            .headers(headers);
+            .headers(headers_of(i));
         r.key = i.key.as_deref();
         r.payload = i.value.as_deref();
         p.send(r).map_err(|(e, _)| e).expect("queue record");

@@ -226,15 +226,15 @@ fn key_change_keeps_the_toasted_value_in_both_sinks() {
             .find(|t| t.name.ends_with(".marker"))
             .is_some_and(|t| chdb_rows(&bed, t).len() >= n)
     };
-    wait_for(
-        Duration::from_secs(120),
-        "the delete of 901 in both sinks",
-        || {
+    // Both sinks have written marker row `n` (and so everything before it).
+    let mut both_reach_marker = |n: usize, what: &str| {
+        wait_for(Duration::from_secs(120), what, || {
             assert!(topics.is_running(), "{}", topics.log_tail(40));
             assert!(lake.is_running(), "{}", lake.log_tail(40));
-            (markers_out(2) && lake_markers(2)).then_some(())
-        },
-    );
+            (markers_out(n) && lake_markers(n)).then_some(())
+        })
+    };
+    both_reach_marker(2, "the delete of 901 in both sinks");
     let deleted: Vec<decant_tests::Input> = of_901(consume(
         &broker.bootstrap(),
         std::slice::from_ref(&source_topic),
@@ -260,15 +260,7 @@ fn key_change_keeps_the_toasted_value_in_both_sinks() {
         ),
         &[],
     );
-    wait_for(
-        Duration::from_secs(120),
-        "the re-sent changes in both sinks",
-        || {
-            assert!(topics.is_running(), "{}", topics.log_tail(40));
-            assert!(lake.is_running(), "{}", lake.log_tail(40));
-            (markers_out(3) && lake_markers(3)).then_some(())
-        },
-    );
+    both_reach_marker(3, "the re-sent changes in both sinks");
     let records = consume(
         &broker.bootstrap(),
         std::slice::from_ref(&toasty_topic),

@@ -19,7 +19,7 @@ use crate::render::{other_store_key, push_key, push_row, row_passes, typed_row};
 use crate::route::{Plan, Route};
 use crate::source::{Record, Source};
 use crate::state::{
-    Deleted, ToastEntry, deleted_of, is_entry, previous_entry, row_key, stage_delete,
+    Deleted, ToastEntry, deleted_of, entry_of, is_entry, previous_entry, row_key, stage_delete,
 };
 use crate::triage::Bad;
 
@@ -334,15 +334,8 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
 
     /// The previous TOAST entry of a key: this batch's change, else the store.
     fn lookup(&self, store_key: &[u8]) -> Result<Option<ToastEntry>, PipelineError> {
-        if let Some(b) = &self.batch
-            && let Some(v) = b.overlay.get(store_key)
-        {
-            return Ok(v.filter(|v| is_entry(v)).map(ToastEntry::decode));
-        }
-        Ok(self
-            .store
-            .get(store_key)?
-            .filter(|v| is_entry(v))
+        let overlay = self.batch.as_ref().map(|b| &b.overlay);
+        Ok(entry_of(&self.store, overlay, store_key)?
             .as_deref()
             .map(ToastEntry::decode))
     }
@@ -542,8 +535,10 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             });
             self.batch_label = batch_label;
             written?;
-            let marked = mark.map(|d| d.encode());
-            self.batch_mut()?.overlay.insert(&k, marked.as_deref());
+            let Some(b) = self.batch.as_mut() else {
+                return Err(PipelineError::Config("a row outside an open batch".into()));
+            };
+            stage_delete(&self.store, &mut b.overlay, k, None, mark)?;
         }
         tracing::warn!(table = %route.label, deletes = n, "truncate: deleted every known key");
         Ok(())

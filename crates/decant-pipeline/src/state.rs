@@ -7,7 +7,7 @@
 //! re-sent update whose TOASTed column is unchanged may then come after decant applied the
 //! key's later delete, when the key's values are gone; its mark tells decant that the update
 //! is older than the delete (the re-sent delete follows it), not a value decant never saw.
-//! Marks are dropped once they are [`StateStore::deleted_retention_ms`] older, in source time,
+//! Marks are dropped once they are the retention ([`StateStore::with_deleted_retention`]) older, in source time,
 //! than the newest mark of their source table (an index by table and time, `DELETED`, finds
 //! them): each table keeps its own clock, so a connector that lags (or was down) keeps its
 //! marks for when it re-sends, whatever the other connectors' tables do meanwhile.
@@ -253,11 +253,6 @@ impl StateStore {
         self
     }
 
-    /// See [`StateStore::with_deleted_retention`].
-    pub fn deleted_retention_ms(&self) -> i64 {
-        self.deleted_retention_ms
-    }
-
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, PipelineError> {
         let tx = self.db.begin_read().map_err(store_err)?;
         let t = tx.open_table(ROWS).map_err(store_err)?;
@@ -293,6 +288,7 @@ impl StateStore {
     }
 
     /// How many deleted keys are still marked.
+    #[cfg(test)]
     pub fn deleted_len(&self) -> Result<u64, PipelineError> {
         let tx = self.db.begin_read().map_err(store_err)?;
         let t = tx.open_table(DELETED).map_err(store_err)?;
