@@ -43,7 +43,8 @@ pub struct IcebergSinkConfig {
     /// … or when this many changes are pending (memory bound).
     #[serde(default = "default_iceberg_max_rows")]
     pub commit_max_rows: u64,
-    /// … or when the pending rows' rendered size reaches this (memory bound).
+    /// … or when the batch holds this many bytes: its decoded rows, TOAST fills and per-key
+    /// bookkeeping (memory bound; the loop bounds its own share with `state.batch_max_mib`).
     #[serde(default = "default_iceberg_max_bytes")]
     pub commit_max_bytes: u64,
     /// A table without changes still gets a snapshot that only moves its offsets, at most this
@@ -109,7 +110,7 @@ fn default_iceberg_max_rows() -> u64 {
     500_000
 }
 fn default_iceberg_max_bytes() -> u64 {
-    128 << 20
+    64 << 20
 }
 fn default_target_file_size() -> u64 {
     512 << 20

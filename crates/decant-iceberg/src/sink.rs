@@ -497,11 +497,11 @@ impl Sink for IcebergSink {
                 _ => p.shape = Some(c.shape.clone()),
             }
         }
-        self.batch_bytes += c.key.len() as u64;
         let slot = match (&c.typed, c.op) {
             (Some(r), ChangeOp::Upsert) => {
-                p.staged
-                    .push(StagedRow::new(r, c.shape).map_err(SinkError::fatal)?);
+                let staged = StagedRow::new(r, c.shape).map_err(SinkError::fatal)?;
+                self.batch_bytes += staged.held_bytes() as u64;
+                p.staged.push(staged);
                 Some(p.staged.len() - 1)
             }
             (None, ChangeOp::Upsert) => {
@@ -519,6 +519,9 @@ impl Sink for IcebergSink {
                 *s = slot;
             }
             None => {
+                // The key's copy, its bucket and the table's control byte.
+                self.batch_bytes +=
+                    (c.key.len() + std::mem::size_of::<(String, Option<usize>)>() + 1) as u64;
                 p.rows.insert(c.key.to_owned(), slot);
             }
         }

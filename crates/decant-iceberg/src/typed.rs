@@ -61,6 +61,24 @@ impl StagedRow {
         })
     }
 
+    /// Memory the row holds, its cells outside the decoded batch included (a TOAST fill is a
+    /// copy of the stored value).
+    pub(crate) fn held_bytes(&self) -> usize {
+        std::mem::size_of::<StagedRow>()
+            + self.extra.as_ref().map_or(0, |e| {
+                std::mem::size_of::<Extra>()
+                    + e.fills
+                        .iter()
+                        .map(|(_, v)| std::mem::size_of::<(usize, String)>() + v.len())
+                        .sum::<usize>()
+                    + e.missing.len() * std::mem::size_of::<usize>()
+                    + e.meta
+                        .iter()
+                        .map(|m| std::mem::size_of::<String>() + m.len())
+                        .sum::<usize>()
+            })
+    }
+
     fn row(&self) -> usize {
         self.row as usize
     }
@@ -383,6 +401,30 @@ mod tests {
             )
             .expect("arrow schema"),
         )
+    }
+
+    /// The batch's memory bound (`commit_max_bytes`) sees a TOAST fill, a copy of the stored
+    /// value that the decoded batch does not hold.
+    #[test]
+    fn a_staged_rows_fills_count_toward_the_batch_bytes() {
+        let batches = decoded_fixture();
+        let shape = shape_of(&batches[0].schema);
+        let row = |extra| StagedRow {
+            batch_id: 0,
+            row: 0,
+            live: true,
+            shape: shape.clone(),
+            extra,
+        };
+        let plain = row(None).held_bytes();
+        assert_eq!(plain, std::mem::size_of::<StagedRow>());
+        let filled = row(Some(Box::new(Extra {
+            fills: vec![(1, "x".repeat(1 << 20))],
+            missing: vec![2],
+            meta: vec!["s.public.t".into()],
+        })))
+        .held_bytes();
+        assert!(filled > plain + (1 << 20) + "s.public.t".len(), "{filled}");
     }
 
     /// Gathers every plain upsert of decoded `batch` (id `id`) into its Iceberg table's batch

@@ -471,6 +471,11 @@ pub struct StateConfig {
     /// one (see [`crate::state::Deleted`]).
     #[serde(default = "default_deleted_retention_secs")]
     pub deleted_retention_secs: u64,
+    /// The open batch's changes to the store are held in memory until its commit; once they
+    /// hold this many MiB the batch commits early, whatever the sink's own cadence (a batch of
+    /// rows with large TOAST-able values would otherwise grow with the commit interval).
+    #[serde(default = "default_state_batch_max_mib")]
+    pub batch_max_mib: u64,
 }
 
 impl Default for StateConfig {
@@ -479,8 +484,13 @@ impl Default for StateConfig {
             dir: default_state_dir(),
             cache_mib: default_state_cache_mib(),
             deleted_retention_secs: default_deleted_retention_secs(),
+            batch_max_mib: default_state_batch_max_mib(),
         }
     }
+}
+
+fn default_state_batch_max_mib() -> u64 {
+    16
 }
 
 fn default_deleted_retention_secs() -> u64 {
@@ -630,6 +640,9 @@ impl PipelineConfig {
         }
         if self.state.cache_mib == 0 || self.state.cache_mib > 1 << 20 {
             out.push("state.cache_mib: between 1 and 1048576 (MiB)".into());
+        }
+        if self.state.batch_max_mib == 0 || self.state.batch_max_mib > 1 << 20 {
+            out.push("state.batch_max_mib: between 1 and 1048576 (MiB)".into());
         }
         if d.flush_max_rows == 0 {
             out.push("delivery.flush_max_rows: must be positive".into());

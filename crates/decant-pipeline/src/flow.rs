@@ -299,10 +299,11 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
         };
         self.settle(step)?;
         let due = self.batch.as_ref().is_some_and(|b| {
-            self.sink.commit_due(&BatchStats {
-                age: b.started.elapsed(),
-                records: b.records,
-            })
+            b.overlay.held_bytes() as u64 >= self.cfg.state.batch_max_mib << 20
+                || self.sink.commit_due(&BatchStats {
+                    age: b.started.elapsed(),
+                    records: b.records,
+                })
         });
         if due {
             let step = self.commit();

@@ -115,6 +115,14 @@ impl Overlay {
         (self.slots.len(), self.arena.len())
     }
 
+    /// Memory the overlay holds: the arena's bytes, a slot per key and the table's buckets.
+    /// What the batch bound (`state.batch_max_mib`) is compared with.
+    pub fn held_bytes(&self) -> usize {
+        self.arena.len()
+            + self.slots.len() * std::mem::size_of::<Slot>()
+            + self.index.capacity() * (std::mem::size_of::<usize>() + 1)
+    }
+
     pub fn len(&self) -> usize {
         self.slots.len()
     }

@@ -497,6 +497,37 @@ fn changes_become_durable_only_with_a_commit_and_their_offsets() {
     assert_eq!(w.store.keys_of("public.t").expect("keys").len(), 1);
 }
 
+/// The open batch's TOAST state is held in memory until its commit: once it holds
+/// `state.batch_max_mib`, the batch commits although the sink's own cadence is not due.
+#[test]
+fn a_batch_whose_state_reaches_its_bound_commits_early() {
+    let big = "x".repeat(300 << 10);
+    let changes: Vec<_> = (1..=6).map(|id| (0, "c", id, Some(big.as_str()))).collect();
+    let drained_with = |batch_max_mib: u64| {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut cfg = config(&dir);
+        cfg.state.batch_max_mib = batch_max_mib;
+        cfg.delivery.flush_max_rows = 1;
+        let sink = MemorySink::new(Resume::Group);
+        let mut w = open(&cfg, sink, source_of(&changes), Arc::new(Metrics::new()));
+        drain(&mut w);
+        let committed = w
+            .source
+            .committed
+            .borrow()
+            .get(&(TOPIC.to_owned(), 0))
+            .copied();
+        (w.sink.durable.len(), committed)
+    };
+    // 300 KiB of state a change: the fourth takes the batch past 1 MiB, and it commits.
+    assert_eq!(drained_with(1), (4, Some(4)));
+    // Under the default bound the same changes wait for the sink's cadence.
+    assert_eq!(
+        drained_with(PipelineConfig::default().state.batch_max_mib),
+        (0, None)
+    );
+}
+
 /// A JSON document column: a JSON `null` document shows as `null` in the row's JSON, like SQL
 /// NULL, and the change names it so that formats storing documents as text can write `null`.
 #[test]
