@@ -780,6 +780,7 @@ mod tests {
         cfg.output.metadata_columns = vec!["__wat".into()];
         cfg.defaults.on_bad_record = BadRecordPolicy::DeadLetter;
         cfg.delivery.commit_interval_ms = 0;
+        cfg.state.batch_max_mib = 0;
         let p = cfg.problems();
         assert!(p.iter().any(|x| x.starts_with("source:")), "{p:?}");
         assert!(p.iter().any(|x| x.contains("{nope}")), "{p:?}");
@@ -791,6 +792,10 @@ mod tests {
         assert!(
             p.iter()
                 .any(|x| x.starts_with("delivery.commit_interval_ms")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|x| x.starts_with("state.batch_max_mib")),
             "{p:?}"
         );
     }
