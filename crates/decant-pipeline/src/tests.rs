@@ -95,6 +95,16 @@ impl MemorySource {
     }
 }
 
+impl MemorySource {
+    /// The committed next offset of `partition` of [`TOPIC`].
+    fn committed_at(&self, partition: i32) -> Option<i64> {
+        self.committed
+            .borrow()
+            .get(&(TOPIC.to_owned(), partition))
+            .copied()
+    }
+}
+
 impl SourceGroup for MemorySource {
     fn committed(
         &self,
@@ -482,10 +492,7 @@ fn changes_become_durable_only_with_a_commit_and_their_offsets() {
             (ChangeOp::Delete, r#"{"id":2}"#.into(), None),
         ]
     );
-    assert_eq!(
-        w.source.committed.borrow().get(&(TOPIC.to_owned(), 0)),
-        Some(&4)
-    );
+    assert_eq!(w.source.committed_at(0), Some(4));
     assert_eq!(
         metric(
             &metrics,
@@ -511,12 +518,7 @@ fn a_batch_whose_state_reaches_its_bound_commits_early() {
         let sink = MemorySink::new(Resume::Group);
         let mut w = open(&cfg, sink, source_of(&changes), Arc::new(Metrics::new()));
         drain(&mut w);
-        let committed = w
-            .source
-            .committed
-            .borrow()
-            .get(&(TOPIC.to_owned(), 0))
-            .copied();
+        let committed = w.source.committed_at(0);
         (w.sink.durable.len(), committed)
     };
     // 300 KiB of state a change: the fourth takes the batch past 1 MiB, and it commits.
@@ -670,12 +672,7 @@ fn bad_records_follow_their_policy() {
         drain(&mut w);
         w.commit().expect("commit");
         let keys: Vec<String> = w.sink.durable.iter().map(|o| o.key.clone()).collect();
-        let committed = w
-            .source
-            .committed
-            .borrow()
-            .get(&(TOPIC.to_owned(), 0))
-            .copied();
+        let committed = w.source.committed_at(0);
         match policy {
             BadRecordPolicy::Skip => {
                 assert_eq!(keys, vec![r#"{"id":1}"#, r#"{"id":2}"#]);
@@ -885,10 +882,7 @@ fn a_stopped_destination_of_a_group_source_holds_its_partition_back() {
     assert!(w.sink.durable.is_empty());
     // Skipping would commit offset 2 and lose both records for the table: the partition is
     // quarantined at the first one instead, and a restart reads it again.
-    assert_eq!(
-        w.source.committed.borrow().get(&(TOPIC.to_owned(), 0)),
-        Some(&0)
-    );
+    assert_eq!(w.source.committed_at(0), Some(0));
     assert_eq!(metric(&metrics, "decant_quarantined_partitions"), 1.0);
     assert_eq!(metric(&metrics, "decant_stopped_tables"), 1.0);
     // `/health` names the table and why, for the operator who must act.
@@ -1068,9 +1062,6 @@ fn a_change_sent_again_from_before_a_truncate_is_skipped_not_a_toast_miss() {
         1.0
     );
     assert_eq!(metric(&metrics, "decant_quarantined_partitions"), 0.0);
-    assert_eq!(
-        w.source.committed.borrow().get(&(TOPIC.to_owned(), 0)),
-        Some(&4)
-    );
+    assert_eq!(w.source.committed_at(0), Some(4));
     assert!(w.store.keys_of("public.t").expect("keys").is_empty());
 }
