@@ -93,9 +93,7 @@ impl MemorySource {
             self.paused.contains(tp) || self.next.get(tp).copied().unwrap_or(0) >= recs.len() as i64
         })
     }
-}
 
-impl MemorySource {
     /// The committed next offset of `partition` of [`TOPIC`].
     fn committed_at(&self, partition: i32) -> Option<i64> {
         self.committed
@@ -518,8 +516,7 @@ fn a_batch_whose_state_reaches_its_bound_commits_early() {
         let sink = MemorySink::new(Resume::Group);
         let mut w = open(&cfg, sink, source_of(&changes), Arc::new(Metrics::new()));
         drain(&mut w);
-        let committed = w.source.committed_at(0);
-        (w.sink.durable.len(), committed)
+        (w.sink.durable.len(), w.source.committed_at(0))
     };
     // 300 KiB of state a change: the fourth takes the batch past 1 MiB, and it commits.
     assert_eq!(drained_with(1), (4, Some(4)));
