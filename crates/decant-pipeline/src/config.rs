@@ -248,6 +248,13 @@ pub struct TablePolicy {
     /// Ops written to the output (`upsert`, `delete`); a filtered op is counted as skipped.
     #[serde(default = "all_ops")]
     pub ops: Vec<Op>,
+    /// Whether decant keeps the table's state (per key, the last value of every TOAST-able
+    /// column, the key index and the delete marks). `false` is for sources that never send
+    /// Debezium's unavailable-value placeholder (MySQL, MariaDB, SQL Server, Db2): no state
+    /// write per change. A placeholder then follows `on_toast_missing`, a row that stops
+    /// matching `where` always becomes a delete, and `on_truncate` cannot be `tombstone_all`.
+    #[serde(default = "default_keep_state")]
+    pub keep_state: bool,
 }
 
 impl Default for TablePolicy {
@@ -257,6 +264,7 @@ impl Default for TablePolicy {
             on_toast_missing: default_toast(),
             on_truncate: default_truncate(),
             ops: all_ops(),
+            keep_state: default_keep_state(),
         }
     }
 }
@@ -318,6 +326,9 @@ pub struct TableConfig {
     pub on_toast_missing: Option<ToastPolicy>,
     #[serde(default)]
     pub on_truncate: Option<TruncatePolicy>,
+    /// Overrides `defaults.keep_state` for this table.
+    #[serde(default)]
+    pub keep_state: Option<bool>,
 }
 
 /// Comparison of one [`Condition`].
@@ -561,6 +572,9 @@ fn default_toast() -> ToastPolicy {
 fn default_truncate() -> TruncatePolicy {
     TruncatePolicy::TombstoneAll
 }
+fn default_keep_state() -> bool {
+    true
+}
 fn all_ops() -> Vec<Op> {
     vec![Op::Upsert, Op::Delete]
 }
@@ -666,6 +680,7 @@ impl PipelineConfig {
             }
         };
         check_policy("defaults", &self.defaults.view(), &mut needs_dlq);
+        state_conflict("defaults", &self.defaults.view(), &mut out);
         if self.defaults.ops.is_empty() {
             out.push("defaults.ops: empty (nothing would be written)".into());
         }
@@ -709,6 +724,10 @@ impl PipelineConfig {
                 }
             }
             check_policy(&path, &self.policy_view(t), &mut needs_dlq);
+            // A table that sets neither inherits the defaults' conflict, reported once there.
+            if t.keep_state.is_some() || t.on_truncate.is_some() {
+                state_conflict(&path, &self.policy_view(t), &mut out);
+            }
         }
         if self.dead_letter.topic.is_none() && !needs_dlq.is_empty() {
             out.push(format!(
@@ -747,7 +766,17 @@ impl PipelineConfig {
             bad: t.on_bad_record.unwrap_or(self.defaults.on_bad_record),
             toast: t.on_toast_missing.unwrap_or(self.defaults.on_toast_missing),
             truncate: t.on_truncate.unwrap_or(self.defaults.on_truncate),
+            keep_state: t.keep_state.unwrap_or(self.defaults.keep_state),
         }
+    }
+}
+
+/// `keep_state = false` with `on_truncate = tombstone_all`: a truncate could delete nothing.
+fn state_conflict(path: &str, p: &TablePolicyView, out: &mut Vec<String>) {
+    if !p.keep_state && p.truncate == TruncatePolicy::TombstoneAll {
+        out.push(format!(
+            "{path}: keep_state = false needs on_truncate = skip, fail or dead_letter (tombstone_all deletes the keys the state knows, and none are kept)"
+        ));
     }
 }
 
@@ -755,6 +784,7 @@ struct TablePolicyView {
     bad: BadRecordPolicy,
     toast: ToastPolicy,
     truncate: TruncatePolicy,
+    keep_state: bool,
 }
 
 impl TablePolicy {
@@ -763,6 +793,7 @@ impl TablePolicy {
             bad: self.on_bad_record,
             toast: self.on_toast_missing,
             truncate: self.on_truncate,
+            keep_state: self.keep_state,
         }
     }
 }
@@ -798,6 +829,33 @@ mod tests {
             p.iter().any(|x| x.starts_with("state.batch_max_mib")),
             "{p:?}"
         );
+    }
+
+    /// Without state a truncate cannot delete the table's keys: `tombstone_all` is refused
+    /// wherever it meets `keep_state = false`, once for a table that inherits both.
+    #[test]
+    fn keep_state_off_needs_another_truncate_policy() {
+        let mut cfg = PipelineConfig::default();
+        cfg.source.topics = vec!["a".into()];
+        cfg.defaults.keep_state = false;
+        let inherits = TableConfig::default();
+        cfg.tables.insert("s.inherits".into(), inherits);
+        let own: TableConfig = toml::from_str("on_truncate = \"tombstone_all\"").expect("parses");
+        cfg.tables.insert("s.own".into(), own);
+        let ok: TableConfig = toml::from_str("on_truncate = \"skip\"").expect("parses");
+        cfg.tables.insert("s.ok".into(), ok);
+        let p = cfg.problems();
+        let conflicts: Vec<&String> = p.iter().filter(|x| x.contains("keep_state")).collect();
+        assert_eq!(conflicts.len(), 2, "{p:?}");
+        assert!(conflicts[0].starts_with("defaults:"), "{p:?}");
+        assert!(conflicts[1].starts_with("tables.\"s.own\":"), "{p:?}");
+
+        cfg.defaults.on_truncate = TruncatePolicy::Skip;
+        cfg.tables.remove("s.own");
+        let kept: TableConfig =
+            toml::from_str("keep_state = true\non_truncate = \"tombstone_all\"").expect("parses");
+        cfg.tables.insert("s.kept".into(), kept);
+        assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
     }
 
     #[test]

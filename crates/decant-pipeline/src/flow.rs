@@ -504,11 +504,27 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
         topic: &str,
     ) -> Result<Arc<Route>, PipelineError> {
         let (route, new) = self.router.route(table, topic);
-        if new && let Err(e) = self.sink.open_destination(destination(&route)) {
+        if new && let Err(e) = self.open_route(&route) {
             self.router.forget(table);
-            return Err(e.into());
+            return Err(e);
         }
         Ok(route)
+    }
+
+    /// A new route: a table without state drops what an earlier run kept for it, and its
+    /// destination is opened.
+    fn open_route(&mut self, route: &Route) -> Result<(), PipelineError> {
+        if !route.keep_state {
+            let dropped = self.store.forget_table(&route.label)?;
+            if dropped > 0 {
+                tracing::info!(
+                    table = %route.label,
+                    keys = dropped,
+                    "keep_state = false: dropped the state an earlier run kept for the table"
+                );
+            }
+        }
+        Ok(self.sink.open_destination(destination(route))?)
     }
 }
 

@@ -30,6 +30,8 @@ pub struct Route {
     pub on_truncate: TruncatePolicy,
     pub emit_upsert: bool,
     pub emit_delete: bool,
+    /// `keep_state`: the table's TOAST values, key index and delete marks are kept.
+    pub keep_state: bool,
     shape: Option<TableConfig>,
 }
 
@@ -324,6 +326,10 @@ impl Router {
                 .unwrap_or(d.on_truncate),
             emit_upsert: ops.contains(&Op::Upsert),
             emit_delete: ops.contains(&Op::Delete),
+            keep_state: shape
+                .as_ref()
+                .and_then(|s| s.keep_state)
+                .unwrap_or(d.keep_state),
             shape,
         });
         self.routes.insert(table.clone(), route.clone());
@@ -341,7 +347,12 @@ impl Router {
         if let Some((_, p)) = self.plans.get(&id) {
             return p.clone();
         }
-        let plan = Arc::new(build_plan(route.shape.as_ref(), schema, &self.meta_columns));
+        let plan = Arc::new(build_plan(
+            route.shape.as_ref(),
+            schema,
+            &self.meta_columns,
+            route.keep_state,
+        ));
         self.plans.insert(id, (schema.clone(), plan.clone()));
         plan
     }
@@ -357,6 +368,7 @@ fn build_plan(
     shape: Option<&TableConfig>,
     schema: &TableSchema,
     meta_columns: &[MetaColumn],
+    keep_state: bool,
 ) -> Plan {
     let out_name = |name: &str| -> String {
         shape
@@ -385,7 +397,8 @@ fn build_plan(
                 index: i,
                 json_name: quoted(&name),
                 name: c.name.clone(),
-                toastable: toastable(&c.ty),
+                // Without state nothing is kept, so no row builds an entry.
+                toastable: keep_state && toastable(&c.ty),
             }
         })
         .collect();

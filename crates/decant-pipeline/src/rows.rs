@@ -96,12 +96,14 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         let store_key = row_key(&route.label, key);
         match batch.meta[row].kind {
             ChangeKind::Delete => {
-                let new_key = other_store_key(batch, row, t.plan, &route.label);
-                let Some(b) = self.batch.as_mut() else {
-                    return Err(PipelineError::Config("a row outside an open batch".into()));
-                };
-                let mark = Deleted::at(&batch.meta[row].position);
-                stage_delete(&self.store, &mut b.overlay, store_key, new_key, mark)?;
+                if route.keep_state {
+                    let new_key = other_store_key(batch, row, t.plan, &route.label);
+                    let Some(b) = self.batch.as_mut() else {
+                        return Err(PipelineError::Config("a row outside an open batch".into()));
+                    };
+                    let mark = Deleted::at(&batch.meta[row].position);
+                    stage_delete(&self.store, &mut b.overlay, store_key, new_key, mark)?;
+                }
                 if route.emit_delete {
                     self.write(t, ChangeOp::Delete, key, Payload::None, batch, row)
                 } else {
@@ -132,7 +134,7 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
         store_key: Vec<u8>,
     ) -> Result<(), PipelineError> {
         let (route, plan) = (t.route, t.plan);
-        let prev = if batch.unchanged(row).is_empty() {
+        let prev = if batch.unchanged(row).is_empty() || !route.keep_state {
             None
         } else {
             let old_key = other_store_key(batch, row, plan, &route.label);
@@ -212,7 +214,9 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
                 .inc_by(u64::from(rendered.fills));
         }
         if !rendered.missing.is_empty() {
-            if let Some(delete) = self.resent_before_delete(batch, row, &store_key)? {
+            if route.keep_state
+                && let Some(delete) = self.resent_before_delete(batch, row, &store_key)?
+            {
                 // Nothing of it is written or staged: the key's delete, already applied, is
                 // newer, and the connector sends that delete again after this change.
                 let meta = &batch.meta[row];
@@ -255,14 +259,18 @@ impl<S: Sink, Src: Source> Flow<'_, S, Src> {
             }
         }
         // Whether the key was seen before, for the delete of a row that stops matching; looked
-        // up before this row's entry is staged (only tables with a filter pay for it).
+        // up before this row's entry is staged (only tables with a filter pay for it). Without
+        // state it is unknown: such a row always becomes a delete.
         let filtered = matches!(&plan.filter, Ok(f) if !f.is_empty());
-        let seen_before = filtered && (prev.is_some() || self.lookup(&store_key)?.is_some());
+        let seen_before =
+            filtered && (!route.keep_state || prev.is_some() || self.lookup(&store_key)?.is_some());
         // The state keeps the row even when the filter drops it: a later change of the key may
         // pass and need its TOAST values.
-        self.batch_mut()?
-            .overlay
-            .insert(&store_key, Some(&rendered.entry));
+        if route.keep_state {
+            self.batch_mut()?
+                .overlay
+                .insert(&store_key, Some(&rendered.entry));
+        }
         let passes = match &plan.filter {
             Ok(f) if !f.is_empty() => {
                 let mut scratch = std::mem::take(&mut self.filter_buf);

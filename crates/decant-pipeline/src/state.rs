@@ -277,6 +277,37 @@ impl StateStore {
         Ok(out)
     }
 
+    /// Drops everything kept for table `label` (entries, the key index, delete marks), durably;
+    /// returns how many keys it held (live or marked). For a table whose state is no longer kept
+    /// (`keep_state = false`): were it turned on again, stale values would fill TOAST-unchanged
+    /// columns, where an empty state reports them as misses.
+    pub fn forget_table(&self, label: &str) -> Result<u64, PipelineError> {
+        let mut lo = label.as_bytes().to_vec();
+        lo.push(0);
+        let mut hi = label.as_bytes().to_vec();
+        hi.push(1);
+        let tx = self.db.begin_write().map_err(store_err)?;
+        let mut removed = 0;
+        {
+            let mut rows = tx.open_table(ROWS).map_err(store_err)?;
+            rows.retain_in(lo.as_slice()..hi.as_slice(), |_, _| {
+                removed += 1;
+                false
+            })
+            .map_err(store_err)?;
+            let mut marks = tx.open_table(DELETED).map_err(store_err)?;
+            // `label \0` is the byte string right after `label`: the range holds its marks only.
+            let first = (label.as_bytes(), i64::MIN, [].as_slice());
+            marks
+                .retain_in(first..(lo.as_slice(), i64::MIN, [].as_slice()), |_, _| {
+                    false
+                })
+                .map_err(store_err)?;
+        }
+        tx.commit().map_err(store_err)?;
+        Ok(removed)
+    }
+
     /// How many live keys the store holds.
     pub fn len(&self) -> Result<u64, PipelineError> {
         let tx = self.db.begin_read().map_err(store_err)?;

@@ -19,7 +19,9 @@ use decant_model::{
     ControlEvent, Disposition, Header, RecordCoordinates, Sink, SinkError, SourcePosition,
 };
 
-use crate::config::{BadRecordPolicy, Op, PipelineConfig, TableConfig, ToastPolicy};
+use crate::config::{
+    BadRecordPolicy, Op, PipelineConfig, TableConfig, ToastPolicy, TruncatePolicy,
+};
 use crate::error::PipelineError;
 use crate::flow::{Flow, Runtime};
 use crate::metrics::Metrics;
@@ -1061,4 +1063,118 @@ fn a_change_sent_again_from_before_a_truncate_is_skipped_not_a_toast_miss() {
     assert_eq!(metric(&metrics, "decant_quarantined_partitions"), 0.0);
     assert_eq!(w.source.committed_at(0), Some(4));
     assert!(w.store.keys_of("public.t").expect("keys").is_empty());
+}
+
+/// `keep_state = false` (a source that never sends the unavailable-value placeholder): no
+/// change reaches the state, what an earlier run kept for the table is dropped (turned on
+/// again, it must not fill from values it stopped following), and a placeholder that comes
+/// anyway follows `on_toast_missing`, like a miss.
+#[test]
+fn a_table_without_state_keeps_nothing_and_drops_what_was_kept() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let kept = config(&dir);
+    let mut w = open(
+        &kept,
+        MemorySink::new(Resume::Group),
+        source_of(&[(0, "c", 1, Some("long text")), (0, "c", 9, Some("x"))]),
+        Arc::new(Metrics::new()),
+    );
+    drain(&mut w);
+    w.commit().expect("commit");
+    assert_eq!(w.store.keys_of("public.t").expect("keys").len(), 2);
+    drop(w);
+
+    let mut cfg = config(&dir);
+    cfg.defaults.keep_state = false;
+    cfg.defaults.on_truncate = TruncatePolicy::Skip;
+    cfg.defaults.on_toast_missing = ToastPolicy::EmitWithoutColumn;
+    assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+    let metrics = Arc::new(Metrics::new());
+    let mut w = open(
+        &cfg,
+        MemorySink::new(Resume::Group),
+        source_of(&[
+            (0, "c", 2, Some("two")),
+            (0, "u", 1, Some("__debezium_unavailable_value")),
+            (0, "d", 2, Some("two")),
+        ]),
+        metrics.clone(),
+    );
+    drain(&mut w);
+    assert!(
+        w.batch.as_ref().is_some_and(|b| b.overlay.is_empty()),
+        "nothing is staged for the state"
+    );
+    w.commit().expect("commit");
+    assert_eq!(
+        keys_and_values(&w.sink.durable),
+        vec![
+            (
+                ChangeOp::Upsert,
+                r#"{"id":2}"#.into(),
+                Some(r#"{"id":2,"note":"two"}"#.into())
+            ),
+            (
+                ChangeOp::Upsert,
+                r#"{"id":1}"#.into(),
+                Some(r#"{"id":1}"#.into())
+            ),
+            (ChangeOp::Delete, r#"{"id":2}"#.into(), None),
+        ],
+        "key 1's note was kept by the earlier run, and is not filled from it"
+    );
+    assert!(
+        w.store.keys_of("public.t").expect("keys").is_empty(),
+        "the earlier run's keys are dropped and none are added"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"decant_toast_misses_total{policy="emit_without_column",table="public.t"}"#
+        ),
+        1.0
+    );
+}
+
+/// Without state, whether an upsert's key was written before is unknown: one that fails
+/// `where` always becomes a delete, so a row that stops matching still leaves the output.
+#[test]
+fn without_state_an_upsert_that_fails_the_filter_is_always_a_delete() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = config(&dir);
+    cfg.tables.insert(
+        "public.t".into(),
+        TableConfig {
+            filter: vec![crate::config::Condition {
+                column: "note".into(),
+                op: crate::config::CondOp::Ne,
+                value: Some(serde_json::json!("hidden")),
+            }],
+            keep_state: Some(false),
+            on_truncate: Some(TruncatePolicy::Fail),
+            ..TableConfig::default()
+        },
+    );
+    assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
+    let src = source_of(&[(0, "c", 1, Some("shown")), (0, "u", 1, Some("hidden"))]);
+    let mut w = open(
+        &cfg,
+        MemorySink::new(Resume::Group),
+        src,
+        Arc::new(Metrics::new()),
+    );
+    drain(&mut w);
+    w.commit().expect("commit");
+    assert_eq!(
+        keys_and_values(&w.sink.durable),
+        vec![
+            (
+                ChangeOp::Upsert,
+                r#"{"id":1}"#.into(),
+                Some(r#"{"id":1,"note":"shown"}"#.into())
+            ),
+            (ChangeOp::Delete, r#"{"id":1}"#.into(), None),
+        ]
+    );
+    assert_eq!(w.store.len().expect("len"), 0);
 }
