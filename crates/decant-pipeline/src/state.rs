@@ -748,6 +748,46 @@ mod tests {
     /// A marked delete: not a live key (truncates, `len`), its mark readable until a newer
     /// mark is the retention ahead of it in source time, and gone at once when the key comes
     /// back.
+    /// `forget_table` drops one table's entries and marks, and nothing of a table whose name
+    /// starts with the same bytes.
+    #[test]
+    fn forgetting_a_table_drops_its_entries_and_marks_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = StateStore::open(dir.path()).expect("open");
+        let entry = ToastEntry {
+            values: vec![("big".into(), "\"x\"".into())],
+        }
+        .encode();
+        let t = |id: u32| row_key("s.t", &format!("{{\"id\":{id}}}"));
+        let t2 = |id: u32| row_key("s.t2", &format!("{{\"id\":{id}}}"));
+        let mut o = Overlay::default();
+        for id in 1..=3 {
+            o.insert(&t(id), Some(&entry));
+            o.insert(&t2(id), Some(&entry));
+        }
+        s.stage(&o, &[]).expect("stage");
+        s.apply_pending().expect("apply");
+        let mark = Deleted { lsn: 9, ts_ms: 1 };
+        let mut o = Overlay::default();
+        stage_delete(&s, &mut o, t(1), None, Some(mark)).expect("delete");
+        stage_delete(&s, &mut o, t2(1), None, Some(mark)).expect("delete");
+        s.stage(&o, &[]).expect("stage");
+        s.apply_pending().expect("apply");
+        assert_eq!((s.len().expect("len"), s.deleted_len().expect("n")), (4, 2));
+
+        assert_eq!(
+            s.forget_table("s.t").expect("forget"),
+            3,
+            "two entries, one mark"
+        );
+        assert!(s.keys_of("s.t").expect("keys").is_empty());
+        assert_eq!(deleted_of(&s, None, &t(1)).expect("mark"), None);
+        assert_eq!(s.keys_of("s.t2").expect("keys"), vec![t2(2), t2(3)]);
+        assert_eq!(deleted_of(&s, None, &t2(1)).expect("mark"), Some(mark));
+        assert_eq!((s.len().expect("len"), s.deleted_len().expect("n")), (2, 1));
+        assert_eq!(s.forget_table("s.t").expect("again"), 0);
+    }
+
     #[test]
     fn deleted_keys_stay_marked_for_the_retention() {
         let dir = tempfile::tempdir().expect("tempdir");
