@@ -445,6 +445,20 @@ fn metric(metrics: &Metrics, line_start: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// An upsert of `public.t`'s key `id` with value `value`, as [`keys_and_values`] lists it.
+fn upsert(id: i32, value: &str) -> (ChangeOp, String, Option<String>) {
+    (
+        ChangeOp::Upsert,
+        format!(r#"{{"id":{id}}}"#),
+        Some(value.to_owned()),
+    )
+}
+
+/// A delete of `public.t`'s key `id`, as [`keys_and_values`] lists it.
+fn deleted(id: i32) -> (ChangeOp, String, Option<String>) {
+    (ChangeOp::Delete, format!(r#"{{"id":{id}}}"#), None)
+}
+
 fn keys_and_values(out: &[Out]) -> Vec<(ChangeOp, String, Option<String>)> {
     out.iter()
         .map(|o| (o.op, o.key.clone(), o.value.clone()))
@@ -474,22 +488,10 @@ fn changes_become_durable_only_with_a_commit_and_their_offsets() {
     assert_eq!(
         keys_and_values(&w.sink.durable),
         vec![
-            (
-                ChangeOp::Upsert,
-                r#"{"id":1}"#.into(),
-                Some(r#"{"id":1,"note":"a"}"#.into())
-            ),
-            (
-                ChangeOp::Upsert,
-                r#"{"id":1}"#.into(),
-                Some(r#"{"id":1,"note":"b"}"#.into())
-            ),
-            (
-                ChangeOp::Upsert,
-                r#"{"id":2}"#.into(),
-                Some(r#"{"id":2,"note":"c"}"#.into())
-            ),
-            (ChangeOp::Delete, r#"{"id":2}"#.into(), None),
+            upsert(1, r#"{"id":1,"note":"a"}"#),
+            upsert(1, r#"{"id":1,"note":"b"}"#),
+            upsert(2, r#"{"id":2,"note":"c"}"#),
+            deleted(2),
         ]
     );
     assert_eq!(w.source.committed_at(0), Some(4));
@@ -607,16 +609,8 @@ fn toast_state_applies_after_a_commit_and_is_discarded_after_an_abort() {
     assert_eq!(
         keys_and_values(&w.sink.durable),
         vec![
-            (
-                ChangeOp::Upsert,
-                r#"{"id":1}"#.into(),
-                Some(r#"{"id":1,"note":"long text"}"#.into())
-            ),
-            (
-                ChangeOp::Upsert,
-                r#"{"id":1}"#.into(),
-                Some(r#"{"id":1,"note":"long text"}"#.into())
-            ),
+            upsert(1, r#"{"id":1,"note":"long text"}"#),
+            upsert(1, r#"{"id":1,"note":"long text"}"#),
         ]
     );
     assert_eq!(w.store.keys_of("public.t").expect("keys").len(), 1);
@@ -1109,17 +1103,9 @@ fn a_table_without_state_keeps_nothing_and_drops_what_was_kept() {
     assert_eq!(
         keys_and_values(&w.sink.durable),
         vec![
-            (
-                ChangeOp::Upsert,
-                r#"{"id":2}"#.into(),
-                Some(r#"{"id":2,"note":"two"}"#.into())
-            ),
-            (
-                ChangeOp::Upsert,
-                r#"{"id":1}"#.into(),
-                Some(r#"{"id":1}"#.into())
-            ),
-            (ChangeOp::Delete, r#"{"id":2}"#.into(), None),
+            upsert(2, r#"{"id":2,"note":"two"}"#),
+            upsert(1, r#"{"id":1}"#),
+            deleted(2),
         ],
         "key 1's note was kept by the earlier run, and is not filled from it"
     );
@@ -1167,14 +1153,7 @@ fn without_state_an_upsert_that_fails_the_filter_is_always_a_delete() {
     w.commit().expect("commit");
     assert_eq!(
         keys_and_values(&w.sink.durable),
-        vec![
-            (
-                ChangeOp::Upsert,
-                r#"{"id":1}"#.into(),
-                Some(r#"{"id":1,"note":"shown"}"#.into())
-            ),
-            (ChangeOp::Delete, r#"{"id":1}"#.into(), None),
-        ]
+        vec![upsert(1, r#"{"id":1,"note":"shown"}"#), deleted(1),]
     );
     assert_eq!(w.store.len().expect("len"), 0);
 }
