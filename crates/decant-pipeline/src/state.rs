@@ -55,6 +55,18 @@ pub(crate) fn label_of(key: &[u8]) -> &[u8] {
     &key[..key.iter().position(|&b| b == 0).unwrap_or(key.len())]
 }
 
+/// The bounds of table `label`'s store keys: `label \0` (inclusive) to `label \1` (exclusive).
+/// `label \0` is also the byte string right after `label`, which bounds the table's marks.
+fn table_bounds(label: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let bound = |b: u8| {
+        let mut k = Vec::with_capacity(label.len() + 1);
+        k.extend_from_slice(label);
+        k.push(b);
+        k
+    };
+    (bound(0), bound(1))
+}
+
 /// The store key of an output key.
 pub fn row_key(table: &str, key_json: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(table.len() + 1 + key_json.len());
@@ -261,10 +273,7 @@ impl StateStore {
 
     /// Every live key of `table` (not the deleted ones still marked).
     pub fn keys_of(&self, table: &str) -> Result<Vec<Vec<u8>>, PipelineError> {
-        let mut lo = table.as_bytes().to_vec();
-        lo.push(0);
-        let mut hi = table.as_bytes().to_vec();
-        hi.push(1);
+        let (lo, hi) = table_bounds(table.as_bytes());
         let tx = self.db.begin_read().map_err(store_err)?;
         let t = tx.open_table(ROWS).map_err(store_err)?;
         let mut out = Vec::new();
@@ -282,10 +291,7 @@ impl StateStore {
     /// (`keep_state = false`): were it turned on again, stale values would fill TOAST-unchanged
     /// columns, where an empty state reports them as misses.
     pub fn forget_table(&self, label: &str) -> Result<u64, PipelineError> {
-        let mut lo = label.as_bytes().to_vec();
-        lo.push(0);
-        let mut hi = label.as_bytes().to_vec();
-        hi.push(1);
+        let (lo, hi) = table_bounds(label.as_bytes());
         let tx = self.db.begin_write().map_err(store_err)?;
         let mut removed = 0;
         {
@@ -502,8 +508,7 @@ impl StateStore {
         added: usize,
     ) -> Result<(), PipelineError> {
         // `label \0` is the byte string right after `label`: the range holds its marks only.
-        let mut next_label = label.to_vec();
-        next_label.push(0);
+        let (next_label, _) = table_bounds(label);
         let first = (label, i64::MIN, [].as_slice());
         let newest = marks
             .range(first..(next_label.as_slice(), i64::MIN, [].as_slice()))
