@@ -5,6 +5,7 @@
 #
 #   tests/bed/connect.sh start  [--dir DIR] [--port PORT] [--bootstrap HOST:PORT]  # prints the REST URL
 #   tests/bed/connect.sh stop   [--dir DIR] [--port PORT]
+#   tests/bed/connect.sh kill   [--dir DIR] [--port PORT]   # SIGKILL: a crash, offsets unflushed
 #   tests/bed/connect.sh status [--dir DIR] [--port PORT]   # exit 0 running, 3 not running
 #
 # PORT (REST, 127.0.0.1 only) defaults to 18083, DIR to $DECANT_CACHE/connect-worker-$PORT,
@@ -24,7 +25,7 @@ BED_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=service.sh
 . "$BED_DIR/service.sh"
 
-usage() { echo "usage: $0 start|stop|status [--dir DIR] [--port PORT] [--bootstrap HOST:PORT]" >&2; exit 2; }
+usage() { echo "usage: $0 start|stop|kill|status [--dir DIR] [--port PORT] [--bootstrap HOST:PORT]" >&2; exit 2; }
 [ $# -ge 1 ] || usage
 cmd=$1
 shift
@@ -127,6 +128,7 @@ worker_ready() { curl -fsS -m 5 -o /dev/null "$URL/health" 2>/dev/null && plugin
 case $cmd in
     start) do_start ;;
     stop) service_stop ;;
+    kill) service_kill ;;
     status) service_status ;;
     *) usage ;;
 esac

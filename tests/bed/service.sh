@@ -93,6 +93,23 @@ service_stop() {
     run_cleanup
 }
 
+# service_kill: SIGKILL at once, as a crash does (nothing is flushed or closed cleanly).
+service_kill() {
+    local pid
+    if pid=$(running_pid); then
+        kill -KILL "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        echo "killed $ADDR (pid $pid)"
+    else
+        echo "not running: $ADDR ($DIR)"
+    fi
+    rm -f "$PIDFILE"
+    run_cleanup
+}
+
 run_cleanup() {
     if declare -F service_cleanup >/dev/null; then
         service_cleanup

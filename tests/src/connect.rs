@@ -71,6 +71,14 @@ impl Connect {
         run_ok(&mut self.script("start"), "connect.sh start");
     }
 
+    /// Kills the worker with SIGKILL (a crash: source offsets since its last flush are not
+    /// committed) and starts it again on the same port and topics: its connectors resume from the
+    /// last committed offsets and send again what they had sent after them.
+    pub fn crash_and_restart(&self) {
+        run_ok(&mut self.script("kill"), "connect.sh kill");
+        run_ok(&mut self.script("start"), "connect.sh start");
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
@@ -264,6 +272,14 @@ impl ConnectSource {
     /// offsets the worker committed).
     pub fn restart_worker(&self) {
         self.connect.restart();
+        self.connect
+            .wait_running(&self.connector, Duration::from_secs(120));
+    }
+
+    /// Kills the worker (SIGKILL) and starts it again, then waits until the connector runs: it
+    /// sends again everything after its last offset flush, as at-least-once delivery allows.
+    pub fn crash_worker(&self) {
+        self.connect.crash_and_restart();
         self.connect
             .wait_running(&self.connector, Duration::from_secs(120));
     }

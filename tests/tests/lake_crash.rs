@@ -3,10 +3,11 @@
 //! transactions) flows through Debezium (its PostgreSQL connector on a Kafka Connect worker) while
 //! `decant run` (Iceberg sink, 1 s commits) is killed with SIGKILL at random moments and restarted
 //! (`DECANT_CRASH_KILLS` times, default 22; every other incarnation flushes every 20 rows), and the
-//! broker and the Connect worker are each restarted once mid-load. Afterwards the tables equal
-//! PostgreSQL, every snapshot's offsets continue its predecessor's (each offset range committed
-//! once, never twice, by unique commit ids), and the last committed offsets reach the end of every
-//! source partition.
+//! broker and the Connect worker are each restarted once mid-load, and the worker is killed
+//! (SIGKILL) once, so that Debezium sends again what it sent after its last offset flush.
+//! Afterwards the tables equal PostgreSQL, every snapshot's offsets continue its predecessor's
+//! (each offset range committed once, never twice, by unique commit ids), and the last committed
+//! offsets reach the end of every source partition.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +20,8 @@ use decant_tests::bed::{
 use decant_tests::connect::ConnectSource;
 use decant_tests::lake::{Catalog, assert_lake_equals_pg, assert_snapshot_log, lake_settled};
 use decant_tests::workload::{
-    Rng, SMALL_FLUSHES, committed, crash_kills, resent_before_delete, resent_records, round_sql,
+    Rng, SMALL_FLUSHES, committed, crash_kills, disturb_mid_load, resent_before_delete,
+    resent_records, round_sql,
 };
 
 /// The test's name in its progress lines.
@@ -80,19 +82,7 @@ fn kill_9_at_random_moments_commits_every_change_once() {
         // Every other incarnation flushes small (see SMALL_FLUSHES).
         let small = [env[0], SMALL_FLUSHES];
         let decant = DecantProcess::start(&config, &log, if k % 2 == 1 { &small } else { &env });
-        if k == kills / 2 {
-            // Mid-load, with decant running: the broker stops and comes back (same data).
-            std::thread::sleep(rng.millis(500, 3_000));
-            broker.restart();
-            eprintln!("{NAME}: broker restarted under load");
-        }
-        if k == kills / 3 {
-            // Mid-load: the Connect worker stops (offsets flushed) and resumes; Debezium may send
-            // again what it sent after its last offset commit, which must not change the output.
-            std::thread::sleep(rng.millis(500, 3_000));
-            source.restart_worker();
-            eprintln!("{NAME}: Connect worker restarted under load");
-        }
+        disturb_mid_load(NAME, k, kills, &mut rng, &source);
         // Two kills in three land after this incarnation's first commit (while a batch is
         // open, while files are written, while a commit is being published); the others
         // anywhere from start-up through claiming and state resolution.
