@@ -93,19 +93,21 @@ service_stop() {
     run_cleanup
 }
 
-# service_kill: SIGKILL at once, as a crash does (nothing is flushed or closed cleanly).
+# service_kill: SIGKILL at once, as a crash does (nothing is flushed or closed cleanly); fails
+# when the service is not running, since then nothing crashed.
 service_kill() {
     local pid
-    if pid=$(running_pid); then
-        kill -KILL "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        echo "killed $ADDR (pid $pid)"
-    else
-        echo "not running: $ADDR ($DIR)"
+    if ! pid=$(running_pid); then
+        echo "$NAME is not running: $ADDR ($DIR)" >&2
+        exit 1
     fi
+    kill -KILL "$pid" 2>/dev/null || true
+    # running_pid, not kill -0: a zombie not yet reaped has no command line and counts as gone
+    for _ in $(seq 1 100); do
+        running_pid >/dev/null || break
+        sleep 0.1
+    done
+    echo "killed $ADDR (pid $pid)"
     rm -f "$PIDFILE"
     run_cleanup
 }

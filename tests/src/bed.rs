@@ -561,6 +561,25 @@ pub fn topics_with_prefix(bootstrap: &str, prefix: &str) -> Vec<String> {
     names
 }
 
+/// The sum of the end offsets (high watermarks) of every partition of `topics`: it grows with
+/// every record written to them, committed or not.
+pub fn end_offsets_total(bootstrap: &str, topics: &[String]) -> i64 {
+    let c = consumer(bootstrap);
+    let md = c
+        .fetch_metadata(None, Duration::from_secs(10))
+        .expect("metadata");
+    md.topics()
+        .iter()
+        .filter(|t| topics.iter().any(|n| n == t.name()))
+        .flat_map(|t| t.partitions().iter().map(move |p| (t.name(), p.id())))
+        .map(|(topic, partition)| {
+            c.fetch_watermarks(topic, partition, Duration::from_secs(10))
+                .unwrap_or_else(|e| panic!("end offset of {topic}[{partition}]: {e}"))
+                .1
+        })
+        .sum()
+}
+
 /// Reads the committed records of `topics` (read_committed) from the beginning until at least
 /// `at_least` arrived and the topics then stayed quiet for `quiet`, in (topic, partition, offset)
 /// order. The stop condition is quiet time, not end offsets: a transactional producer's records

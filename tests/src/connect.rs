@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value as Json, json};
 
 use crate::bed::{
-    Bed, Broker, PgSchema, bed_dir, consume_uncommitted, free_port, http_request, random_name,
-    run_ok, topics_with_prefix,
+    Bed, Broker, PgSchema, bed_dir, consume_uncommitted, end_offsets_total, free_port,
+    http_request, random_name, run_ok, topics_with_prefix,
 };
 
 /// A Kafka Connect worker on 127.0.0.1 (REST on `port`), its state in topics of one broker.
@@ -68,14 +68,17 @@ impl Connect {
     /// port and topics: its connectors resume from their committed offsets.
     pub fn restart(&self) {
         run_ok(&mut self.script("stop"), "connect.sh stop");
-        run_ok(&mut self.script("start"), "connect.sh start");
+        self.start_again();
     }
 
-    /// Kills the worker with SIGKILL (a crash: source offsets since its last flush are not
-    /// committed) and starts it again on the same port and topics: its connectors resume from the
-    /// last committed offsets and send again what they had sent after them.
-    pub fn crash_and_restart(&self) {
+    /// Kills the worker with SIGKILL, a crash: source offsets since its last flush stay
+    /// uncommitted, and no task writes a stopped status.
+    pub fn kill(&self) {
         run_ok(&mut self.script("kill"), "connect.sh kill");
+    }
+
+    /// Starts the stopped or killed worker again on the same port and topics.
+    pub fn start_again(&self) {
         run_ok(&mut self.script("start"), "connect.sh start");
     }
 
@@ -276,12 +279,28 @@ impl ConnectSource {
             .wait_running(&self.connector, Duration::from_secs(120));
     }
 
-    /// Kills the worker (SIGKILL) and starts it again, then waits until the connector runs: it
-    /// sends again everything after its last offset flush, as at-least-once delivery allows.
+    /// Kills the worker (SIGKILL) and starts it again, then waits until the connector sends new
+    /// records: it sends again everything after its last offset flush, as at-least-once delivery
+    /// allows. For use under a running workload (the wait is for records, not for a status: the
+    /// killed worker never wrote its task's end, so the status topic can still say RUNNING).
     pub fn crash_worker(&self) {
-        self.connect.crash_and_restart();
+        self.connect.kill();
+        let topics = topics_with_prefix(&self.broker.bootstrap(), &format!("{}.", self.prefix));
+        let before = end_offsets_total(&self.broker.bootstrap(), &topics);
+        self.connect.start_again();
         self.connect
             .wait_running(&self.connector, Duration::from_secs(120));
+        let until = Instant::now() + Duration::from_secs(120);
+        while end_offsets_total(&self.broker.bootstrap(), &topics) <= before {
+            self.connect.check_alive(&self.connector);
+            assert!(
+                Instant::now() < until,
+                "connector {} sent nothing within 120 s of the worker's restart; worker log:\n{}",
+                self.connector,
+                self.connect.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 }
 

@@ -144,6 +144,8 @@ fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
             "decant exited:\n{}",
             decant.log_tail(60)
         );
+        // A failed connector would only show as output that never settles.
+        source.connect.check_alive(&source.connector);
         let topics = topics_with_prefix(&broker.bootstrap(), &format!("{out_prefix}."));
         let records = consume(&broker.bootstrap(), &topics, 0, Duration::from_secs(2));
         let marker = records.iter().any(|r| r.topic.ends_with(".marker"));
