@@ -106,11 +106,10 @@ pub fn disturb_mid_load(
 
 /// How many changes decant's log (all incarnations) says it skipped as sent again by the
 /// connector from before their key's delete: at-least-once re-sends after the Connect worker's
-/// or the broker's restart that happened to meet that case.
+/// or the broker's restart that happened to meet that case. Counted by source position, so a
+/// change skipped again by a later incarnation (its first skip not committed) counts once.
 pub fn resent_before_delete(log: &std::path::Path) -> usize {
-    std::fs::read_to_string(log)
-        .map(|l| l.matches("older than the key's delete: skipped").count())
-        .unwrap_or(0)
+    resent_before_delete_positions(log).len()
 }
 
 /// The source positions (topic, partition, offset) decant's log (all incarnations) names as
