@@ -319,7 +319,7 @@ fn topics_run(bin: &Path, bootstrap: &str, loaded: &Loaded, perf_name: &str) -> 
         &out_prefix,
         "[log]\nlevel = \"warn\"\n",
     );
-    let decant = DecantProcess::start_bin(bin, &config, &work.join("decant.log"), &[]);
+    let mut decant = DecantProcess::start_bin(bin, &config, &work.join("decant.log"), &[]);
     let pid = decant.pid();
     let mut perf = Perf(None);
     let total = records.len() as u64;
@@ -329,6 +329,12 @@ fn topics_run(bin: &Path, bootstrap: &str, loaded: &Loaded, perf_name: &str) -> 
         assert!(
             Instant::now() < deadline,
             "timed out:\n{}",
+            decant.log_tail(40)
+        );
+        assert!(
+            decant.is_running(),
+            "decant ({}) exited before reading every source record:\n{}",
+            bin.display(),
             decant.log_tail(40)
         );
         let read = metric_sum(port, "decant_input_records_total");
@@ -430,7 +436,7 @@ fn lake_run(bin: &Path, bed: &Bed, bootstrap: &str, loaded: &Loaded, perf_name: 
             "commit_interval_ms = 10000\n",
         );
     let (config, port) = write_decant_config(&work, bootstrap, prefix, "unused", &lake);
-    let decant = DecantProcess::start_bin(
+    let mut decant = DecantProcess::start_bin(
         bin,
         &config,
         &work.join("decant.log"),
@@ -468,6 +474,12 @@ fn lake_run(bin: &Path, bed: &Bed, bootstrap: &str, loaded: &Loaded, perf_name: 
         assert!(
             Instant::now() < deadline,
             "timed out:\n{}",
+            decant.log_tail(40)
+        );
+        assert!(
+            decant.is_running(),
+            "decant ({}) exited before reading every source record:\n{}",
+            bin.display(),
             decant.log_tail(40)
         );
         let read = metric_sum(port, "decant_input_records_total");

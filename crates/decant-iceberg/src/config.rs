@@ -25,7 +25,7 @@ pub struct IcebergSinkConfig {
     /// REST catalog settings, named as Iceberg's REST clients name them: `token`, `credential`
     /// (`client_id:client_secret`, OAuth2 client credentials), `oauth2-server-uri`, `scope`,
     /// `prefix`, `header.<name>`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "decant_model::properties::deserialize")]
     pub catalog_properties: BTreeMap<String, String>,
     /// Namespace template; variables `{schema}`, `{table}`, `{prefix}` (= output.prefix).
     #[serde(default = "default_ns_template")]
@@ -56,11 +56,11 @@ pub struct IcebergSinkConfig {
     #[serde(default = "default_target_file_size")]
     pub target_file_size_bytes: u64,
     /// Extra properties of tables decant creates.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "decant_model::properties::deserialize")]
     pub table_properties: BTreeMap<String, String>,
     /// Storage properties for an `s3://` warehouse: `s3.endpoint`, `s3.access-key-id`,
     /// `s3.secret-access-key`, `s3.region`, `s3.path-style-access` (`true` for MinIO-style).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "decant_model::properties::deserialize")]
     pub storage: BTreeMap<String, String>,
 }
 

@@ -37,13 +37,13 @@ pub struct KafkaConfig {
     pub statistics_interval_ms: u64,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`, `sasl.*`,
     /// `ssl.*`). Applied before the per-client maps below.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "decant_model::properties::deserialize")]
     pub client: BTreeMap<String, String>,
     /// Extra librdkafka properties for the consumer only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "decant_model::properties::deserialize")]
     pub consumer: BTreeMap<String, String>,
     /// Extra librdkafka properties for the producer only.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "decant_model::properties::deserialize")]
     pub producer: BTreeMap<String, String>,
 }
 

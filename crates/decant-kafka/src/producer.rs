@@ -83,7 +83,12 @@ impl SinkProducer {
         let mut c = cfg.base();
         c.set("partitioner", "murmur2_random")
             .set("enable.idempotence", "true")
-            .set("linger.ms", "5")
+            // Larger batches for fewer producer-thread turns (Kafka Streams lingers 100 ms under
+            // exactly-once). A commit (and `flush`) sends whatever lingers at once, so exactly-once
+            // output, invisible to read_committed readers until then, is not delayed; at-least-once
+            // output may reach readers up to 50 ms later. The harness measured about 5–10 % less
+            // CPU per change into topics than with librdkafka's 5 ms.
+            .set("linger.ms", "50")
             // Output topics are created compacted by the admin client, never implicitly.
             .set("allow.auto.create.topics", "false")
             .set("message.timeout.ms", transaction_timeout_ms.to_string());

@@ -10,11 +10,14 @@
 //! - [`encode`]: the [`RecordEncoder`] seam — how the compacted-topic sink turns a change into
 //!   key and value bytes ([`JsonEncoder`]: the rendered JSON as is; Avro lives in
 //!   `decant-registry`), and [`Encoded::Refused`] for a destination that must stop.
+//! - [`properties`]: property maps handed on to client libraries (numbers and booleans read as
+//!   text).
 //! - [`template_vars`] and [`error_chain`]: small helpers every sink crate needs the same way.
 //! - [`RetryClass`]: how every crate's errors tell the pipeline whether to retry, rewind or stop.
 
 pub mod change;
 pub mod encode;
+pub mod properties;
 pub mod record;
 pub mod schema;
 pub mod sink;

@@ -11,7 +11,8 @@ use decant_decode::{Decoder, Outcome};
 use decant_kafka::KafkaConfig;
 use decant_kafka::TopicSpec;
 use decant_model::sink::{BatchStats, Destination, Offsets, Resume, TopicPartition};
-use decant_model::{ControlEvent, KafkaRecord, RetryClass, Sink, TableId};
+use decant_model::{ChangeKind, ControlEvent, KafkaRecord, RetryClass, Sink, TableId};
+use prometheus::IntCounter;
 
 use crate::config::PipelineConfig;
 use crate::error::PipelineError;
@@ -90,6 +91,23 @@ impl Batch {
 }
 
 /// The loop's state.
+/// A topic's current route with its `decant_input_records_total` counters, looked up once per
+/// route rather than by label for every record.
+pub(crate) struct TopicRoute {
+    pub(crate) route: Arc<Route>,
+    upserts: IntCounter,
+    deletes: IntCounter,
+}
+
+impl TopicRoute {
+    fn count(&self, kind: ChangeKind) {
+        match kind {
+            ChangeKind::Upsert => self.upserts.inc(),
+            ChangeKind::Delete => self.deletes.inc(),
+        }
+    }
+}
+
 pub(crate) struct Flow<'c, S: Sink, Src: Source> {
     pub(crate) cfg: &'c PipelineConfig,
     pub(crate) sink: S,
@@ -111,7 +129,7 @@ pub(crate) struct Flow<'c, S: Sink, Src: Source> {
     /// Records whose rows are in the decoder's open batches (for dead-lettering at render).
     pub(crate) held: Vec<Src::Msg>,
     /// The route of the table last seen on each source topic (bad records get its policy).
-    pub(crate) topic_routes: HashMap<String, Arc<Route>>,
+    pub(crate) topic_routes: HashMap<String, TopicRoute>,
     /// Quarantined source partitions and the offset they stopped at.
     pub(crate) quarantine: HashMap<TopicPartition, i64>,
     pub(crate) rewinds_in_a_row: u32,
@@ -383,11 +401,7 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
         }
         match decoded {
             Ok(Outcome::Row { table, kind }) => {
-                let route = self.route_for_topic(&table, topic)?;
-                self.metrics
-                    .input_records
-                    .with_label_values(&[&route.label, kind.as_str()])
-                    .inc();
+                self.route_for_topic(&table, topic)?.count(kind);
                 drop(headers);
                 self.held.push(m);
                 if self.decoder.pending_rows() >= self.cfg.delivery.flush_max_rows {
@@ -486,15 +500,28 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
         &mut self,
         table: &TableId,
         topic: &str,
-    ) -> Result<Arc<Route>, PipelineError> {
-        if let Some(r) = self.topic_routes.get(topic)
-            && r.table == *table
-        {
-            return Ok(r.clone());
+    ) -> Result<&TopicRoute, PipelineError> {
+        let known = self
+            .topic_routes
+            .get(topic)
+            .is_some_and(|r| r.route.table == *table);
+        if !known {
+            let route = self.route(table, topic)?;
+            let counter = |kind: ChangeKind| {
+                self.metrics
+                    .input_records
+                    .with_label_values(&[&route.label, kind.as_str()])
+            };
+            let (upserts, deletes) = (counter(ChangeKind::Upsert), counter(ChangeKind::Delete));
+            let entry = self.topic_routes.entry(topic.to_owned());
+            let remembered = TopicRoute {
+                route,
+                upserts,
+                deletes,
+            };
+            return Ok(entry.insert_entry(remembered).into_mut());
         }
-        let route = self.route(table, topic)?;
-        self.topic_routes.insert(topic.to_owned(), route.clone());
-        Ok(route)
+        Ok(&self.topic_routes[topic])
     }
 
     /// The route of `table`; a table seen for the first time has its destination opened.

@@ -1152,3 +1152,36 @@ fn without_state_an_upsert_that_fails_the_filter_is_always_a_delete() {
     );
     assert_eq!(w.store.len().expect("len"), 0);
 }
+
+#[test]
+fn input_records_are_counted_by_table_and_op_as_a_topic_switches_tables() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&dir);
+    // `public.u` on the same topic as `public.t`: the topic's remembered route changes table
+    // with every record, and each count must land under its own table.
+    let table_u = |v: String| {
+        v.replace(r#""table":"t""#, r#""table":"u""#)
+            .replace("s.public.t.", "s.public.u.")
+    };
+    let mut src = MemorySource::default();
+    push(&mut src, 0, "c", 1, Some("a"));
+    let (k, v) = change("c", 2, Some("b"));
+    src.push(0, k, v.map(table_u));
+    push(&mut src, 0, "d", 1, Some("a"));
+    let (k, v) = change("d", 2, Some("b"));
+    src.push(0, k, v.map(table_u));
+    push(&mut src, 0, "u", 3, None);
+    let metrics = Arc::new(Metrics::new());
+    let mut w = open(&cfg, MemorySink::new(Resume::Group), src, metrics.clone());
+    drain(&mut w);
+    w.commit().expect("commit");
+    for (table, op, n) in [
+        ("public.t", "upsert", 2.0),
+        ("public.t", "delete", 1.0),
+        ("public.u", "upsert", 1.0),
+        ("public.u", "delete", 1.0),
+    ] {
+        let series = format!(r#"decant_input_records_total{{op="{op}",table="{table}"}}"#);
+        assert_eq!(metric(&metrics, &series), n, "{series}");
+    }
+}

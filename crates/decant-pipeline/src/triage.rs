@@ -12,7 +12,7 @@ use decant_model::{Header, Sink, TableId};
 
 use crate::config::BadRecordPolicy;
 use crate::error::PipelineError;
-use crate::flow::Flow;
+use crate::flow::{Flow, TopicRoute};
 use crate::metrics::Metrics;
 use crate::route::Route;
 use crate::source::{Record, Source};
@@ -35,13 +35,13 @@ pub(crate) struct Refused<'e> {
 
 pub(crate) fn refused<'e>(
     metrics: &Metrics,
-    topic_routes: &HashMap<String, Arc<Route>>,
+    topic_routes: &HashMap<String, TopicRoute>,
     defaults: BadRecordPolicy,
     topic: &str,
     e: &'e DecodeError,
 ) -> Refused<'e> {
     metrics.decode_errors.with_label_values(&[e.class()]).inc();
-    let route = topic_routes.get(topic).cloned();
+    let route = topic_routes.get(topic).map(|t| t.route.clone());
     let (label, policy) = match &route {
         Some(r) => (r.label.clone(), r.on_bad_record),
         None => ("unknown".to_owned(), defaults),

@@ -687,6 +687,21 @@ rename = { id = "order_id" }
     }
 
     #[test]
+    fn client_properties_take_numbers_and_booleans_as_text() {
+        let text = format!(
+            "{GOOD}[kafka.consumer]\n\"fetch.max.bytes\" = 104857600\n\
+             [iceberg.storage]\n\"s3.path-style-access\" = true\n"
+        );
+        // An override's value reads as TOML, so `50` arrives as a number, like in the file.
+        let cfg =
+            parse_all(&text, &env(&[("DECANT_KAFKA__PRODUCER__LINGER.MS", "50")])).expect("valid");
+        let k = cfg.kafka.as_ref().expect("kafka");
+        assert_eq!(k.producer["linger.ms"], "50");
+        assert_eq!(k.consumer["fetch.max.bytes"], "104857600");
+        assert_eq!(cfg.iceberg.storage["s3.path-style-access"], "true");
+    }
+
+    #[test]
     fn every_error_is_reported_at_once() {
         let text = r#"
 [kafka]
