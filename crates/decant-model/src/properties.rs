@@ -55,6 +55,10 @@ impl Visitor<'_> for ScalarText {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<String, E> {
+        // librdkafka's range checks let a NaN through.
+        if !v.is_finite() {
+            return Err(E::custom(format!("{v} is not a finite number")));
+        }
         Ok(v.to_string())
     }
 }
@@ -63,7 +67,7 @@ impl Visitor<'_> for ScalarText {
 mod tests {
     use super::*;
 
-    #[derive(Deserialize)]
+    #[derive(Debug, Deserialize)]
     struct Section {
         #[serde(default, deserialize_with = "deserialize")]
         props: BTreeMap<String, String>,
@@ -99,5 +103,7 @@ mod tests {
         let e = props(r#"{"props": {"bootstrap.servers": ["a", "b"]}}"#).expect_err("a list");
         assert!(e.to_string().contains("a string, number or boolean"), "{e}");
         assert!(props(r#"{"props": {"ssl": {"ca": "x"}}}"#).is_err());
+        let nan = toml::from_str::<Section>("[props]\n\"linger.ms\" = nan\n").expect_err("NaN");
+        assert!(nan.to_string().contains("not a finite number"), "{nan}");
     }
 }

@@ -90,7 +90,6 @@ impl Batch {
     }
 }
 
-/// The loop's state.
 /// A topic's current route with its `decant_input_records_total` counters, looked up once per
 /// route rather than by label for every record.
 pub(crate) struct TopicRoute {
@@ -108,6 +107,7 @@ impl TopicRoute {
     }
 }
 
+/// The loop's state.
 pub(crate) struct Flow<'c, S: Sink, Src: Source> {
     pub(crate) cfg: &'c PipelineConfig,
     pub(crate) sink: S,

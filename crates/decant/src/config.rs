@@ -330,6 +330,10 @@ fn collect_secrets(v: &toml::Value, key: &str, out: &mut Vec<String>) {
         {
             out.push(s.clone())
         }
+        // A property map takes a number as its text (`decant_model::properties`), so an
+        // all-digit password is a secret too.
+        toml::Value::Integer(n) if decant_kafka::is_secret_property(key) => out.push(n.to_string()),
+        toml::Value::Float(f) if decant_kafka::is_secret_property(key) => out.push(f.to_string()),
         toml::Value::Array(a) => a.iter().for_each(|x| collect_secrets(x, key, out)),
         toml::Value::Table(t) => t.iter().for_each(|(k, x)| collect_secrets(x, k, out)),
         _ => {}
@@ -548,8 +552,20 @@ fn expand_into(
     Ok(out)
 }
 
+/// Maps whose values decant hands on, as text, to librdkafka or Iceberg.
+const PROPERTY_MAPS: &[[&str; 2]] = &[
+    ["kafka", "client"],
+    ["kafka", "consumer"],
+    ["kafka", "producer"],
+    ["iceberg", "catalog_properties"],
+    ["iceberg", "table_properties"],
+    ["iceberg", "storage"],
+];
+
 /// `DECANT_<SECTION>__<KEY>[__<KEY>…]=value` sets `section.key…` (names lower-cased). The value
-/// is read as a TOML value when it parses as one (`5000`, `true`, `["a","b"]`), else as a string.
+/// is read as a TOML value when it parses as one (`5000`, `true`, `["a","b"]`), else as a string;
+/// an entry of a [`PROPERTY_MAPS`] map is always the string as given, since reading it as TOML
+/// first would turn a password `1e3` into `1000` or `0x1F` into `31`.
 fn apply_overrides(
     root: &mut toml::Value,
     env: &BTreeMap<String, String>,
@@ -569,10 +585,16 @@ fn apply_overrides(
             ));
             continue;
         }
-        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let property =
+            path.len() == 3 && PROPERTY_MAPS.contains(&[path[0].as_str(), path[1].as_str()]);
+        let value = if property {
+            toml::Value::String(raw.clone())
+        } else {
+            toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(raw.clone()))
+        };
         let mut cur = &mut *root;
         for (i, seg) in path.iter().enumerate() {
             let Some(t) = cur.as_table_mut() else {
@@ -692,13 +714,30 @@ rename = { id = "order_id" }
             "{GOOD}[kafka.consumer]\n\"fetch.max.bytes\" = 104857600\n\
              [iceberg.storage]\n\"s3.path-style-access\" = true\n"
         );
-        // An override's value reads as TOML, so `50` arrives as a number, like in the file.
-        let cfg =
-            parse_all(&text, &env(&[("DECANT_KAFKA__PRODUCER__LINGER.MS", "50")])).expect("valid");
+        // An override of a property is the text as given, never read as TOML first.
+        let cfg = parse_all(
+            &text,
+            &env(&[
+                ("DECANT_KAFKA__PRODUCER__LINGER.MS", "50"),
+                ("DECANT_KAFKA__CLIENT__SASL.PASSWORD", "0x1F"),
+                ("DECANT_ICEBERG__STORAGE__S3.SECRET-ACCESS-KEY", "1e3"),
+            ]),
+        )
+        .expect("valid");
         let k = cfg.kafka.as_ref().expect("kafka");
         assert_eq!(k.producer["linger.ms"], "50");
+        assert_eq!(k.client["sasl.password"], "0x1F");
         assert_eq!(k.consumer["fetch.max.bytes"], "104857600");
         assert_eq!(cfg.iceberg.storage["s3.path-style-access"], "true");
+        assert_eq!(cfg.iceberg.storage["s3.secret-access-key"], "1e3");
+        // A number typed into the file as a password is still a secret.
+        let numeric = format!("{GOOD}[kafka.client]\n\"sasl.password\" = 73914822\n");
+        let cfg = parse_all(&numeric, &env(&[])).expect("valid");
+        assert!(
+            cfg.secrets.0.iter().any(|s| s == "73914822"),
+            "{:?}",
+            cfg.secrets.0.len()
+        );
     }
 
     #[test]
