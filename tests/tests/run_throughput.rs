@@ -300,6 +300,22 @@ struct SinkRun {
     hwm_kb: u64,
 }
 
+/// Fails the harness at once when decant, still expected to read, has exited or is past
+/// `deadline`.
+fn assert_still_running(decant: &mut DecantProcess, bin: &Path, deadline: Instant) {
+    assert!(
+        Instant::now() < deadline,
+        "timed out:\n{}",
+        decant.log_tail(40)
+    );
+    assert!(
+        decant.is_running(),
+        "decant ({}) exited before reading every source record:\n{}",
+        bin.display(),
+        decant.log_tail(40)
+    );
+}
+
 /// `decant run` into compacted topics (exactly once, default cadence) until every source record
 /// is read; every change must reach the output once.
 fn topics_run(bin: &Path, bootstrap: &str, loaded: &Loaded, perf_name: &str) -> SinkRun {
@@ -326,17 +342,7 @@ fn topics_run(bin: &Path, bootstrap: &str, loaded: &Loaded, perf_name: &str) -> 
     let deadline = Instant::now() + Duration::from_secs(1800);
     let (mut t0, mut cpu0) = (None, 0.0);
     loop {
-        assert!(
-            Instant::now() < deadline,
-            "timed out:\n{}",
-            decant.log_tail(40)
-        );
-        assert!(
-            decant.is_running(),
-            "decant ({}) exited before reading every source record:\n{}",
-            bin.display(),
-            decant.log_tail(40)
-        );
+        assert_still_running(&mut decant, bin, deadline);
         let read = metric_sum(port, "decant_input_records_total");
         if t0.is_none() && read > 0 {
             t0 = Some((Instant::now(), read));
@@ -471,17 +477,7 @@ fn lake_run(bin: &Path, bed: &Bed, bootstrap: &str, loaded: &Loaded, perf_name: 
             .unwrap_or(0)
     };
     loop {
-        assert!(
-            Instant::now() < deadline,
-            "timed out:\n{}",
-            decant.log_tail(40)
-        );
-        assert!(
-            decant.is_running(),
-            "decant ({}) exited before reading every source record:\n{}",
-            bin.display(),
-            decant.log_tail(40)
-        );
+        assert_still_running(&mut decant, bin, deadline);
         let read = metric_sum(port, "decant_input_records_total");
         if t0.is_none() && read > 0 {
             t0 = Some((Instant::now(), read));

@@ -1,8 +1,9 @@
 //! Property maps handed on to a client library (librdkafka's `kafka.client` / `consumer` /
 //! `producer`, Iceberg's catalog, table and storage properties). Those libraries take every
-//! value as text, but a TOML file says `linger.ms = 50` or `s3.path-style-access = true`, and an
-//! environment override (`DECANT_KAFKA__PRODUCER__LINGER.MS=50`) reads as a number too: a
+//! value as text, while a TOML file says `linger.ms = 50` or `s3.path-style-access = true`: a
 //! scalar is taken as its text rather than refused. The library itself then judges the value.
+//! (An environment override of such an entry is already text: the binary does not read it as
+//! TOML.)
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -401,7 +401,7 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
         }
         match decoded {
             Ok(Outcome::Row { table, kind }) => {
-                self.route_for_topic(&table, topic)?.count(kind);
+                self.count_input(&table, topic, kind)?;
                 drop(headers);
                 self.held.push(m);
                 if self.decoder.pending_rows() >= self.cfg.delivery.flush_max_rows {
@@ -495,33 +495,34 @@ impl<'c, S: Sink, Src: Source> Flow<'c, S, Src> {
         Ok(())
     }
 
-    /// The route of `table`, remembered as the last table of `topic`.
-    fn route_for_topic(
+    /// Counts a decoded row of `table` from `topic`. The route (and its counters) is remembered
+    /// as the last table of `topic`, so a topic of one table looks it up once.
+    fn count_input(
         &mut self,
         table: &TableId,
         topic: &str,
-    ) -> Result<&TopicRoute, PipelineError> {
-        let known = self
-            .topic_routes
-            .get(topic)
-            .is_some_and(|r| r.route.table == *table);
-        if !known {
-            let route = self.route(table, topic)?;
-            let counter = |kind: ChangeKind| {
-                self.metrics
-                    .input_records
-                    .with_label_values(&[&route.label, kind.as_str()])
-            };
-            let (upserts, deletes) = (counter(ChangeKind::Upsert), counter(ChangeKind::Delete));
-            let entry = self.topic_routes.entry(topic.to_owned());
-            let remembered = TopicRoute {
-                route,
-                upserts,
-                deletes,
-            };
-            return Ok(entry.insert_entry(remembered).into_mut());
+        kind: ChangeKind,
+    ) -> Result<(), PipelineError> {
+        if let Some(r) = self.topic_routes.get(topic)
+            && r.route.table == *table
+        {
+            r.count(kind);
+            return Ok(());
         }
-        Ok(&self.topic_routes[topic])
+        let route = self.route(table, topic)?;
+        let counter = |kind: ChangeKind| {
+            self.metrics
+                .input_records
+                .with_label_values(&[&route.label, kind.as_str()])
+        };
+        let remembered = TopicRoute {
+            upserts: counter(ChangeKind::Upsert),
+            deletes: counter(ChangeKind::Delete),
+            route,
+        };
+        remembered.count(kind);
+        self.topic_routes.insert(topic.to_owned(), remembered);
+        Ok(())
     }
 
     /// The route of `table`; a table seen for the first time has its destination opened.
